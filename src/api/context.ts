@@ -1,0 +1,39 @@
+import type { EnvironmentView, PlanView, ResultView } from '../events/types';
+import type { PlanService } from '../services/plan.service';
+import type { StatusService } from '../services/status.service';
+import type { TestService } from '../services/test.service';
+import type { EnvironmentService } from '../services/environment.service';
+import { BatchLoader } from './batch-loader';
+import type { LiveEvents } from './live';
+
+export interface Services {
+  plans: PlanService;
+  tests: TestService;
+  status: StatusService;
+  environments: EnvironmentService;
+}
+
+export interface ApiContext {
+  services: Services;
+  live: LiveEvents;
+  loaders: {
+    result: BatchLoader<string, ResultView>;
+    plan: BatchLoader<string, PlanView>;
+    environment: BatchLoader<string, EnvironmentView>;
+  };
+}
+
+export function makeContext(services: Services, live: LiveEvents): ApiContext {
+  return {
+    services,
+    live,
+    loaders: {
+      result: new BatchLoader((ids) => services.tests.results(ids)),
+      plan: new BatchLoader(async (ids) => {
+        const found = await Promise.all(ids.map((id) => services.plans.get(id)));
+        return new Map(found.filter((p): p is PlanView => p !== null).map((p) => [p.id, p]));
+      }),
+      environment: new BatchLoader((ids) => services.environments.byIds(ids)),
+    },
+  };
+}

@@ -1,0 +1,25 @@
+import { Field, ID, Int, ObjectType } from 'type-graphql';
+import { PageInfo, StatusCounts } from '../common.types';
+import { PlanStatus } from '../enums';
+import { DateTimeScalar } from '../scalars';
+
+/** Fields read from a PlanView; counts and tests are resolved by PlanResolver. */
+@ObjectType()
+export class ExecutionPlan {
+  @Field(() => ID) id!: string;
+  @Field() name!: string;
+  @Field(() => Int) priority!: number;
+  @Field(() => PlanStatus) status!: PlanStatus;
+  @Field(() => DateTimeScalar) createdAt!: string;
+  @Field(() => DateTimeScalar, { nullable: true }) startedAt!: string | null;
+  @Field(() => DateTimeScalar, { nullable: true }) finishedAt!: string | null;
+}
+
+@ObjectType()
+export class ExecutionPlanConnection {
+  @Field(() => [ExecutionPlan]) nodes!: ExecutionPlan[];
+  @Field(() => PageInfo) pageInfo!: PageInfo;
+  @Field(() => Int) totalCount!: number;
+}
+
+export { StatusCounts };

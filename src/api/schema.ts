@@ -1,0 +1,37 @@
+import 'reflect-metadata';
+import { printSchema, type GraphQLSchema } from 'graphql';
+import { buildSchema } from 'type-graphql';
+import { EnvironmentResolver } from './environment/environment.resolver';
+import { userErrors } from './errors';
+import { PlanResolver } from './plan/plan.resolver';
+import { DateTimeScalar } from './scalars';
+import { SystemResolver } from './system/system.resolver';
+import { TestCaseResolver } from './test/test.resolver';
+
+let built: GraphQLSchema | null = null;
+
+/** The schema, generated from the type-graphql classes (once per process). */
+export async function createSchema(): Promise<GraphQLSchema> {
+  built ??= await buildSchema({
+    resolvers: [PlanResolver, TestCaseResolver, EnvironmentResolver, SystemResolver],
+    scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
+    globalMiddlewares: [userErrors],
+    validate: false, // input is validated by the domain, with messages that name the test and field
+    // Every subscription has its own `subscribe` over the Redis event bus (src/api/live.ts); type-graphql
+    // still insists on a pubSub, which is never used.
+    pubSub: {
+      publish: () => {
+        throw new Error('unused: events are published on the Redis event bus');
+      },
+      subscribe: () => {
+        throw new Error('unused: subscriptions read the Redis event bus');
+      },
+    },
+  });
+  return built;
+}
+
+/** The SDL committed as schema.graphql. */
+export async function schemaSdl(): Promise<string> {
+  return `${printSchema(await createSchema())}\n`;
+}

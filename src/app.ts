@@ -1,0 +1,87 @@
+// The composition root: builds every part from the configuration and hands out explicit dependencies.
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config/config';
+import { openDatabase, type Database } from './db/database';
+import { PlansRepository } from './db/plans.repository';
+import { StatusRepository } from './db/status.repository';
+import { TestsRepository } from './db/tests.repository';
+import { EventBus } from './events/bus';
+import { startEmbeddedRedis, redisOptionsFromUrl, type EmbeddedRedis } from './infra/redis-server';
+import { TestQueues } from './queue/producer';
+import type { ServiceDeps } from './services/context';
+import { EnvironmentService } from './services/environment.service';
+import { PlanService } from './services/plan.service';
+import { StatusService } from './services/status.service';
+import { TestService } from './services/test.service';
+import type { Services } from './api/context';
+
+export interface Core {
+  config: Config;
+  logger: Logger;
+  db: Database;
+  redis: Redis;
+  events: EventBus;
+  queues: TestQueues;
+  deps: ServiceDeps;
+  services: Services;
+  /** Connection options for further Redis connections (BullMQ workers need their own). */
+  redisUrl: string;
+  close(): Promise<void>;
+}
+
+/** Opens the database (migrating it), connects to Redis (starting one when none is configured). */
+export async function openCore(config: Config, logger: Logger): Promise<Core> {
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch((err: Error) => logger.warn({ err }, 'error while closing'));
+  };
+  try {
+    let redisUrl = config.redisUrl;
+    if (!redisUrl) {
+      const embedded: EmbeddedRedis = await startEmbeddedRedis({ dataDir: config.dataDir, logger });
+      closers.push(() => embedded.stop());
+      redisUrl = embedded.url;
+      logger.info({ socket: embedded.socketPath, pid: embedded.pid }, 'embedded redis-server running');
+    }
+    const redis = new Redis({ ...redisOptionsFromUrl(redisUrl), maxRetriesPerRequest: null, lazyConnect: true });
+    redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+    closers.push(async () => {
+      await redis.quit().catch(() => redis.disconnect());
+    });
+    await redis.connect().catch((e: Error) => {
+      throw new Error(`cannot reach Redis at ${redisUrl}: ${e.message}`);
+    });
+
+    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger });
+    closers.push(() => db.close());
+    logger.info({ database: db.kind, location: db.location }, 'database ready');
+
+    const events = new EventBus(redis, config.redisPrefix, (err, context) => logger.warn({ err: err.message, ...context }, 'event bus error'));
+    closers.push(() => events.close());
+    const queues = new TestQueues(redis, config.redisPrefix, config.pools.map((p) => p.name));
+    closers.push(() => queues.close());
+
+    const deps: ServiceDeps = {
+      config,
+      logger,
+      plans: new PlansRepository(db.prisma),
+      tests: new TestsRepository(db.prisma),
+      status: new StatusRepository(db.prisma),
+      queues,
+      events,
+      pingDatabase: () => db.ping(),
+      now: () => new Date(),
+    };
+    const services: Services = {
+      plans: new PlanService(deps),
+      tests: new TestService(deps),
+      status: new StatusService(deps),
+      environments: new EnvironmentService(deps),
+    };
+    return { config, logger, db, redis, events, queues, deps, services, redisUrl, close: closeAll };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}

@@ -1,0 +1,141 @@
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
+
+/** Limits on what one submission may hold; every public default says why. */
+export interface SubmissionLimits {
+  /** 50,000 tests: a large monorepo's plan fits; 10,000 are accepted in one call well under a second. */
+  maxTestsPerPlan: number;
+  /** 256 KiB: a script is a test's driver, not its data (data goes into the image or artifacts). */
+  maxScriptBytes: number;
+  /** 24 hours. */
+  maxTimeoutSeconds: number;
+  /** Used when a test gives no timeoutSeconds: 10 minutes. */
+  defaultTimeoutSeconds: number;
+  /** Retries after an environment fault when a test gives no maxRetries. */
+  defaultMaxRetries: number;
+  maxRetries: number;
+  maxEnvVars: number;
+  maxEnvValueBytes: number;
+  maxServices: number;
+  maxArtifactPaths: number;
+  minPriority: number;
+  maxPriority: number;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  imageDir: string;
+  /** undefined: the embedded PGlite database in DATA_DIR/pglite. */
+  databaseUrl?: string;
+  /** undefined: a redis-server the program starts itself in DATA_DIR. */
+  redisUrl?: string;
+  /** Prefix of every Redis key and channel: several deployments can share one Redis. */
+  redisPrefix: string;
+  pools: PoolDefinition[];
+  limits: SubmissionLimits;
+  /** Bytes of stdout and of stderr kept in a test's result. */
+  maxOutputBytes: number;
+  logLevel: string;
+  /** Request body limit of the HTTP API. */
+  maxRequestBytes: number;
+  workerHeartbeatMs: number;
+  reconcileIntervalMs: number;
+}
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+const envSchema = z.object({
+  PORT: port.default(4000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  IMAGE_DIR: z.string().min(1).optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'a postgresql:// URL (unset for the embedded database)')
+    .optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^(rediss?|unix):\/\//, 'a redis://, rediss:// or unix:// URL (unset for an embedded redis-server)')
+    .optional(),
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/).default('orch'),
+  POOLS: z.string().optional(),
+  POOLS_FILE: z.string().optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
+  MAX_TESTS_PER_PLAN: positiveInt.default(50_000),
+  DEFAULT_TIMEOUT_SECONDS: positiveInt.max(86_400).default(600),
+  MAX_REQUEST_BYTES: positiveInt.default(256 * 1024 * 1024),
+  WORKER_HEARTBEAT_MS: positiveInt.default(5_000),
+  RECONCILE_INTERVAL_MS: positiveInt.default(5_000),
+});
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[], prefix: string): string[] {
+  return issues.map((i) => {
+    const path = i.path.length ? `${prefix}${prefix ? '.' : ''}${i.path.map(String).join('.')}` : prefix;
+    return `${path || '(root)'}: ${i.message}`;
+  });
+}
+
+/** Parses the environment once; lists every problem at once. Nothing below main reads process.env. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const problems: string[] = [];
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) problems.push(...formatIssues(parsed.error.issues, ''));
+
+  let pools: PoolDefinition[] = DEFAULT_POOLS;
+  try {
+    const source = loadPoolsSource({ json: env.POOLS, file: env.POOLS_FILE });
+    if (source) {
+      const p = poolsSchema.safeParse(source.value);
+      if (p.success) pools = p.data;
+      else problems.push(...formatIssues(p.error.issues, `${source.origin} pools`));
+    }
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (problems.length || !parsed.success) throw new ConfigError(problems);
+
+  const e = parsed.data;
+  const cacheHome = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    dataDir: resolve(e.DATA_DIR),
+    imageDir: resolve(e.IMAGE_DIR ?? join(cacheHome, 'test-orchestrator', 'images')),
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    redisPrefix: e.REDIS_PREFIX,
+    pools,
+    limits: {
+      maxTestsPerPlan: e.MAX_TESTS_PER_PLAN,
+      maxScriptBytes: 256 * 1024,
+      maxTimeoutSeconds: 86_400,
+      defaultTimeoutSeconds: e.DEFAULT_TIMEOUT_SECONDS,
+      defaultMaxRetries: 2,
+      maxRetries: 10,
+      maxEnvVars: 200,
+      maxEnvValueBytes: 32 * 1024,
+      maxServices: 16,
+      maxArtifactPaths: 100,
+      minPriority: -1000,
+      maxPriority: 1000,
+    },
+    maxOutputBytes: e.MAX_OUTPUT_BYTES,
+    logLevel: e.LOG_LEVEL,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+    workerHeartbeatMs: e.WORKER_HEARTBEAT_MS,
+    reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+  };
+}

@@ -1,0 +1,91 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+export const TEST_TYPES = ['UNIT', 'INTEGRATION', 'PERFORMANCE', 'SECURITY'] as const;
+export const ENVIRONMENT_KINDS = ['CONTAINER', 'QEMU'] as const;
+
+const name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", at most 63');
+
+export const poolSchema = z.object({
+  name,
+  kind: z.enum(ENVIRONMENT_KINDS),
+  arch: z.string().min(1).default('x86_64'),
+  cpus: z.number().int().min(1).max(256),
+  memoryMb: z.number().int().min(16).max(1024 * 1024),
+  image: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'an image name: letters, digits, ".", "_" and "-"'),
+  tags: z.array(z.string().min(1).max(64)).default([]),
+  /** How many tests one worker host runs at once on this pool. */
+  capacity: z.number().int().min(1).max(1024),
+  /** Processes (and threads) one test may have at once. */
+  pids: z.number().int().min(8).max(100_000).default(512),
+  testTypes: z.array(z.enum(TEST_TYPES)).min(1),
+});
+
+export type PoolDefinition = z.infer<typeof poolSchema>;
+
+export const poolsSchema = z
+  .array(poolSchema)
+  .min(1, 'at least one pool')
+  .superRefine((pools, ctx) => {
+    const seen = new Set<string>();
+    pools.forEach((p, i) => {
+      if (seen.has(p.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate pool name "${p.name}"` });
+      seen.add(p.name);
+    });
+  });
+
+/**
+ * Defaults that fit one small machine (2 cores): a pool of light containers for unit, integration and
+ * security tests, and a single-slot pool with a dedicated CPU for performance tests.
+ */
+export const DEFAULT_POOLS: PoolDefinition[] = [
+  {
+    name: 'container',
+    kind: 'CONTAINER',
+    arch: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
+    cpus: 1,
+    memoryMb: 512,
+    image: 'debian-bookworm',
+    tags: ['linux', 'debian'],
+    capacity: 2,
+    pids: 256,
+    testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
+  },
+  {
+    name: 'perf',
+    kind: 'CONTAINER',
+    arch: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
+    cpus: 1,
+    memoryMb: 1024,
+    image: 'debian-bookworm',
+    tags: ['linux', 'debian', 'dedicated-cpu'],
+    capacity: 1,
+    pids: 256,
+    testTypes: ['PERFORMANCE'],
+  },
+];
+
+/** Reads pool definitions from JSON text (the POOLS variable) or a JSON file (POOLS_FILE). */
+export function loadPoolsSource(source: { json?: string; file?: string }): { value: unknown; origin: string } | null {
+  if (source.json !== undefined && source.json.trim() !== '') {
+    return { value: parseJson(source.json, 'POOLS'), origin: 'POOLS' };
+  }
+  if (source.file) {
+    let text: string;
+    try {
+      text = readFileSync(source.file, 'utf8');
+    } catch (e) {
+      throw new Error(`POOLS_FILE: cannot read ${source.file}: ${(e as Error).message}`);
+    }
+    return { value: parseJson(text, `POOLS_FILE (${source.file})`), origin: `POOLS_FILE (${source.file})` };
+  }
+  return null;
+}
+
+function parseJson(text: string, origin: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${origin}: not valid JSON: ${(e as Error).message}`);
+  }
+}

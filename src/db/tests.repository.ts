@@ -1,0 +1,114 @@
+import type { TestStatus } from '../domain/status';
+import type { ResultView, TestView } from '../events/types';
+import type { Prisma, PrismaClient } from '../generated/prisma/client';
+import { decodeCursor, encodeCursor } from './cursor';
+import type { Page } from './plans.repository';
+import { resultView, TEST_VIEW_SELECT, testView } from './views';
+
+/** What a worker needs to run a test. */
+export interface TestSpecRow {
+  id: string;
+  planId: string;
+  name: string;
+  type: 'UNIT' | 'INTEGRATION' | 'PERFORMANCE' | 'SECURITY';
+  script: string;
+  timeoutSeconds: number;
+  requirements: unknown;
+  services: unknown;
+  env: unknown;
+  artifactPaths: string[];
+  maxRetries: number;
+  pool: string;
+  priority: number;
+  status: TestStatus;
+  attempts: number;
+}
+
+export class TestsRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async get(id: string): Promise<TestView | null> {
+    const row = await this.prisma.testCase.findUnique({ where: { id }, select: TEST_VIEW_SELECT });
+    return row ? testView(row) : null;
+  }
+
+  async spec(id: string): Promise<TestSpecRow | null> {
+    return this.prisma.testCase.findUnique({
+      where: { id },
+      select: {
+        id: true, planId: true, name: true, type: true, script: true, timeoutSeconds: true, requirements: true, services: true,
+        env: true, artifactPaths: true, maxRetries: true, pool: true, priority: true, status: true, attempts: true,
+      },
+    });
+  }
+
+  /** Tests of a plan in submission order. */
+  async listByPlan(planId: string, first: number, after: string | null, status: TestStatus | null): Promise<Page<TestView>> {
+    const seq = after ? decodeCursor(after) : null;
+    const base: Prisma.TestCaseWhereInput = { planId, ...(status ? { status } : {}) };
+    const [rows, totalCount] = await Promise.all([
+      this.prisma.testCase.findMany({
+        where: { ...base, ...(seq !== null ? { seq: { gt: seq } } : {}) },
+        orderBy: { seq: 'asc' },
+        take: first + 1,
+        select: { ...TEST_VIEW_SELECT, seq: true },
+      }),
+      this.countOfPlan(planId, status),
+    ]);
+    const page = rows.slice(0, first);
+    return {
+      nodes: page.map((r) => testView(r)),
+      hasNextPage: rows.length > first,
+      endCursor: page.length ? encodeCursor(page[page.length - 1].seq) : null,
+      totalCount,
+    };
+  }
+
+  /** From the plan's counters, not a count over its tests. */
+  private async countOfPlan(planId: string, status: TestStatus | null): Promise<number> {
+    const agg = await this.prisma.planStatusCount.aggregate({ where: { planId, ...(status ? { status } : {}) }, _sum: { n: true } });
+    return agg._sum.n ?? 0;
+  }
+
+  /** The results of the latest attempts of these tests, batched. */
+  async results(testIds: readonly string[]): Promise<Map<string, ResultView>> {
+    const runs = await this.prisma.testRun.findMany({
+      where: { testId: { in: [...testIds] }, finishedAt: { not: null } },
+      orderBy: [{ testId: 'asc' }, { attempt: 'desc' }],
+      distinct: ['testId'],
+      include: { artifacts: true },
+    });
+    return new Map(runs.map((r) => [r.testId, resultView(r)]));
+  }
+
+  /**
+   * The one conditional update of a transition: it applies only while the test is in one of `from` (and,
+   * when given, still at `attempt`). Returns the test after the change, or null when the guard failed.
+   */
+  async transition(
+    id: string,
+    guard: { from: readonly TestStatus[]; attempt?: number },
+    data: Prisma.TestCaseUncheckedUpdateManyInput,
+  ): Promise<TestView | null> {
+    const res = await this.prisma.testCase.updateManyAndReturn({
+      where: { id, status: { in: [...guard.from] }, ...(guard.attempt !== undefined ? { attempts: guard.attempt } : {}) },
+      data,
+      select: TEST_VIEW_SELECT,
+    });
+    return res.length ? testView(res[0]) : null;
+  }
+
+  /** Cancels every QUEUED test of a plan at once; returns them. */
+  async cancelQueuedOfPlan(planId: string, at: Date): Promise<TestView[]> {
+    const rows = await this.prisma.testCase.updateManyAndReturn({
+      where: { planId, status: 'QUEUED' },
+      data: { status: 'CANCELLED', finishedAt: at },
+      select: TEST_VIEW_SELECT,
+    });
+    return rows.map((r) => testView(r));
+  }
+
+  async runningOfPlan(planId: string): Promise<{ id: string; attempts: number }[]> {
+    return this.prisma.testCase.findMany({ where: { planId, status: 'RUNNING' }, select: { id: true, attempts: true } });
+  }
+}

@@ -1,0 +1,21 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import type { PlansRepository } from '../db/plans.repository';
+import type { StatusRepository } from '../db/status.repository';
+import type { TestsRepository } from '../db/tests.repository';
+import type { EventBus } from '../events/bus';
+import type { TestQueues } from '../queue/producer';
+
+/** What the use cases need, passed in explicitly. */
+export interface ServiceDeps {
+  config: Config;
+  logger: Logger;
+  plans: PlansRepository;
+  tests: TestsRepository;
+  status: StatusRepository;
+  queues: TestQueues;
+  events: EventBus;
+  /** Health probes of the components. */
+  pingDatabase(): Promise<void>;
+  now(): Date;
+}

@@ -1,0 +1,17 @@
+import { isUuid } from '../db/cursor';
+import type { EnvironmentView } from '../events/types';
+import type { EnvironmentStatus } from '../generated/prisma/enums';
+import type { ServiceDeps } from './context';
+
+export class EnvironmentService {
+  constructor(private readonly d: ServiceDeps) {}
+
+  list(pool: string | null | undefined, status: EnvironmentStatus | null | undefined): Promise<EnvironmentView[]> {
+    return this.d.status.environments({ pool, status });
+  }
+
+  async byIds(ids: readonly string[]): Promise<Map<string, EnvironmentView>> {
+    const found = await Promise.all(ids.filter(isUuid).map((id) => this.d.status.environment(id)));
+    return new Map(found.filter((e): e is EnvironmentView => e !== null).map((e) => [e.id, e]));
+  }
+}

@@ -1,0 +1,116 @@
+import { randomUUID } from 'node:crypto';
+import { explainUnschedulable, matchPool } from '../domain/matching';
+import { describeProblems, validatePlan, type SubmitPlanInput } from '../domain/plan-input';
+import type { PlanStatus } from '../domain/status';
+import { isUuid } from '../db/cursor';
+import { UniqueViolation, type NewTestRow, type Page } from '../db/plans.repository';
+import type { PlanView } from '../events/types';
+import type { ServiceDeps } from './context';
+import { UserError } from './errors';
+import { cancelRunning, publishTestChanges } from './transitions';
+
+export const MAX_PAGE = 500;
+export const DEFAULT_PAGE = 50;
+
+export function pageSize(first: number | null | undefined): number {
+  if (first === null || first === undefined) return DEFAULT_PAGE;
+  if (!Number.isInteger(first) || first < 0 || first > MAX_PAGE) throw new UserError('BAD_USER_INPUT', `first must be from 0 to ${MAX_PAGE} (got ${first})`, { field: 'first' });
+  return first;
+}
+
+export class PlanService {
+  constructor(private readonly d: ServiceDeps) {}
+
+  /**
+   * Validates everything, matches each test to a pool, stores the plan and its tests in one transaction,
+   * then queues one job per test. Rejected input stores and queues nothing.
+   */
+  async submit(input: SubmitPlanInput): Promise<PlanView> {
+    const { config, logger } = this.d;
+    const problems = validatePlan(input, config.limits);
+    if (problems.length) {
+      throw new UserError('BAD_USER_INPUT', `invalid plan: ${describeProblems(problems)}`, { problems: problems.slice(0, 100) });
+    }
+    if (input.idempotencyKey) {
+      const existing = await this.d.plans.findByIdempotencyKey(input.idempotencyKey);
+      if (existing) return existing;
+    }
+
+    const tests: NewTestRow[] = [];
+    const unschedulable: string[] = [];
+    input.tests.forEach((t, i) => {
+      const req = t.requirements ?? {};
+      const pool = matchPool(config.pools, t.type, req);
+      if (!pool) {
+        if (unschedulable.length < 5) unschedulable.push(`tests[${i}] "${t.name}": no pool can run it (${explainUnschedulable(config.pools, t.type, req)})`);
+        else unschedulable.push('');
+        return;
+      }
+      tests.push({
+        id: randomUUID(),
+        name: t.name,
+        type: t.type,
+        script: t.script,
+        timeoutSeconds: t.timeoutSeconds ?? config.limits.defaultTimeoutSeconds,
+        requirements: stripNulls({ ...req, tags: req.tags ? [...req.tags] : undefined }),
+        services: (t.services ?? []).map((s) => stripNulls({ ...s })),
+        env: (t.env ?? []).map((e) => ({ name: e.name, value: e.value })),
+        artifactPaths: t.artifactPaths ?? [],
+        maxRetries: t.maxRetries ?? config.limits.defaultMaxRetries,
+        pool: pool.name,
+      });
+    });
+    if (unschedulable.length) {
+      const shown = unschedulable.filter(Boolean);
+      const more = unschedulable.length - shown.length;
+      throw new UserError('UNSCHEDULABLE', `${shown.join('; ')}${more ? `; and ${more} more` : ''}`, { tests: unschedulable.length });
+    }
+
+    const priority = input.priority ?? 0;
+    let plan: PlanView;
+    try {
+      plan = await this.d.plans.create({ id: randomUUID(), name: input.name, priority, idempotencyKey: input.idempotencyKey ?? null, tests });
+    } catch (e) {
+      // a concurrent submission with the same key won the race: answer with its plan
+      if (e instanceof UniqueViolation && input.idempotencyKey) {
+        const existing = await this.d.plans.findByIdempotencyKey(input.idempotencyKey);
+        if (existing) return existing;
+      }
+      throw e;
+    }
+    try {
+      await this.d.queues.enqueue(tests.map((t) => ({ testId: t.id, planId: plan.id, pool: t.pool, priority })));
+    } catch (err) {
+      // stored is what counts: the reconciler queues QUEUED tests that have no job
+      logger.error({ err, planId: plan.id }, 'could not queue the tests of a stored plan; the reconciler will');
+    }
+    this.d.events.emit('plan', plan);
+    this.d.events.emit('system', { reason: 'plan submitted' });
+    logger.info({ planId: plan.id, tests: tests.length, priority }, 'plan submitted');
+    return plan;
+  }
+
+  async get(id: string): Promise<PlanView | null> {
+    return isUuid(id) ? this.d.plans.get(id) : null;
+  }
+
+  async list(first: number | null | undefined, after: string | null | undefined, status: PlanStatus | null | undefined): Promise<Page<PlanView>> {
+    return this.d.plans.list(pageSize(first), after ?? null, status ?? null);
+  }
+
+  /** QUEUED tests are cancelled and taken off the queue; RUNNING ones are killed by their workers. */
+  async cancel(id: string): Promise<PlanView> {
+    if (!isUuid(id) || !(await this.d.plans.markCancelled(id))) throw new UserError('NOT_FOUND', `no plan with id ${id}`, { id });
+    const cancelled = await this.d.tests.cancelQueuedOfPlan(id, this.d.now());
+    await Promise.all(cancelled.map((t) => this.d.queues.remove(t.pool, t.id)));
+    for (const running of await this.d.tests.runningOfPlan(id)) await cancelRunning(this.d, running.id);
+    const plan = await publishTestChanges(this.d, id, cancelled);
+    if (!plan) throw new UserError('NOT_FOUND', `no plan with id ${id}`, { id });
+    this.d.logger.info({ planId: id, cancelledQueued: cancelled.length }, 'plan cancelled');
+    return plan;
+  }
+}
+
+function stripNulls<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as T;
+}

@@ -1,0 +1,109 @@
+import type { PoolDefinition } from '../config/pools';
+import { TERMINAL_STATUSES, totalOf, type StatusCounts } from '../domain/status';
+import type { ServiceDeps } from './context';
+
+export interface ComponentHealth {
+  name: string;
+  healthy: boolean;
+  detail: string | null;
+}
+
+export interface PoolStatusView {
+  name: string;
+  kind: PoolDefinition['kind'];
+  ready: number;
+  busy: number;
+  unhealthy: number;
+  capacity: number;
+  queuedTests: number;
+  testTypes: PoolDefinition['testTypes'];
+}
+
+export interface SystemStatusView {
+  activeTests: number;
+  queuedTests: number;
+  completedTests: number;
+  counts: StatusCounts & { total: number };
+  pools: PoolStatusView[];
+  workers: number;
+  healthy: boolean;
+  components: ComponentHealth[];
+}
+
+async function probe(name: string, fn: () => Promise<string | null>, timeoutMs = 2_000): Promise<ComponentHealth> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const detail = await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+    return { name, healthy: true, detail };
+  } catch (e) {
+    return { name, healthy: false, detail: (e as Error).message };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export class StatusService {
+  constructor(private readonly d: ServiceDeps) {}
+
+  /** Live counts from the counter tables, pools, workers and the health of each component. */
+  async systemStatus(): Promise<SystemStatusView> {
+    const { config } = this.d;
+    const since = new Date(this.d.now().getTime() - config.workerHeartbeatMs * 3);
+    const [counts, envs, workers, database, queue] = await Promise.all([
+      this.d.status.testCounts().catch(() => null),
+      this.d.status.environmentCounts().catch(() => null),
+      this.d.status.liveWorkers(since).catch(() => null),
+      probe('database', async () => {
+        await this.d.pingDatabase();
+        return null;
+      }),
+      probe('queue', async () => {
+        await this.d.queues.ping();
+        return null;
+      }),
+    ]);
+    const total = counts?.total ?? { QUEUED: 0, RUNNING: 0, PASSED: 0, FAILED: 0, TIMED_OUT: 0, ERROR: 0, CANCELLED: 0 };
+    const servedPools = new Set((workers ?? []).flatMap((w) => w.pools));
+    const unserved = config.pools.filter((p) => !servedPools.has(p.name)).map((p) => p.name);
+    const workersHealth: ComponentHealth =
+      workers === null
+        ? { name: 'workers', healthy: false, detail: 'unknown: the database did not answer' }
+        : workers.length === 0
+          ? { name: 'workers', healthy: false, detail: 'no worker process is alive' }
+          : {
+              name: 'workers',
+              healthy: unserved.length === 0,
+              detail: `${workers.length} alive${unserved.length ? `; no worker serves pool ${unserved.join(', ')}` : ''}`,
+            };
+    const components = [database, queue, workersHealth];
+    const liveCount = workers?.length ?? 0;
+    return {
+      activeTests: total.RUNNING,
+      queuedTests: total.QUEUED,
+      completedTests: TERMINAL_STATUSES.reduce((s, st) => s + total[st], 0),
+      counts: { ...total, total: totalOf(total) },
+      pools: config.pools.map((p) => {
+        const e = envs?.get(p.name) ?? { ready: 0, busy: 0, unhealthy: 0 };
+        const hosts = (workers ?? []).filter((w) => w.pools.includes(p.name)).length;
+        return {
+          name: p.name,
+          kind: p.kind,
+          ready: e.ready,
+          busy: e.busy,
+          unhealthy: e.unhealthy,
+          capacity: p.capacity * hosts,
+          queuedTests: counts?.byPool.get(p.name)?.QUEUED ?? 0,
+          testTypes: p.testTypes,
+        };
+      }),
+      workers: liveCount,
+      healthy: components.every((c) => c.healthy),
+      components,
+    };
+  }
+}

@@ -1,0 +1,40 @@
+import { isTerminal } from '../domain/status';
+import type { TestStatus } from '../domain/status';
+import { isUuid } from '../db/cursor';
+import type { Page } from '../db/plans.repository';
+import type { ResultView, TestView } from '../events/types';
+import type { ServiceDeps } from './context';
+import { UserError } from './errors';
+import { pageSize } from './plan.service';
+import { cancelRunning, publishTestChanges } from './transitions';
+
+export class TestService {
+  constructor(private readonly d: ServiceDeps) {}
+
+  async get(id: string): Promise<TestView | null> {
+    return isUuid(id) ? this.d.tests.get(id) : null;
+  }
+
+  async listOfPlan(planId: string, first: number | null | undefined, after: string | null | undefined, status: TestStatus | null | undefined): Promise<Page<TestView>> {
+    return this.d.tests.listByPlan(planId, pageSize(first), after ?? null, status ?? null);
+  }
+
+  /** Results of the latest finished attempt, for many tests in one query. */
+  async results(ids: readonly string[]): Promise<Map<string, ResultView>> {
+    return this.d.tests.results(ids);
+  }
+
+  /** QUEUED: cancelled and removed from its queue. RUNNING: cancelled, and its worker kills it. Finished: unchanged. */
+  async cancel(id: string): Promise<TestView> {
+    const current = isUuid(id) ? await this.d.tests.get(id) : null;
+    if (!current) throw new UserError('NOT_FOUND', `no test with id ${id}`, { id });
+    if (isTerminal(current.status)) return current;
+    let changed = await this.d.tests.transition(id, { from: ['QUEUED'] }, { status: 'CANCELLED', finishedAt: this.d.now() });
+    if (changed) await this.d.queues.remove(changed.pool, id);
+    else changed = await cancelRunning(this.d, id);
+    if (!changed) return (await this.d.tests.get(id)) as TestView; // finished meanwhile
+    await publishTestChanges(this.d, changed.planId, [changed]);
+    this.d.logger.info({ testId: id, planId: changed.planId, from: current.status }, 'test cancelled');
+    return changed;
+  }
+}

@@ -1,0 +1,16 @@
+import { createReadStream } from 'node:fs';
+import type { Express } from 'express';
+
+/** Pages and files served beside the API: downloads of artifacts. */
+export function mountWeb(app: Express, o: { artifactPath?(id: string): Promise<{ path: string; name: string } | null> }): void {
+  app.get('/artifacts/:id', async (req, res) => {
+    const found = o.artifactPath ? await o.artifactPath(String(req.params.id)).catch(() => null) : null;
+    if (!found) {
+      res.status(404).json({ error: 'no such artifact' });
+      return;
+    }
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Content-Disposition', `attachment; filename="${found.name.replace(/[^A-Za-z0-9._-]/g, '_')}"`);
+    createReadStream(found.path).on('error', () => res.destroy()).pipe(res);
+  });
+}
