@@ -46,7 +46,7 @@ fi
 PRISMA="$PRISMA6_DIR/node_modules/.bin/prisma"
 if [ ! -x "$PRISMA" ]; then
   echo "db-diff: installing the Prisma 6 CLI into $PRISMA6_DIR (npm ci)…" >&2
-  npm ci --prefix "$PRISMA6_DIR" --no-audit --no-fund --loglevel=error >&2 \
+  npm ci --prefix "$PRISMA6_DIR" --ignore-scripts --no-audit --no-fund --loglevel=error >&2 \
     || die "npm ci --prefix $PRISMA6_DIR failed"
 fi
 
@@ -58,12 +58,14 @@ trap 'rm -rf "$WORK"' EXIT
 #   (or preview features unknown to 6.19) would fail validation;
 # - Prisma 6 requires a datasource `url` (Prisma 7 forbids one): replace any url lines by a dummy
 #   one. Nothing connects to it; the diff runs against an in-memory PGlite.
+# Removed lines become blank lines (less one per generator, for the added url line) so that line
+# numbers in Prisma's error messages match $SCHEMA below the generator and datasource blocks.
 to_prisma6() {
   awk '
-    /^[[:space:]]*generator[[:space:]]+[A-Za-z0-9_]+[[:space:]]*\{/ { skip = 1 }
-    skip { if ($0 ~ /^[[:space:]]*\}/) skip = 0; next }
+    /^[[:space:]]*generator[[:space:]]+[A-Za-z0-9_]+[[:space:]]*\{/ { skip = 1; next }
+    skip { if ($0 ~ /^[[:space:]]*\}/) skip = 0; print ""; next }
     /^[[:space:]]*datasource[[:space:]]+[A-Za-z0-9_]+[[:space:]]*\{/ { inds = 1; print; next }
-    inds && /^[[:space:]]*(url|directUrl|shadowDatabaseUrl)[[:space:]]*=/ { next }
+    inds && /^[[:space:]]*(url|directUrl|shadowDatabaseUrl)[[:space:]]*=/ { print ""; next }
     inds && /^[[:space:]]*\}/ { print "  url = \"postgresql://db-diff.invalid/unused\""; inds = 0 }
     { print }
   ' "$1" > "$2"

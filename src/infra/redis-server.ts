@@ -136,6 +136,7 @@ export async function startEmbeddedRedis(opts: StartEmbeddedRedisOptions): Promi
   }
   child.unref(); // lifetime is managed by stop() and the exit hook, not by Node's event loop
   const pid = child.pid!;
+  child.on("error", (err) => logger.error({ pid, err }, "embedded redis-server: signalling failed"));
   writeFileSync(pidFile, `${pid}\nowner=${process.pid}\nsocket=${socketPath}\n`, { mode: 0o600 });
 
   let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;

@@ -147,6 +147,7 @@ async function launch(p: {
     closeSync(logFd);
   }
   child.unref();
+  child.on("error", () => {}); // signalling a process that is already gone is not an error here
   const pid = child.pid!;
   const reaper = spawnReaper({ pid, signal: "QUIT", removeDir: p.root });
   let exited = false;

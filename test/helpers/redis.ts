@@ -68,6 +68,7 @@ async function launch(port: number): Promise<TestRedis> {
     closeSync(logFd);
   }
   child.unref();
+  child.on("error", () => {}); // signalling a process that is already gone is not an error here
   const pid = child.pid!;
   const reaper = spawnReaper({ pid, signal: "TERM", removeDir: dir });
   let exited = false;
