@@ -1,0 +1,77 @@
+// The bubblewrap command line of one sandboxed run. Pure: no I/O.
+//
+// Flags measured to give full isolation on these hosts (PROBES.md): a read-only bind of the image as
+// `/`, fresh /proc, /dev and /tmp, every namespace unshared (mount, PID, IPC, UTS, network — loopback
+// only —, cgroup, user), uid/gid 65534 inside, no capabilities, killed with its parent, a new
+// session (no TIOCSTI into the orchestrator's terminal). bwrap sets no_new_privs itself.
+
+/** Where the per-run control directory (runner, status, service logs) appears inside the sandbox. */
+export const SANDBOX_CTL_DIR = '/run/orchestrator';
+export const SANDBOX_WORK_DIR = '/work';
+export const SANDBOX_UID = 65534;
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface BwrapArgsInput {
+  rootfs: string;
+  /** Host work dir, bound read-write at /work (the test's scratch space). */
+  workDir: string;
+  /** Host control dir, bound read-write at /run/orchestrator. */
+  ctlDir: string;
+  env: Record<string, string>;
+  /** Command run inside the sandbox. */
+  command: string[];
+  hostname?: string;
+  /** Security tests: forbid new user namespaces inside (bwrap >= 0.8). */
+  disableUserns?: boolean;
+  /** fd (in the bwrap process) holding a seccomp BPF program. */
+  seccompFd?: number;
+  /** Size cap of the /tmp tmpfs in bytes (also counted in the memory cgroup). */
+  tmpSizeBytes?: number;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** True when `name` can be passed as an environment variable name. */
+export function isValidEnvName(name: string): boolean {
+  return ENV_NAME.test(name);
+}
+
+/** The sandbox environment: a sane PATH and HOME, then the test's variables (which may override). */
+export function sandboxEnv(testEnv: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: SANDBOX_WORK_DIR, TMPDIR: '/tmp', LANG: 'C.UTF-8' };
+  for (const [k, v] of Object.entries(testEnv)) {
+    if (!isValidEnvName(k) || v.includes('\0')) continue;
+    env[k] = v;
+  }
+  return env;
+}
+
+export function buildBwrapArgs(input: BwrapArgsInput): string[] {
+  const args: string[] = [
+    '--ro-bind', input.rootfs, '/',
+    '--proc', '/proc',
+    '--dev', '/dev',
+  ];
+  if (input.tmpSizeBytes !== undefined) args.push('--size', String(input.tmpSizeBytes));
+  args.push(
+    '--tmpfs', '/tmp',
+    '--tmpfs', '/run',
+    '--bind', input.workDir, SANDBOX_WORK_DIR,
+    '--bind', input.ctlDir, SANDBOX_CTL_DIR,
+    '--chdir', SANDBOX_WORK_DIR,
+    '--unshare-all',
+    '--unshare-user',
+    '--uid', String(SANDBOX_UID),
+    '--gid', String(SANDBOX_UID),
+    '--hostname', input.hostname ?? 'sandbox',
+    '--cap-drop', 'ALL',
+    '--die-with-parent',
+    '--new-session',
+    '--clearenv',
+  );
+  if (input.disableUserns) args.push('--disable-userns');
+  if (input.seccompFd !== undefined) args.push('--seccomp', String(input.seccompFd));
+  for (const [k, v] of Object.entries(sandboxEnv(input.env))) args.push('--setenv', k, v);
+  args.push('--', ...input.command);
+  return args;
+}

@@ -1,0 +1,607 @@
+// The CONTAINER environment driver: each run is a bubblewrap sandbox on a read-only base image, with
+// a per-environment writable work dir, its own namespaces (no network but loopback), uid 65534, no
+// capabilities, and a per-run cgroup for limits, accounting and killing the whole tree.
+//
+// Host process tree of one run:
+//   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs) → bwrap
+//          └ [new namespaces] bwrap init (pid 1) ─ sh runner.sh ─ perl (wait status) ─ the script
+// The wrapper joins the cgroup before exec, so every descendant of bwrap starts inside the group:
+// there is no window where the script could fork outside it.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as fsConstants, promises as fs, openSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  InfrastructureError,
+  type EnvironmentDriver,
+  type EnvironmentHandle,
+  type EnvironmentShape,
+  type ResourceUsage,
+  type RunOutcome,
+  type RunSpec,
+} from '../driver.js';
+import {
+  DEFAULT_CGROUP_PARENT,
+  DEFAULT_CGROUP_ROOT,
+  RunCgroup,
+  describeLayout,
+  detectCgroupLayout,
+  prepareCgroupParent,
+  removeStaleGroups,
+  type CgroupLayout,
+} from '../cgroups.js';
+import { collectArtifacts } from './artifacts.js';
+import { SANDBOX_CTL_DIR, buildBwrapArgs, isValidEnvName } from './bwrap-args.js';
+import { buildHint, checkImage, ensureImage, type DriverLogger } from './image.js';
+import { OutputCapture } from './output-capture.js';
+import {
+  SCRIPT_NAME,
+  STARTED_FILE,
+  STATUS_FILE,
+  buildDirectCommand,
+  buildRunnerScript,
+  parseRunnerStatus,
+  serviceLogName,
+} from './runner-script.js';
+import { buildSeccompFilter } from './seccomp.js';
+
+export interface ContainerDriverOptions {
+  /** Image cache: IMAGE_DIR/<shape.image>/rootfs. Required (parsed from config by the caller). */
+  imageDir: string;
+  /** pino-compatible logger; default: silent. */
+  logger?: DriverLogger;
+  /** bubblewrap binary; default `/usr/bin/bwrap` (Debian package `bubblewrap`). */
+  bwrapPath?: string;
+  /** Where environments keep their work and control dirs; default `<os tmpdir>/test-orchestrator/container`. */
+  stateDir?: string;
+  /** cgroup mount point; default `/sys/fs/cgroup`. */
+  cgroupRoot?: string;
+  /** Parent group (relative to each hierarchy root) of all run groups; default `test-orchestrator`. */
+  cgroupParent?: string;
+  /**
+   * Run without cgroups (no memory/CPU/pids limits, no accounting, killing by PID namespace only).
+   * Default false; only for benchmarks and hosts where the caller accepts the risk.
+   */
+  disableCgroups?: boolean;
+  /** preflight builds a missing image (logging progress) instead of failing; default false. */
+  buildMissingImages?: boolean;
+}
+
+interface ActiveRun {
+  cgroup: RunCgroup | null;
+  startedAt: number;
+  lastCpu: { cpuMs: number; at: number } | null;
+  abort: (reason: 'destroy' | 'reset') => void;
+  done: Promise<unknown>;
+}
+
+interface EnvState {
+  handle: EnvironmentHandle;
+  workDir: string;
+  ctlDir: string;
+  runSeq: number;
+  active: ActiveRun | null;
+}
+
+const SILENT: DriverLogger = { info() {}, warn() {}, error() {} };
+const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** sh program that joins the cgroup (its own pid, so bwrap and all it forks are inside), then execs. */
+const JOIN_AND_EXEC = [
+  // Core dumps on (core_pattern `core` writes them to the crashing process's cwd); rlimits pass
+  // through bwrap. The hard limit may be lower when the host lacks CAP_SYS_RESOURCE.
+  'ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)" 2>/dev/null',
+  'n=$1; shift',
+  'while [ "$n" -gt 0 ]; do',
+  '  echo $$ > "$1" || { echo "[orchestrator] cannot join cgroup ($1)" >&2; exit 125; }',
+  '  shift; n=$((n - 1))',
+  'done',
+  'exec "$@"',
+].join('\n');
+
+const SIGNAL_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(os.constants.signals).map(([name, num]) => [num, name]),
+);
+
+function signalName(n: number): string {
+  return SIGNAL_NAMES[n] ?? `SIG${n}`;
+}
+
+async function pathExists(p: string): Promise<boolean> {
+  try {
+    await fs.access(p, fsConstants.F_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class ContainerDriver implements EnvironmentDriver {
+  readonly kind = 'CONTAINER' as const;
+
+  private readonly imageDir: string;
+  private readonly logger: DriverLogger;
+  private readonly bwrapPath: string;
+  private readonly stateRoot: string;
+  private readonly cgroupRoot: string;
+  private readonly cgroupParent: string;
+  private readonly useCgroups: boolean;
+  private readonly buildMissingImages: boolean;
+  private readonly envs = new Map<string, EnvState>();
+  private layout: Promise<CgroupLayout> | null = null;
+  private seccompFile: Promise<string | null> | null = null;
+
+  constructor(options: ContainerDriverOptions) {
+    if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
+    this.imageDir = path.resolve(options.imageDir);
+    this.logger = options.logger ?? SILENT;
+    this.bwrapPath = options.bwrapPath ?? '/usr/bin/bwrap';
+    this.stateRoot = path.resolve(options.stateDir ?? path.join(os.tmpdir(), 'test-orchestrator', 'container'));
+    this.cgroupRoot = options.cgroupRoot ?? DEFAULT_CGROUP_ROOT;
+    this.cgroupParent = options.cgroupParent ?? DEFAULT_CGROUP_PARENT;
+    this.useCgroups = !options.disableCgroups;
+    this.buildMissingImages = options.buildMissingImages ?? false;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // preflight / provision
+
+  async preflight(shape: EnvironmentShape): Promise<void> {
+    if (shape.kind !== 'CONTAINER') throw new Error(`ContainerDriver cannot run ${shape.kind} environments`);
+    const archNames: Record<string, string[]> = { x64: ['x86_64', 'amd64', 'x64'], arm64: ['aarch64', 'arm64'] };
+    const hostNames = archNames[os.arch()] ?? [os.arch()];
+    if (shape.arch && !hostNames.includes(shape.arch)) {
+      throw new Error(`pool '${shape.pool}' wants arch ${shape.arch} but this host is ${hostNames[0]}; use the QEMU driver`);
+    }
+    try {
+      await fs.access(this.bwrapPath, fsConstants.X_OK);
+    } catch {
+      throw new Error(
+        `bubblewrap not found at ${this.bwrapPath}: install the Debian package \`bubblewrap\` (apt-get install -y bubblewrap) or set bwrapPath`,
+      );
+    }
+    const image = await checkImage(this.imageDir, shape.image);
+    if (!image.ok) {
+      if (!this.buildMissingImages) throw new Error(`${image.problem}; ${buildHint(this.imageDir, shape.image)}`);
+      await ensureImage(this.imageDir, shape.image, this.logger);
+    }
+    if (this.useCgroups) {
+      const layout = await this.cgroupLayout().catch((err: Error) => {
+        throw new Error(`cgroups unavailable: ${err.message}`);
+      });
+      this.logger.info({ cgroups: describeLayout(layout) }, 'container driver preflight ok');
+    }
+  }
+
+  async provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle> {
+    if (!ENV_ID.test(id)) throw new Error(`invalid environment id '${id}'`);
+    if (this.envs.has(id)) throw new Error(`environment ${id} already provisioned`);
+    const image = await checkImage(this.imageDir, shape.image);
+    if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(this.imageDir, shape.image)}`);
+    const stateDir = path.join(this.stateRoot, id);
+    const state: EnvState = {
+      handle: { id, shape, stateDir },
+      workDir: path.join(stateDir, 'work'),
+      ctlDir: path.join(stateDir, 'ctl'),
+      runSeq: 0,
+      active: null,
+    };
+    try {
+      await fs.rm(stateDir, { recursive: true, force: true });
+      await fs.mkdir(state.workDir, { recursive: true, mode: 0o755 });
+      if (this.useCgroups) {
+        const layout = await this.cgroupLayout();
+        await removeStaleGroups(layout, this.cgroupParent, `${cgroupSafe(id)}-`);
+      }
+    } catch (err) {
+      throw new InfrastructureError(`cannot provision environment ${id}: ${(err as Error).message}`, { cause: err });
+    }
+    this.envs.set(id, state);
+    return state.handle;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // run
+
+  async run(env: EnvironmentHandle, spec: RunSpec): Promise<RunOutcome> {
+    const state = this.state(env);
+    if (state.active) throw new Error(`environment ${env.id} is already running a test`);
+    const log = this.logger;
+    const started = performance.now();
+    if (spec.signal?.aborted) return emptyOutcome({ aborted: true });
+
+    const image = await checkImage(this.imageDir, env.shape.image);
+    if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(this.imageDir, env.shape.image)}`);
+
+    // Control dir: runner, status, service logs. Fresh per run.
+    const shebang = spec.script.startsWith('#!');
+    // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
+    const direct = spec.services.length === 0 && (await pathExists(path.join(image.paths.rootfs, 'usr/bin/perl')));
+    try {
+      await fs.rm(state.ctlDir, { recursive: true, force: true });
+      await fs.mkdir(state.ctlDir, { recursive: true, mode: 0o755 });
+      await fs.mkdir(state.workDir, { recursive: true, mode: 0o755 });
+      const scriptPath = path.join(state.workDir, SCRIPT_NAME);
+      await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
+      await fs.writeFile(scriptPath, spec.script, { mode: shebang ? 0o755 : 0o644, flag: 'wx' });
+      const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
+      if (!direct) {
+        await fs.writeFile(
+          path.join(state.ctlDir, 'runner.sh'),
+          buildRunnerScript({ services: spec.services, shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
+        );
+      }
+    } catch (err) {
+      throw new InfrastructureError(`cannot prepare the work dir of ${env.id}: ${(err as Error).message}`, { cause: err });
+    }
+    for (const k of Object.keys(spec.env)) {
+      if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
+    }
+
+    // Hardening for security tests.
+    let seccompFd: number | undefined;
+    if (spec.hardened) {
+      const file = await this.seccompFilterFile();
+      if (file) seccompFd = openSync(file, 'r');
+      else log.warn({ arch: os.arch() }, 'no seccomp table for this architecture: hardened run without seccomp filter');
+    }
+
+    // Per-run cgroup.
+    let cgroup: RunCgroup | null = null;
+    if (this.useCgroups) {
+      state.runSeq += 1;
+      const name = `${cgroupSafe(env.id)}-${spec.attempt}-${state.runSeq}`;
+      try {
+        const layout = await this.cgroupLayout();
+        cgroup = await RunCgroup.create(layout, this.cgroupParent, name, {
+          memoryBytes: env.shape.memoryMb * 1024 * 1024,
+          cpus: env.shape.cpus,
+          pids: env.shape.pids,
+          cpuset: spec.dedicatedCpus && spec.dedicatedCpus.length > 0 ? spec.dedicatedCpus : undefined,
+        });
+      } catch (err) {
+        if (seccompFd !== undefined) closeSync(seccompFd);
+        throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+
+    const bwrapArgs = buildBwrapArgs({
+      rootfs: image.paths.rootfs,
+      workDir: state.workDir,
+      ctlDir: state.ctlDir,
+      env: spec.env,
+      command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
+      disableUserns: spec.hardened,
+      seccompFd: seccompFd === undefined ? undefined : 3,
+      tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
+    });
+    const procsFiles = cgroup?.procsFiles ?? [];
+    const command = '/bin/sh';
+    const args = ['-c', JOIN_AND_EXEC, 'join', String(procsFiles.length), ...procsFiles, this.bwrapPath, ...bwrapArgs];
+
+    const stdout = new OutputCapture(spec.maxOutputBytes);
+    const stderr = new OutputCapture(spec.maxOutputBytes);
+    let timedOut = false;
+    let aborted = false;
+    let child: ChildProcess;
+    const t0 = performance.now();
+    try {
+      child = spawn(command, args, {
+        stdio: seccompFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', seccompFd],
+        env: {},
+        cwd: '/',
+      });
+    } catch (err) {
+      await cgroup?.remove().catch(() => undefined);
+      throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
+    } finally {
+      if (seccompFd !== undefined) closeSync(seccompFd);
+    }
+
+    const killTree = () => {
+      if (cgroup) void cgroup.kill().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup kill failed'));
+      child.kill('SIGKILL');
+    };
+    const onData = (stream: 'stdout' | 'stderr', capture: OutputCapture) => (chunk: Buffer) => {
+      const kept = capture.push(chunk);
+      if (kept.length > 0 && spec.onOutput) {
+        try {
+          spec.onOutput(stream, kept);
+        } catch (err) {
+          log.warn({ testId: spec.testId, err: (err as Error).message }, 'onOutput callback threw');
+        }
+      }
+    };
+    child.stdout!.on('data', onData('stdout', stdout));
+    child.stderr!.on('data', onData('stderr', stderr));
+    const streamsClosed = Promise.all([
+      new Promise<void>((r) => child.stdout!.once('close', () => r())),
+      new Promise<void>((r) => child.stderr!.once('close', () => r())),
+    ]);
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+      child.once('error', (error) => resolve({ code: null, signal: null, error }));
+    });
+
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killTree();
+    }, Math.max(1, spec.timeoutMs));
+    const onAbort = () => {
+      if (!timedOut) aborted = true;
+      killTree();
+    };
+    spec.signal?.addEventListener('abort', onAbort, { once: true });
+    const active: ActiveRun = {
+      cgroup,
+      startedAt: t0,
+      lastCpu: null,
+      abort: () => {
+        aborted = true;
+        killTree();
+      },
+      done: exited,
+    };
+    state.active = active;
+
+    try {
+      const exit = await exited;
+      const durationMs = Math.round(performance.now() - t0);
+      clearTimeout(timer);
+      spec.signal?.removeEventListener('abort', onAbort);
+      // The PID namespace died with bwrap; anything still in the group (a wrapper that never
+      // exec'd, a process between namespaces) is killed too.
+      if (cgroup) await cgroup.kill(3000);
+      await Promise.race([streamsClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
+      child.stdout!.destroy();
+      child.stderr!.destroy();
+
+      const stats = cgroup ? await cgroup.stats() : null;
+      const statusText = await fs.readFile(path.join(state.ctlDir, STATUS_FILE), 'utf8').catch(() => null);
+      const status = statusText === null ? null : parseRunnerStatus(statusText);
+      const sandboxStarted = await pathExists(path.join(state.ctlDir, STARTED_FILE));
+
+      if (exit.error) {
+        throw new InfrastructureError(`cannot start the sandbox (${command}): ${exit.error.message}`, { cause: exit.error });
+      }
+      if (!sandboxStarted && !timedOut && !aborted) {
+        throw new InfrastructureError(
+          `sandbox failed to start (exit ${exit.code ?? exit.signal}): ${stderr.text.trim().slice(-2000) || 'no output'}`,
+        );
+      }
+
+      let exitCode: number | null = null;
+      let signal: string | null = null;
+      if (status && !timedOut && !aborted) {
+        if (status.kind === 'exit') exitCode = status.code;
+        else if (status.kind === 'signal') signal = signalName(status.signal);
+        else if (status.code > 128 && SIGNAL_NAMES[status.code - 128]) signal = signalName(status.code - 128);
+        else exitCode = status.code;
+      } else if (timedOut || aborted) {
+        signal = 'SIGKILL';
+      } else if (exit.signal) {
+        signal = exit.signal;
+      } else if (exit.code !== null && exit.code > 128 && SIGNAL_NAMES[exit.code - 128]) {
+        // No status file (the runner itself was killed, e.g. by the OOM killer): bwrap reports 128+N.
+        signal = signalName(exit.code - 128);
+      } else {
+        exitCode = exit.code;
+      }
+
+      let files: RunOutcome['files'] = [];
+      try {
+        files = await collectArtifacts({
+          workDir: state.workDir,
+          artifactDir: spec.artifactDir,
+          patterns: spec.artifactPaths,
+          exclude: [SCRIPT_NAME],
+          logs: spec.services.map((svc, i) => ({
+            source: path.join(state.ctlDir, serviceLogName(i)),
+            name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
+          })),
+          onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
+        });
+      } catch (err) {
+        log.error({ testId: spec.testId, err: (err as Error).message }, 'artifact collection failed');
+        throw new InfrastructureError(`cannot collect artifacts: ${(err as Error).message}`, { cause: err });
+      }
+
+      const outcome: RunOutcome = {
+        exitCode,
+        signal,
+        timedOut,
+        aborted,
+        oomKilled: (stats?.oomKills ?? 0) > 0,
+        stdout: stdout.text,
+        stderr: stderr.text,
+        outputTruncated: stdout.truncated || stderr.truncated,
+        durationMs,
+        cpuTimeMs: stats?.cpuTimeMs ?? null,
+        peakMemoryBytes: stats?.peakMemoryBytes ?? null,
+        files,
+      };
+      log.info(
+        {
+          envId: env.id,
+          testId: spec.testId,
+          attempt: spec.attempt,
+          exitCode,
+          signal,
+          timedOut,
+          aborted,
+          oomKilled: outcome.oomKilled,
+          durationMs,
+          setupMs: Math.round(t0 - started),
+        },
+        'container run finished',
+      );
+      return outcome;
+    } finally {
+      clearTimeout(timer);
+      spec.signal?.removeEventListener('abort', onAbort);
+      state.active = null;
+      if (cgroup) {
+        await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // reset / health / usage / destroy
+
+  async reset(env: EnvironmentHandle): Promise<void> {
+    const state = this.state(env);
+    await this.stopActive(state, 'reset');
+    try {
+      if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`);
+      await fs.rm(state.workDir, { recursive: true, force: true });
+      await fs.rm(state.ctlDir, { recursive: true, force: true });
+      await fs.mkdir(state.workDir, { recursive: true, mode: 0o755 });
+    } catch (err) {
+      throw new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async healthCheck(env: EnvironmentHandle): Promise<boolean> {
+    const state = this.envs.get(env.id);
+    if (!state) return false;
+    if (state.active) return true; // busy running a test: the sandbox machinery works
+    const image = await checkImage(this.imageDir, env.shape.image);
+    if (!image.ok) {
+      this.logger.warn({ envId: env.id, problem: image.problem }, 'health check failed');
+      return false;
+    }
+    const probeDir = path.join(env.stateDir, 'health');
+    try {
+      await fs.rm(probeDir, { recursive: true, force: true });
+      await fs.mkdir(probeDir, { recursive: true });
+      const args = buildBwrapArgs({
+        rootfs: image.paths.rootfs,
+        workDir: probeDir,
+        ctlDir: probeDir,
+        env: {},
+        command: ['/bin/true'],
+      });
+      const ok = await new Promise<boolean>((resolve) => {
+        const child = spawn(this.bwrapPath, args, { stdio: 'ignore', env: {}, cwd: '/', timeout: 10_000, killSignal: 'SIGKILL' });
+        child.once('error', () => resolve(false));
+        child.once('exit', (code) => resolve(code === 0));
+      });
+      if (!ok) this.logger.warn({ envId: env.id }, 'health check: sandbox did not run /bin/true');
+      return ok;
+    } finally {
+      await fs.rm(probeDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  async usage(env: EnvironmentHandle): Promise<ResourceUsage | null> {
+    const active = this.envs.get(env.id)?.active;
+    if (!active?.cgroup) return null;
+    const stats = await active.cgroup.stats().catch(() => null);
+    if (!stats) return null;
+    const now = performance.now();
+    let cpuPercent: number | null = null;
+    if (stats.cpuTimeMs !== null) {
+      const prev = active.lastCpu ?? { cpuMs: 0, at: active.startedAt };
+      const wall = now - prev.at;
+      if (wall > 0) cpuPercent = Math.max(0, ((stats.cpuTimeMs - prev.cpuMs) / wall) * 100);
+      active.lastCpu = { cpuMs: stats.cpuTimeMs, at: now };
+    }
+    return {
+      cpuTimeMs: stats.cpuTimeMs,
+      cpuPercent,
+      memoryBytes: stats.memoryBytes,
+      peakMemoryBytes: stats.peakMemoryBytes,
+    };
+  }
+
+  async destroy(env: EnvironmentHandle): Promise<void> {
+    const state = this.envs.get(env.id);
+    if (state) await this.stopActive(state, 'destroy');
+    this.envs.delete(env.id);
+    const dir = path.resolve(env.stateDir);
+    if (!dir.startsWith(this.stateRoot + path.sep)) {
+      throw new Error(`refusing to remove ${dir}: not under the driver's state dir ${this.stateRoot}`);
+    }
+    try {
+      if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`);
+      await fs.rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      throw new InfrastructureError(`cannot destroy environment ${env.id}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private state(env: EnvironmentHandle): EnvState {
+    const state = this.envs.get(env.id);
+    if (!state) throw new InfrastructureError(`environment ${env.id} is not provisioned by this driver`);
+    return state;
+  }
+
+  private async stopActive(state: EnvState, reason: 'destroy' | 'reset'): Promise<void> {
+    const active = state.active;
+    if (!active) return;
+    active.abort(reason);
+    await active.done;
+    // run() finishes its own bookkeeping (cgroup removal) right after; give it a moment.
+    for (let i = 0; i < 100 && state.active; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  private cgroupLayout(): Promise<CgroupLayout> {
+    if (!this.layout) {
+      this.layout = (async () => {
+        const layout = await detectCgroupLayout(this.cgroupRoot);
+        if (!layout) {
+          throw new Error(
+            `no usable cgroup hierarchy under ${this.cgroupRoot} (need cgroup v2 with memory+pids, or v1 memory, pids, cpu, cpuacct)`,
+          );
+        }
+        await prepareCgroupParent(layout, this.cgroupParent);
+        return layout;
+      })();
+      this.layout.catch(() => {
+        this.layout = null; // retry next time
+      });
+    }
+    return this.layout;
+  }
+
+  private seccompFilterFile(): Promise<string | null> {
+    if (!this.seccompFile) {
+      this.seccompFile = (async () => {
+        const filter = buildSeccompFilter();
+        if (!filter) return null;
+        const file = path.join(this.stateRoot, `seccomp-${os.arch()}.bpf`);
+        await fs.mkdir(this.stateRoot, { recursive: true });
+        await fs.writeFile(file, filter);
+        return file;
+      })();
+    }
+    return this.seccompFile;
+  }
+}
+
+function cgroupSafe(id: string): string {
+  return id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 100);
+}
+
+function emptyOutcome(over: Partial<RunOutcome>): RunOutcome {
+  return {
+    exitCode: null,
+    signal: null,
+    timedOut: false,
+    aborted: false,
+    oomKilled: false,
+    stdout: '',
+    stderr: '',
+    outputTruncated: false,
+    durationMs: 0,
+    cpuTimeMs: null,
+    peakMemoryBytes: null,
+    files: [],
+    ...over,
+  };
+}

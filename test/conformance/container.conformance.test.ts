@@ -1,0 +1,147 @@
+// Runs the shared conformance suite against the ContainerDriver (bubblewrap + cgroups), plus
+// container-specific checks (cgroup cleanup, hardening, infrastructure errors).
+
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ContainerDriver } from '../../src/environments/container/container.driver.js';
+import { checkImage, ensureImage } from '../../src/environments/container/image.js';
+import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import { TEST_IMAGE, makeTempDir, silentLogger, stderrLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
+import { runDriverConformance, type DriverUnderTest } from './driver-conformance.js';
+
+const shape: EnvironmentShape = {
+  pool: 'conformance',
+  kind: 'CONTAINER',
+  arch: 'x86_64',
+  cpus: 1,
+  memoryMb: 128,
+  image: TEST_IMAGE,
+  pids: 64,
+};
+
+let imageProblem: Promise<string | null> | null = null;
+/** Builds the image when missing (logged); returns why the tests must be skipped, or null. */
+function imageReady(): Promise<string | null> {
+  imageProblem ??= (async () => {
+    const state = await checkImage(testImageDir(), TEST_IMAGE);
+    if (state.ok) return null;
+    try {
+      await ensureImage(testImageDir(), TEST_IMAGE, stderrLogger);
+      return null;
+    } catch (err) {
+      return `image ${TEST_IMAGE} missing in ${testImageDir()} and it cannot be built here: ${(err as Error).message}`;
+    }
+  })();
+  return imageProblem;
+}
+
+const stateDirs: TempDir[] = [];
+function newDriver(extra: Partial<ConstructorParameters<typeof ContainerDriver>[0]> = {}): ContainerDriver {
+  const state = makeTempDir('orch-container-state-');
+  stateDirs.push(state);
+  return new ContainerDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path, ...extra });
+}
+after(() => stateDirs.forEach((d) => d.cleanup()));
+
+runDriverConformance(
+  'Container',
+  async (): Promise<DriverUnderTest> => {
+    const problem = await imageReady();
+    return problem ? { skip: problem } : newDriver();
+  },
+  shape,
+);
+
+describe('ContainerDriver specifics', () => {
+  let driver: ContainerDriver;
+  let env: EnvironmentHandle;
+  let tmp: TempDir;
+  let skip: string | null = null;
+
+  before(async () => {
+    skip = await imageReady();
+    tmp = makeTempDir('orch-container-specific-');
+    if (skip) return;
+    driver = newDriver();
+    await driver.preflight(shape);
+    env = await driver.provision(`specific-${process.pid}`, shape);
+  });
+  after(async () => {
+    if (driver && env) await driver.destroy(env);
+    tmp.cleanup();
+  });
+
+  const spec = (over: Partial<RunSpec> & { script: string }): RunSpec => ({
+    testId: 'specific',
+    attempt: 1,
+    env: {},
+    timeoutMs: 10_000,
+    services: [],
+    artifactPaths: [],
+    artifactDir: path.join(tmp.path, 'art'),
+    maxOutputBytes: 65536,
+    ...over,
+  });
+
+  function runGroups(): string[] {
+    const dirs = ['/sys/fs/cgroup/test-orchestrator', '/sys/fs/cgroup/pids/test-orchestrator', '/sys/fs/cgroup/unified/test-orchestrator'];
+    return dirs.filter(existsSync).flatMap((d) => readdirSync(d).filter((n) => n.startsWith(`specific-${process.pid}-`)));
+  }
+
+  it('runs as uid 65534 without capabilities, no_new_privs, in its own namespaces, and removes its cgroup', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(env, spec({ script: 'id -u; grep -E "^(CapEff|NoNewPrivs)" /proc/self/status; hostname; cat /proc/1/cmdline | tr "\\0" " "' }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    assert.match(o.stdout, /^65534$/m);
+    assert.match(o.stdout, /CapEff:\s+0000000000000000/);
+    assert.match(o.stdout, /NoNewPrivs:\s+1/);
+    assert.match(o.stdout, /bwrap/); // pid 1 is the sandbox's init, not the host's
+    assert.deepEqual(runGroups(), []);
+  });
+
+  it('usage reports live figures while running', async (t) => {
+    if (skip) return t.skip(skip);
+    const running = driver.run(env, spec({ script: 'i=0; while [ $i -lt 3000000 ]; do i=$((i+1)); done' , timeoutMs: 1500 }));
+    await new Promise((r) => setTimeout(r, 600));
+    const u = await driver.usage(env);
+    await running;
+    assert.ok(u, 'usage is null while running');
+    assert.ok((u.memoryBytes ?? 0) > 0);
+    assert.ok((u.cpuTimeMs ?? 0) > 0);
+  });
+
+  it('hardened runs get a seccomp filter and cannot create user namespaces', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(
+      env,
+      spec({ hardened: true, script: 'grep -E "^Seccomp:" /proc/self/status; unshare -U true 2>&1 && echo UNSHARED; echo end' }),
+    );
+    assert.equal(o.exitCode, 0, o.stderr);
+    if (process.arch === 'x64') assert.match(o.stdout, /Seccomp:\s+2/);
+    assert.doesNotMatch(o.stdout, /UNSHARED/);
+    const plain = await driver.run(env, spec({ script: 'grep -E "^Seccomp:" /proc/self/status' }));
+    assert.match(plain.stdout, /Seccomp:\s+0/);
+  });
+
+  it('pins dedicated CPUs with cpuset', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(env, spec({ dedicatedCpus: [0], script: 'grep Cpus_allowed_list /proc/self/status' }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    assert.match(o.stdout, /Cpus_allowed_list:\s+0$/m);
+  });
+
+  it('a missing image or bwrap is an InfrastructureError / clear preflight error, a failing script is not', async (t) => {
+    if (skip) return t.skip(skip);
+    const noBwrap = newDriver({ bwrapPath: '/nonexistent/bwrap' });
+    await assert.rejects(noBwrap.preflight(shape), /bubblewrap/);
+    const h = await noBwrap.provision(`nobwrap-${process.pid}`, shape);
+    await assert.rejects(noBwrap.run(h, spec({ script: 'true' })), InfrastructureError);
+    await noBwrap.destroy(h);
+    const noImage = newDriver({ imageDir: path.join(tmp.path, 'no-images') });
+    await assert.rejects(noImage.preflight(shape), /npm run images/);
+    const failing = await driver.run(env, spec({ script: 'exit 1' }));
+    assert.equal(failing.exitCode, 1);
+  });
+});

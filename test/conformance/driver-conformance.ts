@@ -1,0 +1,345 @@
+// The shared conformance suite: the same scripts and expectations for every EnvironmentDriver.
+// A driver's test file calls runDriverConformance(name, makeDriver, shape) once.
+//
+// Scripts only use what a Debian minbase image has (dash, bash, coreutils, perl-base).
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, RunOutcome, RunSpec } from '../../src/environments/driver.js';
+import { hostProcessesMatching, makeTempDir, uniqueSleepArg, type TempDir } from '../helpers/sandbox-env.js';
+
+/** A driver to test, or why the suite must be skipped (e.g. the image is missing and cannot be built). */
+export type DriverUnderTest = EnvironmentDriver | { skip: string };
+
+export function runDriverConformance(
+  name: string,
+  makeDriver: () => Promise<DriverUnderTest>,
+  shape: EnvironmentShape,
+): void {
+  describe(`${name} driver conformance`, () => {
+    let driver: EnvironmentDriver | null = null;
+    let skipReason: string | null = null;
+    let env: EnvironmentHandle;
+    let tmp: TempDir;
+    let seq = 0;
+
+    before(async () => {
+      tmp = makeTempDir(`conf-${name.toLowerCase()}-`);
+      const made = await makeDriver();
+      if ('skip' in made) {
+        skipReason = made.skip;
+        return;
+      }
+      driver = made;
+      await driver.preflight(shape);
+      env = await driver.provision(`conf-${name.toLowerCase()}-${process.pid}`, shape);
+    });
+
+    after(async () => {
+      if (driver && env) await driver.destroy(env);
+      tmp?.cleanup();
+    });
+
+    /** Returns the driver, or marks the test skipped (with the reason) and returns null. */
+    function ready(t: TestContext): EnvironmentDriver | null {
+      if (skipReason !== null) {
+        t.skip(skipReason);
+        return null;
+      }
+      assert.ok(driver, 'driver was not created');
+      return driver;
+    }
+
+    function spec(over: Partial<RunSpec> & { script: string }): RunSpec {
+      seq += 1;
+      return {
+        testId: `t${seq}`,
+        attempt: 1,
+        env: {},
+        timeoutMs: 15_000,
+        services: [],
+        artifactPaths: [],
+        artifactDir: path.join(tmp.path, `artifacts-${seq}`),
+        maxOutputBytes: 1024 * 1024,
+        ...over,
+      };
+    }
+
+    async function run(d: EnvironmentDriver, over: Partial<RunSpec> & { script: string }): Promise<RunOutcome> {
+      await d.reset(env);
+      return d.run(env, spec(over));
+    }
+
+    it('captures stdout, stderr and the exit code', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const o = await run(d, { script: 'echo out-line\necho err-line >&2\nexit 7\n' });
+      assert.equal(o.stdout, 'out-line\n');
+      assert.equal(o.stderr, 'err-line\n');
+      assert.equal(o.exitCode, 7);
+      assert.equal(o.signal, null);
+      assert.equal(o.timedOut, false);
+      assert.equal(o.aborted, false);
+      assert.equal(o.outputTruncated, false);
+      assert.ok(o.durationMs >= 0);
+      const ok = await run(d, { script: 'true' });
+      assert.equal(ok.exitCode, 0);
+    });
+
+    it('reports death by signal, distinct from exit 139', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const o = await run(d, { script: 'echo before\nkill -SEGV $$\necho after\n' });
+      assert.equal(o.signal, 'SIGSEGV');
+      assert.equal(o.exitCode, null);
+      assert.equal(o.stdout, 'before\n');
+      const e = await run(d, { script: 'exit 139' });
+      assert.equal(e.exitCode, 139);
+      assert.equal(e.signal, null);
+    });
+
+    it('kills the whole tree at the timeout, double-forked daemons included', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const daemon = uniqueSleepArg();
+      const fg = uniqueSleepArg();
+      const o = await run(d, {
+        timeoutMs: 1500,
+        script: `sh -c 'sleep ${daemon} >/dev/null 2>&1 &' &\nsetsid sleep ${daemon} >/dev/null 2>&1 &\necho started\nsleep ${fg}\necho never\n`,
+      });
+      assert.equal(o.timedOut, true);
+      assert.equal(o.exitCode, null);
+      assert.match(o.stdout, /started/);
+      assert.doesNotMatch(o.stdout, /never/);
+      assert.ok(o.durationMs < 1500 + 3000, `took ${o.durationMs} ms`);
+      assert.deepEqual(hostProcessesMatching(daemon), [], 'a daemon survived on the host');
+      assert.deepEqual(hostProcessesMatching(fg), []);
+      // `[9]87.1` matches the marker but not grep's own command line.
+      const pattern = `[${daemon[0]}]${daemon.slice(1)}`;
+      const check = await run(d, { script: `grep -l '${pattern}' /proc/[0-9]*/cmdline 2>/dev/null || true` });
+      assert.equal(check.stdout.trim(), '', 'a daemon survived in the environment');
+    });
+
+    it('caps output and reports truncation; streams live chunks', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const live: Record<string, Buffer[]> = { stdout: [], stderr: [] };
+      const o = await run(d, {
+        maxOutputBytes: 1000,
+        script: "head -c 5000 /dev/zero | tr '\\0' a\nhead -c 300 /dev/zero | tr '\\0' b >&2\n",
+        onOutput: (stream, chunk) => live[stream].push(chunk),
+      });
+      assert.equal(o.exitCode, 0);
+      assert.equal(o.stdout, 'a'.repeat(1000));
+      assert.equal(o.stderr, 'b'.repeat(300));
+      assert.equal(o.outputTruncated, true);
+      assert.equal(Buffer.concat(live.stdout).toString(), o.stdout);
+      assert.equal(Buffer.concat(live.stderr).toString(), o.stderr);
+    });
+
+    it('sets the test environment variables and nothing from the host', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      process.env.ORCH_CONFORMANCE_LEAK_PROBE = 'leaked';
+      try {
+        const o = await run(d, {
+          env: { GREETING: "hello 'quoted' $world", EMPTY: '' },
+          script: 'printf "%s|%s|%s\\n" "$GREETING" "${EMPTY-unset}" "$HOME"\nenv\ncommand -v sh\n',
+        });
+        assert.equal(o.exitCode, 0, o.stderr);
+        const [first] = o.stdout.split('\n');
+        assert.equal(first, "hello 'quoted' $world||/work");
+        assert.doesNotMatch(o.stdout, /ORCH_CONFORMANCE_LEAK_PROBE/);
+        assert.match(o.stdout, /^PATH=.*\/bin/m);
+      } finally {
+        delete process.env.ORCH_CONFORMANCE_LEAK_PROBE;
+      }
+    });
+
+    it('runs a #! script with its interpreter', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const o = await run(d, { script: '#!/bin/bash\necho "bash=${BASH_VERSINFO[0]}"\n' });
+      assert.equal(o.exitCode, 0, o.stderr);
+      assert.match(o.stdout, /^bash=\d+$/m);
+      const sh = await run(d, { script: '#!/bin/sh\necho plain-sh\nexit 3\n' });
+      assert.equal(sh.stdout, 'plain-sh\n');
+      assert.equal(sh.exitCode, 3);
+    });
+
+    it('isolates: no host /tmp, no host /etc writes, no host loopback network', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const secretName = `orch-secret-${process.pid}-${Date.now()}`;
+      const secretPath = path.join('/tmp', secretName);
+      writeFileSync(secretPath, 'host-secret-content');
+      const etcProbe = `/etc/orch-probe-${process.pid}`;
+      let connections = 0;
+      const server = net.createServer((s) => {
+        connections++;
+        s.destroy();
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        const o = await run(d, {
+          timeoutMs: 10_000,
+          script: [
+            `cat ${secretPath} 2>/dev/null && echo READ-HOST-TMP`,
+            `echo pwned > ${etcProbe} 2>/dev/null && echo WROTE-ETC`,
+            `echo pwned >> /etc/hostname 2>/dev/null && echo WROTE-HOSTNAME`,
+            `bash -c 'echo hi > /dev/tcp/127.0.0.1/${port}' 2>/dev/null && echo CONNECTED`,
+            'echo done',
+          ].join('\n'),
+        });
+        assert.match(o.stdout, /done/);
+        assert.doesNotMatch(o.stdout, /host-secret-content|READ-HOST-TMP/);
+        assert.doesNotMatch(o.stdout, /WROTE-ETC|WROTE-HOSTNAME/);
+        assert.doesNotMatch(o.stdout, /CONNECTED/);
+        assert.equal(existsSync(etcProbe), false);
+        assert.equal(connections, 0);
+      } finally {
+        server.close();
+        await import('node:fs').then((fs) => fs.rmSync(secretPath, { force: true }));
+      }
+    });
+
+    it('stops a fork bomb at the process limit and leaves nothing behind', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const marker = uniqueSleepArg();
+      const o = await run(d, {
+        timeoutMs: 5000,
+        script: `i=0\nwhile [ $i -lt ${shape.pids * 4} ]; do sleep ${marker} & i=$((i + 1)); done\necho all-started\n`,
+      });
+      assert.doesNotMatch(o.stdout, /all-started/, 'more processes than the pids limit were started');
+      assert.ok(o.durationMs < 5000 + 3000);
+      assert.deepEqual(hostProcessesMatching(marker), []);
+      const bomb = await run(d, {
+        timeoutMs: 3000,
+        script: `cp /bin/sh /tmp/bomb\n/tmp/bomb -c 'b() { b | b & }; b' 2>/dev/null\nsleep 2\n`,
+      });
+      assert.ok(bomb.durationMs < 3000 + 3000, `bomb run took ${bomb.durationMs} ms`);
+      assert.deepEqual(hostProcessesMatching('/tmp/bomb'), []);
+    });
+
+    it('OOM-kills a memory hog over the memory limit', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const o = await run(d, {
+        timeoutMs: 20_000,
+        script: `head -c ${shape.memoryMb * 3}M /dev/zero | tail > /dev/null\necho exit=$?\n`,
+      });
+      assert.equal(o.oomKilled, true, `stdout=${o.stdout} stderr=${o.stderr}`);
+      assert.equal(o.timedOut, false);
+    });
+
+    it('reports CPU time and peak memory', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const o = await run(d, { script: 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; head -c 20M /dev/zero | tail >/dev/null' });
+      assert.equal(o.exitCode, 0);
+      assert.ok(o.cpuTimeMs !== null && o.cpuTimeMs > 0, `cpuTimeMs=${o.cpuTimeMs}`);
+      assert.ok(o.peakMemoryBytes !== null && o.peakMemoryBytes > 20 * 1024 * 1024, `peak=${o.peakMemoryBytes}`);
+    });
+
+    it('starts services, waits for their ready checks, kills them with the sandbox', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const marker = uniqueSleepArg();
+      const o = await run(d, {
+        services: [
+          {
+            name: 'slow-db',
+            command: `sleep 0.3; echo ready > /tmp/db-ready; echo service-log-line; exec sleep ${marker}`,
+            readyCheck: 'test -f /tmp/db-ready',
+          },
+        ],
+        script: 'cat /tmp/db-ready\n',
+      });
+      assert.equal(o.exitCode, 0, o.stderr);
+      assert.equal(o.stdout, 'ready\n');
+      assert.deepEqual(hostProcessesMatching(marker), []);
+      const log = o.files.find((f) => f.kind === 'LOG');
+      if (log) assert.match(readFileSync(log.path, 'utf8'), /service-log-line/);
+
+      const never = await run(d, {
+        timeoutMs: 3000,
+        services: [{ name: 'never-ready', command: 'sleep 60', readyCheck: 'false' }],
+        script: 'echo script-ran\n',
+      });
+      assert.notEqual(never.exitCode, 0);
+      assert.doesNotMatch(never.stdout, /script-ran/);
+      assert.match(never.stderr, /never-ready/);
+    });
+
+    it('collects artifacts (globs, no escapes, no symlinks) and core dumps', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const artifactDir = path.join(tmp.path, 'art-collect');
+      mkdirSync(artifactDir, { recursive: true });
+      const o = await run(d, {
+        artifactDir,
+        artifactPaths: ['out/**', '*.log', '../escape', '/etc/passwd', 'missing/*'],
+        script: [
+          'mkdir -p out/sub',
+          'echo a > out/a.txt',
+          'echo b > out/sub/b.txt',
+          'echo c > run.log',
+          'echo x > ignored.txt',
+          'ln -s /etc/passwd out/passwd-link',
+          'ln -s /etc out/etc-link',
+          'sh -c \'kill -SEGV $$\'',
+          'true',
+        ].join('\n'),
+      });
+      assert.equal(o.exitCode, 0, o.stderr);
+      const byName = new Map(o.files.map((f) => [f.name, f]));
+      assert.deepEqual(
+        o.files.filter((f) => f.kind === 'FILE').map((f) => f.name).sort(),
+        ['out/a.txt', 'out/sub/b.txt', 'run.log'],
+      );
+      assert.equal(readFileSync(byName.get('out/sub/b.txt')!.path, 'utf8'), 'b\n');
+      for (const f of o.files) {
+        assert.ok(f.path.startsWith(artifactDir + path.sep), `${f.path} outside artifactDir`);
+        assert.ok(f.sizeBytes > 0);
+      }
+      const core = o.files.find((f) => f.kind === 'CORE_DUMP');
+      assert.ok(core, `no core dump collected: ${JSON.stringify(o.files)}`);
+    });
+
+    it('aborts through the AbortSignal', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const marker = uniqueSleepArg();
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 300);
+      const o = await run(d, { signal: ac.signal, script: `sleep ${marker} &\nsleep ${marker}\n` });
+      assert.equal(o.aborted, true);
+      assert.equal(o.timedOut, false);
+      assert.equal(o.exitCode, null);
+      assert.ok(o.durationMs < 5000);
+      assert.deepEqual(hostProcessesMatching(marker), []);
+    });
+
+    it('reset leaves no file from the previous run', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const first = await run(d, { script: 'echo x > leftover.txt\nmkdir -p deep/dir && echo y > deep/dir/f\nls\n' });
+      assert.match(first.stdout, /leftover\.txt/);
+      await d.reset(env);
+      const second = await d.run(env, spec({ script: 'ls -A . | grep -v "^\\.test-script$" || true; ls /tmp\n' }));
+      assert.equal(second.stdout.trim(), '');
+    });
+
+    it('passes its health check', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      assert.equal(await d.healthCheck(env), true);
+      assert.equal(await d.usage(env), null, 'usage when idle');
+    });
+  });
+}

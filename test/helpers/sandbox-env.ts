@@ -1,0 +1,56 @@
+// Shared helpers of sandbox tests: image dir, temp dirs, host process scans. Test helpers may read
+// process.env (the product code may not below its constructors).
+
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** IMAGE_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images (as scripts/build-image.sh). */
+export function testImageDir(): string {
+  if (process.env.IMAGE_DIR) return path.resolve(process.env.IMAGE_DIR);
+  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cache, 'test-orchestrator', 'images');
+}
+
+export const TEST_IMAGE = process.env.TEST_IMAGE || 'debian-bookworm';
+
+export interface TempDir {
+  path: string;
+  cleanup(): void;
+}
+
+export function makeTempDir(prefix = 'orch-sbx-'): TempDir {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { path: dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Host pids whose command line contains `marker` (the test process itself excluded). */
+export function hostProcessesMatching(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmdline.includes(marker)) found.push(pid);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return found;
+}
+
+/** A marker unlikely to appear anywhere else, usable as a `sleep` argument (e.g. 987.1234). */
+export function uniqueSleepArg(): string {
+  return `${900 + Math.floor(Math.random() * 99)}.${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
+}
+
+export const silentLogger = { info() {}, warn() {}, error() {} };
+
+/** Logger that prints to stderr (image build progress must never be silent). */
+export const stderrLogger = {
+  info: (obj: object, msg: string) => process.stderr.write(`[info] ${msg} ${JSON.stringify(obj)}\n`),
+  warn: (obj: object, msg: string) => process.stderr.write(`[warn] ${msg} ${JSON.stringify(obj)}\n`),
+  error: (obj: object, msg: string) => process.stderr.write(`[error] ${msg} ${JSON.stringify(obj)}\n`),
+};
