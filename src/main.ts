@@ -2,41 +2,82 @@
 // The command line: start (all in one), serve (API + reconciler), worker, schema.
 import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { startApiServer } from './api/server';
+import { isUuid } from './db/cursor';
 import { LiveEvents } from './api/live';
 import { createSchema, schemaSdl } from './api/schema';
 import { openCore } from './app';
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger } from './logger';
+import { EnvironmentsRepository } from './db/environments.repository';
+import { RunsRepository } from './db/runs.repository';
+import { ArtifactStore } from './infra/artifact-store';
+import { Reconciler } from './services/reconciler';
+import { startWorker, type RunningWorker } from './worker/worker';
 
 const USAGE = `usage: orchestrator <command>
   start    API, reconciler and a worker in one process, on the embedded defaults (the default command)
   serve    API and reconciler only (scaled mode: run workers with "worker")
+  worker   a worker for the configured pools (WORKER_POOLS to choose some)
   schema   write schema.graphql from the code`;
 
-async function serve(withWorker: boolean): Promise<void> {
+interface Roles {
+  api: boolean;
+  worker: boolean;
+}
+
+async function run(roles: Roles): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   const core = await openCore(config, logger);
-  const live = new LiveEvents(core.events, core.services.status, logger);
-  const api = await startApiServer({
-    schema: await createSchema(),
-    services: core.services,
-    live,
-    logger,
-    host: config.host,
-    port: config.port,
-    maxRequestBytes: config.maxRequestBytes,
-    ready: async () => {
-      await core.db.ping();
-      await core.redis.ping();
-    },
-  }).catch(async (e) => {
+  let api: { url: string; close(): Promise<void> } | null = null;
+  let reconciler: Reconciler | null = null;
+  let worker: RunningWorker | null = null;
+  const quietly = (p: Promise<void> | undefined) => p?.catch((err: Error) => logger.warn({ err }, 'error while stopping'));
+  // no new requests, then no new tests (running ones finish or are handed back), then the rest
+  const stopAll = async () => {
+    await quietly(api?.close());
+    await quietly(worker?.stop());
+    await quietly(reconciler?.stop());
     await core.close();
+  };
+  try {
+    if (roles.api) {
+      const runs = new RunsRepository(core.db.prisma);
+      const store = new ArtifactStore(join(config.dataDir, 'artifacts'));
+      api = await startApiServer({
+        schema: await createSchema(),
+        services: core.services,
+        live: new LiveEvents(core.events, core.services.status, logger),
+        logger,
+        host: config.host,
+        port: config.port,
+        maxRequestBytes: config.maxRequestBytes,
+        ready: async () => {
+          await core.db.ping();
+          await core.redis.ping();
+        },
+        artifactPath: async (id) => {
+          const a = isUuid(id) ? await runs.artifact(id) : null;
+          return a ? { path: store.pathOf(a.storageKey), name: a.name } : null;
+        },
+      });
+      reconciler = new Reconciler({
+        ...core.deps,
+        prisma: core.db.prisma,
+        environments: new EnvironmentsRepository(core.db.prisma),
+      });
+      await reconciler.start();
+      logger.info({ url: `${api.url}/graphql` }, 'orchestrator API listening');
+    }
+    if (roles.worker) {
+      worker = await startWorker(core, { pools: config.workerPools });
+    }
+  } catch (e) {
+    await stopAll();
     throw e;
-  });
-  logger.info({ url: `${api.url}/graphql`, mode: withWorker ? 'start' : 'serve' }, 'orchestrator listening');
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -47,12 +88,11 @@ async function serve(withWorker: boolean): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     const deadline = setTimeout(() => {
-      logger.error('shutdown took longer than 20 s: exiting');
+      logger.error('shutdown took longer than 30 s: exiting');
       process.exit(1);
-    }, 20_000);
+    }, 30_000);
     deadline.unref();
-    await api.close().catch((err: Error) => logger.warn({ err }, 'closing the API'));
-    await core.close();
+    await stopAll();
     logger.info('stopped');
     process.exit(0);
   };
@@ -64,9 +104,11 @@ async function main(argv: string[]): Promise<void> {
   const command = argv[0] ?? 'start';
   switch (command) {
     case 'start':
-      return serve(true);
+      return run({ api: true, worker: true });
     case 'serve':
-      return serve(false);
+      return run({ api: true, worker: false });
+    case 'worker':
+      return run({ api: false, worker: true });
     case 'schema': {
       const out = resolve(argv[1] ?? 'schema.graphql');
       writeFileSync(out, await schemaSdl());

@@ -43,6 +43,8 @@ export interface Config {
   /** Request body limit of the HTTP API. */
   maxRequestBytes: number;
   workerHeartbeatMs: number;
+  /** Pools a worker process serves; undefined: every pool it has a driver for. */
+  workerPools?: string[];
   reconcileIntervalMs: number;
 }
 
@@ -72,6 +74,10 @@ const envSchema = z.object({
   MAX_REQUEST_BYTES: positiveInt.default(256 * 1024 * 1024),
   WORKER_HEARTBEAT_MS: positiveInt.default(5_000),
   RECONCILE_INTERVAL_MS: positiveInt.default(5_000),
+  WORKER_POOLS: z
+    .string()
+    .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')
+    .optional(),
 });
 
 export class ConfigError extends Error {
@@ -105,6 +111,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (e) {
     problems.push((e as Error).message);
   }
+  if (parsed.success && parsed.data.WORKER_POOLS) {
+    for (const name of parsed.data.WORKER_POOLS.split(',')) {
+      if (!pools.some((p) => p.name === name)) problems.push(`WORKER_POOLS: no pool named "${name}" is configured`);
+    }
+  }
   if (problems.length || !parsed.success) throw new ConfigError(problems);
 
   const e = parsed.data;
@@ -137,5 +148,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     workerHeartbeatMs: e.WORKER_HEARTBEAT_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
+    workerPools: e.WORKER_POOLS?.split(','),
   };
 }

@@ -79,6 +79,16 @@ export class TestQueues {
     return found;
   }
 
+  /** Which of these tests have no job at all in their pool's queue (a job's hash is gone once it ended). */
+  async missing(pool: string, testIds: readonly string[]): Promise<string[]> {
+    if (!testIds.length) return [];
+    const q = this.queue(pool);
+    const pipeline = this.connection.pipeline();
+    for (const id of testIds) pipeline.exists(q.toKey(id));
+    const res = (await pipeline.exec()) ?? [];
+    return testIds.filter((_, i) => res[i]?.[1] === 0);
+  }
+
   async counts(pool: string): Promise<number> {
     const c = await this.queue(pool).getJobCounts('waiting', 'prioritized', 'delayed');
     return (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);

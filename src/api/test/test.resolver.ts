@@ -1,5 +1,6 @@
 import { Arg, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
 import type { EnvironmentView, OutputChunkView, PlanView, ResultView, TestView } from '../../events/types';
+import { isTerminal } from '../../domain/status';
 import type { ApiContext } from '../context';
 import { Environment } from '../environment/environment.types';
 import { ExecutionPlan } from '../plan/plan.types';
@@ -32,7 +33,7 @@ export class TestCaseResolver {
   @FieldResolver(() => TestResult, { nullable: true })
   result(@Root() test: TestView, @Ctx() ctx: ApiContext): Promise<ResultView | null> | ResultView | null {
     if (test.result !== undefined) return test.result;
-    if (test.status === 'QUEUED' && test.attempts === 0) return null;
+    if (!isTerminal(test.status) || test.attempts === 0) return null; // a result belongs to a finished test
     return ctx.loaders.result.load(test.id);
   }
 

@@ -1,0 +1,78 @@
+import type { EnvironmentView } from '../events/types';
+import type { PrismaClient } from '../generated/prisma/client';
+import type { EnvironmentStatus } from '../generated/prisma/enums';
+import { environmentView } from './views';
+
+export interface NewEnvironment {
+  id: string;
+  pool: string;
+  kind: 'CONTAINER' | 'QEMU';
+  host: string;
+  workerId: string;
+  arch: string;
+  cpus: number;
+  memoryMb: number;
+  image: string;
+  tags: string[];
+}
+
+/** Environment rows (owned by the worker that provisioned them) and worker registrations. */
+export class EnvironmentsRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async create(e: NewEnvironment): Promise<EnvironmentView> {
+    return environmentView(await this.prisma.environment.create({ data: { ...e, status: 'PROVISIONING' } }));
+  }
+
+  async update(
+    id: string,
+    data: { status?: EnvironmentStatus; currentTestId?: string | null; lastError?: string | null; testsRunIncrement?: boolean; failuresIncrement?: boolean },
+  ): Promise<EnvironmentView> {
+    const row = await this.prisma.environment.update({
+      where: { id },
+      data: {
+        ...(data.status ? { status: data.status } : {}),
+        ...(data.currentTestId !== undefined ? { currentTestId: data.currentTestId } : {}),
+        ...(data.lastError !== undefined ? { lastError: data.lastError } : {}),
+        ...(data.testsRunIncrement ? { testsRun: { increment: 1 } } : {}),
+        ...(data.failuresIncrement ? { failures: { increment: 1 } } : {}),
+        heartbeatAt: new Date(),
+      },
+    });
+    return environmentView(row);
+  }
+
+  async registerWorker(w: { id: string; host: string; pid: number; pools: string[] }): Promise<void> {
+    await this.prisma.worker.upsert({ where: { id: w.id }, create: w, update: { ...w, heartbeatAt: new Date(), stoppedAt: null } });
+  }
+
+  async heartbeat(workerId: string): Promise<void> {
+    const now = new Date();
+    await this.prisma.worker.update({ where: { id: workerId }, data: { heartbeatAt: now } });
+    await this.prisma.environment.updateMany({ where: { workerId, status: { not: 'RETIRED' } }, data: { heartbeatAt: now } });
+  }
+
+  /** The worker stopped: its remaining environments are retired. */
+  async stopWorker(workerId: string): Promise<EnvironmentView[]> {
+    await this.prisma.worker.updateMany({ where: { id: workerId }, data: { stoppedAt: new Date() } });
+    return this.retireOf([workerId]);
+  }
+
+  /** Workers whose heartbeat is older than `before` and not marked stopped: they died. */
+  async deadWorkers(before: Date): Promise<string[]> {
+    const rows = await this.prisma.worker.findMany({ where: { heartbeatAt: { lt: before }, stoppedAt: null }, select: { id: true } });
+    return rows.map((r) => r.id);
+  }
+
+  async markWorkersStopped(ids: string[]): Promise<void> {
+    await this.prisma.worker.updateMany({ where: { id: { in: ids } }, data: { stoppedAt: new Date() } });
+  }
+
+  async retireOf(workerIds: string[]): Promise<EnvironmentView[]> {
+    const rows = await this.prisma.environment.updateManyAndReturn({
+      where: { workerId: { in: workerIds }, status: { not: 'RETIRED' } },
+      data: { status: 'RETIRED', currentTestId: null },
+    });
+    return rows.map(environmentView);
+  }
+}

@@ -1,0 +1,70 @@
+import { randomUUID } from 'node:crypto';
+import type { TestStatus } from '../domain/status';
+import type { PrismaClient } from '../generated/prisma/client';
+
+export interface RunResult {
+  status: TestStatus;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  outputTruncated: boolean;
+  timedOut: boolean;
+  durationMs: number;
+  errorMessage: string | null;
+  infrastructure: boolean;
+  cpuTimeMs: number | null;
+  peakMemoryBytes: number | null;
+}
+
+export interface StoredArtifact {
+  name: string;
+  kind: 'LOG' | 'CORE_DUMP' | 'FILE';
+  sizeBytes: number;
+  sha256: string;
+  storageKey: string;
+}
+
+/** One TestRun row per attempt; written by the worker that runs the attempt. */
+export class RunsRepository {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async start(testId: string, attempt: number, environmentId: string | null, workerId: string): Promise<string> {
+    const id = randomUUID();
+    await this.prisma.testRun.upsert({
+      where: { testId_attempt: { testId, attempt } },
+      create: { id, testId, attempt, environmentId, workerId, status: 'RUNNING' },
+      update: { environmentId, workerId, status: 'RUNNING', startedAt: new Date() },
+    });
+    return (await this.prisma.testRun.findUniqueOrThrow({ where: { testId_attempt: { testId, attempt } }, select: { id: true } })).id;
+  }
+
+  /** Records what happened to one attempt (also a stale one: the test row itself is fenced separately). */
+  async finish(runId: string, r: RunResult, artifacts: StoredArtifact[]): Promise<void> {
+    await this.prisma.$transaction([
+      this.prisma.testRun.update({
+        where: { id: runId },
+        data: {
+          status: r.status,
+          exitCode: r.exitCode,
+          signal: r.signal,
+          stdout: r.stdout,
+          stderr: r.stderr,
+          outputTruncated: r.outputTruncated,
+          timedOut: r.timedOut,
+          durationMs: r.durationMs,
+          errorMessage: r.errorMessage,
+          infrastructure: r.infrastructure,
+          cpuTimeMs: r.cpuTimeMs,
+          peakMemoryBytes: r.peakMemoryBytes,
+          finishedAt: new Date(),
+        },
+      }),
+      this.prisma.artifact.createMany({ data: artifacts.map((a) => ({ id: randomUUID(), runId, ...a })) }),
+    ]);
+  }
+
+  async artifact(id: string): Promise<{ name: string; storageKey: string } | null> {
+    return this.prisma.artifact.findUnique({ where: { id }, select: { name: true, storageKey: true } });
+  }
+}

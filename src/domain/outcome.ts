@@ -1,0 +1,41 @@
+// What a finished run means for its test, and what an infrastructure fault means. Pure.
+
+import type { TestStatus } from './status';
+
+export interface RunFacts {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  oomKilled: boolean;
+  stderr: string;
+  timeoutSeconds: number;
+  memoryMb: number;
+}
+
+/** The terminal status of a run the script finished (or was killed in), and its one-line reason. */
+export function classifyRun(r: RunFacts): { status: Extract<TestStatus, 'PASSED' | 'FAILED' | 'TIMED_OUT'>; errorMessage: string | null } {
+  if (r.timedOut) return { status: 'TIMED_OUT', errorMessage: `timed out after ${r.timeoutSeconds} s: every process of the test was killed` };
+  if (r.exitCode === 0 && !r.signal) return { status: 'PASSED', errorMessage: null };
+  if (r.oomKilled) return { status: 'FAILED', errorMessage: `exceeded its memory limit of ${r.memoryMb} MB and was killed` };
+  const last = lastLine(r.stderr);
+  if (r.signal) return { status: 'FAILED', errorMessage: `killed by ${r.signal}${last ? `: ${last}` : ''}` };
+  return { status: 'FAILED', errorMessage: last ? `exit code ${r.exitCode}: ${last}` : `exit code ${r.exitCode}` };
+}
+
+/** The last non-empty line of a text, trimmed to one readable line. */
+export function lastLine(text: string, max = 300): string | null {
+  const lines = text.split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const l = lines[i].trim();
+    if (l) return l.length > max ? `${l.slice(0, max)}…` : l;
+  }
+  return null;
+}
+
+/**
+ * After an infrastructure fault on attempt `attempts` (1-based): another attempt while the retry budget
+ * lasts, else ERROR. A test's own failure never comes here.
+ */
+export function afterInfrastructureFault(attempts: number, maxRetries: number): 'RETRY' | 'ERROR' {
+  return attempts <= maxRetries ? 'RETRY' : 'ERROR';
+}

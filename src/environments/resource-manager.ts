@@ -1,0 +1,164 @@
+// Keeps a warm pool of environments for one pool definition on this worker host, so a test does not
+// wait for a boot: provisions `capacity` of them, hands out READY ones, resets them after each test,
+// and replaces a broken one (UNHEALTHY, destroyed, provisioned anew).
+
+import { randomUUID } from 'node:crypto';
+import type { PoolDefinition } from '../config/pools';
+import type { EnvironmentsRepository } from '../db/environments.repository';
+import type { EnvironmentView } from '../events/types';
+import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, RunOutcome, RunSpec } from './driver';
+
+export interface Lease {
+  handle: EnvironmentHandle;
+  slot: number;
+}
+
+export interface ResourceManagerOptions {
+  pool: PoolDefinition;
+  driver: EnvironmentDriver;
+  environments: EnvironmentsRepository;
+  workerId: string;
+  host: string;
+  publish(view: EnvironmentView): void;
+  logger: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+export class ResourceManager {
+  private readonly idle: Lease[] = [];
+  private readonly waiters: ((lease: Lease) => void)[] = [];
+  private readonly live = new Map<string, Lease>();
+  private stopped = false;
+  private readonly shape: EnvironmentShape;
+
+  constructor(private readonly o: ResourceManagerOptions) {
+    const p = o.pool;
+    this.shape = { pool: p.name, kind: p.kind, arch: p.arch, cpus: p.cpus, memoryMb: p.memoryMb, image: p.image, pids: p.pids };
+  }
+
+  get pool(): PoolDefinition {
+    return this.o.pool;
+  }
+
+  /** Checks the driver can serve the pool, then provisions every slot (in the background after the first). */
+  async start(): Promise<void> {
+    await this.o.driver.preflight(this.shape);
+    await Promise.all(Array.from({ length: this.o.pool.capacity }, (_, slot) => this.provision(slot)));
+  }
+
+  private async provision(slot: number, attempt = 0): Promise<void> {
+    if (this.stopped) return;
+    const id = randomUUID();
+    const p = this.o.pool;
+    let created = false;
+    try {
+      this.o.publish(
+        await this.o.environments.create({ id, pool: p.name, kind: p.kind, host: this.o.host, workerId: this.o.workerId, arch: p.arch, cpus: p.cpus, memoryMb: p.memoryMb, image: p.image, tags: p.tags }),
+      );
+      created = true;
+      const handle = await this.o.driver.provision(id, this.shape);
+      if (!(await this.o.driver.healthCheck(handle))) throw new Error('health check failed right after provisioning');
+      if (this.stopped) {
+        await this.o.driver.destroy(handle).catch(() => undefined);
+        return;
+      }
+      this.o.publish(await this.o.environments.update(id, { status: 'READY' }));
+      const lease = { handle, slot };
+      this.live.set(id, lease);
+      this.offer(lease);
+    } catch (err) {
+      const message = (err as Error).message;
+      this.o.logger.error({ err, pool: p.name, environmentId: id, attempt }, 'provisioning an environment failed');
+      if (created) await this.o.environments.update(id, { status: 'RETIRED', lastError: message }).then(this.o.publish, () => undefined);
+      const delay = Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** attempt);
+      if (!this.stopped) setTimeout(() => void this.provision(slot, attempt + 1), delay).unref();
+    }
+  }
+
+  private offer(lease: Lease): void {
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(lease);
+    else this.idle.push(lease);
+  }
+
+  /** A READY environment, marked BUSY with the test; waits while all are busy or being replaced. */
+  async acquire(testId: string, signal?: AbortSignal): Promise<Lease> {
+    const lease =
+      this.idle.shift() ??
+      (await new Promise<Lease>((resolve, reject) => {
+        const onAbort = () => {
+          const i = this.waiters.indexOf(take);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new Error('aborted while waiting for an environment'));
+        };
+        const take = (l: Lease) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(l);
+        };
+        if (signal?.aborted) return onAbort();
+        signal?.addEventListener('abort', onAbort, { once: true });
+        this.waiters.push(take);
+      }));
+    try {
+      this.o.publish(await this.o.environments.update(lease.handle.id, { status: 'BUSY', currentTestId: testId }));
+    } catch (err) {
+      this.offer(lease);
+      throw err;
+    }
+    return lease;
+  }
+
+  /** After a test: reset and hand out again; a reset that fails makes the environment UNHEALTHY. */
+  async release(lease: Lease): Promise<void> {
+    const id = lease.handle.id;
+    try {
+      this.o.publish(await this.o.environments.update(id, { status: 'RESETTING', currentTestId: null, testsRunIncrement: true }));
+      await this.o.driver.reset(lease.handle);
+      if (this.stopped) return;
+      this.o.publish(await this.o.environments.update(id, { status: 'READY' }));
+      this.offer(lease);
+    } catch (err) {
+      await this.fail(lease, `reset failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The environment is broken: UNHEALTHY, destroyed, and a fresh one provisioned in its slot. */
+  async fail(lease: Lease, reason: string): Promise<void> {
+    const id = lease.handle.id;
+    this.live.delete(id);
+    this.o.logger.warn({ pool: this.o.pool.name, environmentId: id, reason }, 'environment unhealthy: replacing it');
+    try {
+      this.o.publish(await this.o.environments.update(id, { status: 'UNHEALTHY', currentTestId: null, lastError: reason, failuresIncrement: true }));
+      await this.o.driver.destroy(lease.handle).catch((err: Error) => this.o.logger.warn({ err, environmentId: id }, 'destroying an environment failed'));
+      this.o.publish(await this.o.environments.update(id, { status: 'RETIRED' }));
+    } catch (err) {
+      this.o.logger.error({ err, environmentId: id }, 'recording an unhealthy environment failed');
+    }
+    void this.provision(lease.slot);
+  }
+
+  run(lease: Lease, spec: RunSpec): Promise<RunOutcome> {
+    return this.o.driver.run(lease.handle, spec);
+  }
+
+  async usage(id: string) {
+    const lease = this.live.get(id);
+    return lease ? this.o.driver.usage(lease.handle) : null;
+  }
+
+  /** Destroys every environment; their rows become RETIRED. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.waiters.length = 0; // waiting jobs are aborted through their own signals
+    const leases = [...this.live.values()];
+    this.live.clear();
+    this.idle.length = 0;
+    await Promise.all(
+      leases.map(async (l) => {
+        await this.o.driver.destroy(l.handle).catch(() => undefined);
+        await this.o.environments.update(l.handle.id, { status: 'RETIRED', currentTestId: null }).then(this.o.publish, () => undefined);
+      }),
+    );
+  }
+}

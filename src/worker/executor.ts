@@ -1,0 +1,254 @@
+// Runs one test job: takes an environment, moves the test to RUNNING (fenced by its attempt), runs the
+// script through the pool's driver, records the result and hands the environment back. An environment
+// fault is never a test failure: the environment is replaced and the test retried until its budget is
+// spent, then ERROR.
+
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { dedicatedCpuSet } from '../domain/cpus';
+import { afterInfrastructureFault, classifyRun } from '../domain/outcome';
+import { isTerminal, type TestStatus } from '../domain/status';
+import type { PlansRepository } from '../db/plans.repository';
+import type { RunResult, RunsRepository, StoredArtifact } from '../db/runs.repository';
+import type { TestSpecRow, TestsRepository } from '../db/tests.repository';
+import { InfrastructureError, type RunOutcome, type ServiceSpec } from '../environments/driver';
+import type { Lease, ResourceManager } from '../environments/resource-manager';
+import type { EventBus } from '../events/bus';
+import type { ArtifactStore } from '../infra/artifact-store';
+import type { RunTestPayload } from '../queue/catalog';
+import { publishTestChanges } from '../services/transitions';
+import { OutputPublisher } from './output-publisher';
+
+/** Output kept in the result row; the whole capture goes to the artifact store when it is longer. */
+export const ROW_OUTPUT_BYTES = 64 * 1024;
+
+export type AbortReason = 'cancel' | 'shutdown' | 'fenced';
+
+export interface ExecutorDeps {
+  config: Config;
+  logger: Logger;
+  tests: TestsRepository;
+  plans: PlansRepository;
+  runs: RunsRepository;
+  events: EventBus;
+  store: ArtifactStore;
+  managers: Map<string, ResourceManager>;
+  workerId: string;
+  hostCpus: number;
+  /** Aborted when the worker stops for good: waiting for an environment ends. */
+  stopping: AbortSignal;
+  now(): Date;
+}
+
+interface Running {
+  controller: AbortController;
+  attempt: number;
+  reason: AbortReason | null;
+}
+
+export class TestExecutor {
+  /** Tests running in this process, by id. */
+  readonly running = new Map<string, Running>();
+
+  constructor(private readonly d: ExecutorDeps) {}
+
+  abort(testId: string, reason: AbortReason): boolean {
+    const r = this.running.get(testId);
+    if (!r || r.reason) return false;
+    r.reason = reason;
+    r.controller.abort(new Error(reason));
+    return true;
+  }
+
+  async execute(job: RunTestPayload): Promise<void> {
+    const d = this.d;
+    const spec = await d.tests.spec(job.testId);
+    if (!spec || isTerminal(spec.status)) return; // cancelled or finished: nothing to do
+    const manager = d.managers.get(spec.pool);
+    if (!manager) throw new Error(`this worker does not serve pool "${spec.pool}"`);
+    let attempts = spec.attempts;
+    let from: TestStatus = spec.status;
+    const log = d.logger.child({ planId: spec.planId, testId: spec.id });
+
+    if (spec.status === 'RUNNING') {
+      // the worker of attempt `attempts` was lost (its job stalled and came back): an infrastructure fault
+      log.warn({ attempt: attempts }, 'taking over a test whose worker was lost');
+      if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
+        await this.finishAs(spec, attempts, 'ERROR', { finishedAt: d.now() }, log);
+        return;
+      }
+    }
+
+    for (;;) {
+      const running: Running = { controller: new AbortController(), attempt: attempts + 1, reason: null };
+      this.running.set(spec.id, running);
+      let lease: Lease;
+      try {
+        lease = await manager.acquire(spec.id, d.stopping);
+      } catch (err) {
+        this.running.delete(spec.id);
+        throw err;
+      }
+      const envId = lease.handle.id;
+      const started = await d.tests.transition(
+        spec.id,
+        { from: [from], attempt: attempts },
+        { status: 'RUNNING', attempts: attempts + 1, startedAt: d.now(), finishedAt: null, environmentId: envId },
+      );
+      if (!started) {
+        this.running.delete(spec.id);
+        void manager.release(lease);
+        return; // cancelled, or another worker took it
+      }
+      attempts += 1;
+      const runLog = log.child({ attempt: attempts, environmentId: envId });
+      const runId = await d.runs.start(spec.id, attempts, envId, d.workerId);
+      await publishTestChanges(d, spec.planId, [started]);
+
+      let outcome: RunOutcome;
+      const artifactDir = join(d.config.dataDir, 'runs', `${spec.id}-${attempts}`);
+      try {
+        mkdirSync(artifactDir, { recursive: true });
+        const output = new OutputPublisher(d.events, spec.id);
+        try {
+          outcome = await manager.run(lease, {
+            testId: spec.id,
+            attempt: attempts,
+            script: spec.script,
+            env: Object.fromEntries((spec.env as { name: string; value: string }[]).map((e) => [e.name, e.value])),
+            timeoutMs: spec.timeoutSeconds * 1000,
+            services: spec.services as ServiceSpec[],
+            artifactPaths: spec.artifactPaths,
+            artifactDir,
+            maxOutputBytes: d.config.maxOutputBytes,
+            dedicatedCpus: spec.type === 'PERFORMANCE' ? dedicatedCpuSet(lease.slot, manager.pool.cpus, d.hostCpus) : undefined,
+            hardened: spec.type === 'SECURITY',
+            onOutput: (stream, chunk) => output.push(stream, chunk),
+            signal: running.controller.signal,
+          });
+        } finally {
+          output.flushAll();
+        }
+      } catch (err) {
+        this.running.delete(spec.id);
+        rmSync(artifactDir, { recursive: true, force: true });
+        const message = `environment fault: ${(err as Error).message}`.split('\n')[0];
+        runLog.error({ err, infrastructure: err instanceof InfrastructureError }, 'environment fault while running a test');
+        await d.runs.finish(runId, failedRun('ERROR', message, true), []);
+        void manager.fail(lease, message);
+        if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
+          await this.finishAs(spec, attempts, 'ERROR', { finishedAt: d.now() }, runLog);
+          return;
+        }
+        const back = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt: attempts }, { status: 'QUEUED', environmentId: null });
+        if (!back) return;
+        await publishTestChanges(d, spec.planId, [back]);
+        from = 'QUEUED';
+        continue; // at the front of the queue still: this job takes the next environment of the pool
+      }
+      this.running.delete(spec.id);
+
+      try {
+        await this.record(spec, attempts, runId, outcome, running.reason, manager, runLog);
+      } finally {
+        rmSync(artifactDir, { recursive: true, force: true });
+        void manager.release(lease);
+      }
+      return;
+    }
+  }
+
+  private async record(
+    spec: TestSpecRow,
+    attempt: number,
+    runId: string,
+    outcome: RunOutcome,
+    reason: AbortReason | null,
+    manager: ResourceManager,
+    log: Logger,
+  ): Promise<void> {
+    const d = this.d;
+    if (outcome.aborted && reason === 'shutdown') {
+      await d.runs.finish(runId, { ...resultOf(outcome, 'QUEUED', 'the worker shut down during the run', true) }, []);
+      const back = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt }, { status: 'QUEUED', environmentId: null });
+      if (back) await publishTestChanges(d, spec.planId, [back]);
+      log.info('handed back: the worker is shutting down');
+      return;
+    }
+    if (outcome.aborted) {
+      await d.runs.finish(runId, resultOf(outcome, 'CANCELLED', reason === 'fenced' ? 'superseded by a newer attempt' : 'cancelled while running', false), []);
+      log.info({ reason }, 'run stopped');
+      return;
+    }
+    const { status, errorMessage } = classifyRun({
+      exitCode: outcome.exitCode,
+      signal: outcome.signal,
+      timedOut: outcome.timedOut,
+      oomKilled: outcome.oomKilled,
+      stderr: outcome.stderr,
+      timeoutSeconds: spec.timeoutSeconds,
+      memoryMb: manager.pool.memoryMb,
+    });
+    const artifacts: StoredArtifact[] = [];
+    for (const f of outcome.files) {
+      const { key, sha256 } = await d.store.putFile(f.path);
+      artifacts.push({ name: f.name, kind: f.kind, sizeBytes: f.sizeBytes, sha256, storageKey: key });
+    }
+    const result = resultOf(outcome, status, errorMessage, false);
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const full = outcome[stream];
+      if (Buffer.byteLength(full) > ROW_OUTPUT_BYTES) {
+        const put = d.store.putBytes(full);
+        artifacts.push({ name: `${stream}.log`, kind: 'LOG', sizeBytes: put.size, sha256: put.sha256, storageKey: put.key });
+        result[stream] = abridge(full, put.size, `${stream}.log`);
+        result.outputTruncated = true;
+      }
+    }
+    await d.runs.finish(runId, result, artifacts);
+    const done = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt }, { status, finishedAt: d.now() });
+    if (!done) {
+      log.warn({ status }, 'result of a stale attempt kept on its run only: the test moved on');
+      return;
+    }
+    const view = (await d.tests.results([spec.id])).get(spec.id) ?? null;
+    await publishTestChanges(d, spec.planId, [{ ...done, result: view }]);
+    log.info({ status, exitCode: outcome.exitCode, signal: outcome.signal, durationMs: Math.round(outcome.durationMs) }, 'test finished');
+  }
+
+  /** A terminal status for a test that could not run (retry budget spent). */
+  private async finishAs(spec: TestSpecRow, attempt: number, status: 'ERROR', data: { finishedAt: Date }, log: Logger): Promise<void> {
+    const t = await this.d.tests.transition(spec.id, { from: ['RUNNING', 'QUEUED'], attempt }, { status, ...data });
+    if (t) await publishTestChanges(this.d, spec.planId, [t]);
+    log.error({ attempt, maxRetries: spec.maxRetries }, 'test ends in ERROR: its retry budget for environment faults is spent');
+  }
+}
+
+function resultOf(o: RunOutcome, status: TestStatus, errorMessage: string | null, infrastructure: boolean): RunResult {
+  return {
+    status,
+    exitCode: o.exitCode,
+    signal: o.signal,
+    stdout: o.stdout,
+    stderr: o.stderr,
+    outputTruncated: o.outputTruncated,
+    timedOut: o.timedOut,
+    durationMs: o.durationMs,
+    errorMessage,
+    infrastructure,
+    cpuTimeMs: o.cpuTimeMs,
+    peakMemoryBytes: o.peakMemoryBytes,
+  };
+}
+
+function failedRun(status: TestStatus, errorMessage: string, infrastructure: boolean): RunResult {
+  return { status, exitCode: null, signal: null, stdout: '', stderr: '', outputTruncated: false, timedOut: false, durationMs: 0, errorMessage, infrastructure, cpuTimeMs: null, peakMemoryBytes: null };
+}
+
+/** Head and tail of a long output, with a line saying where the whole of it is. */
+function abridge(text: string, size: number, artifact: string): string {
+  const half = ROW_OUTPUT_BYTES / 2;
+  const buf = Buffer.from(text);
+  return `${buf.subarray(0, half).toString('utf8')}\n… [${size - 2 * half} bytes omitted: the whole output is the artifact ${artifact}] …\n${buf.subarray(buf.length - half).toString('utf8')}`;
+}

@@ -1,0 +1,165 @@
+// The worker process: one BullMQ consumer per pool it serves (concurrency = the pool's capacity on this
+// host), a warm pool of environments each, a heartbeat that makes it count in systemStatus, and an ear
+// for cancellations.
+
+import { hostname, availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Worker as BullWorker } from 'bullmq';
+import type { Core } from '../app';
+import { EnvironmentsRepository } from '../db/environments.repository';
+import { RunsRepository } from '../db/runs.repository';
+import { ContainerDriver } from '../environments/container/container.driver';
+import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
+import { ResourceManager } from '../environments/resource-manager';
+import { ArtifactStore } from '../infra/artifact-store';
+import { redisOptionsFromUrl } from '../infra/redis-server';
+import { parseRunTest, queueName } from '../queue/catalog';
+import { TestExecutor } from './executor';
+
+export interface WorkerOptions {
+  /** Pools to serve; default: every configured pool this host has a driver for. */
+  pools?: string[];
+  /** Drivers by kind; default: the container driver. */
+  drivers?: Partial<Record<EnvironmentKind, EnvironmentDriver>>;
+  /** How long a stopping worker lets running tests finish before it kills them and hands them back. */
+  graceMs?: number;
+  /** BullMQ lock of a running job; a dead worker's jobs come back to the queue after about this long. */
+  lockMs?: number;
+}
+
+export interface RunningWorker {
+  id: string;
+  pools: string[];
+  executor: TestExecutor;
+  stop(): Promise<void>;
+}
+
+const WATCHDOG_MS = 2_000;
+
+export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<RunningWorker> {
+  const { config, logger, events } = core;
+  const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const log = logger.child({ workerId: id });
+  const drivers: Partial<Record<EnvironmentKind, EnvironmentDriver>> = o.drivers ?? {
+    CONTAINER: new ContainerDriver({ imageDir: config.imageDir, logger: log.child({ driver: 'container' }), buildMissingImages: true, stateDir: join(config.dataDir, 'sandboxes') }),
+  };
+  const environments = new EnvironmentsRepository(core.db.prisma);
+  const runs = new RunsRepository(core.db.prisma);
+  const stopping = new AbortController();
+  const publish = (view: Parameters<typeof events.emit<'environment'>>[1]) => events.emit('environment', view);
+
+  const wanted = config.pools.filter((p) => !o.pools || o.pools.includes(p.name));
+  for (const name of o.pools ?? []) if (!config.pools.some((p) => p.name === name)) throw new Error(`worker: no pool named "${name}" is configured`);
+  const managers = new Map<string, ResourceManager>();
+  for (const pool of wanted) {
+    const driver = drivers[pool.kind];
+    if (!driver) {
+      log.warn({ pool: pool.name, kind: pool.kind }, 'no driver for this kind of environment on this host: pool not served');
+      continue;
+    }
+    managers.set(pool.name, new ResourceManager({ pool, driver, environments, workerId: id, host: hostname(), publish, logger: log }));
+  }
+
+  await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools: [] });
+  const started = await Promise.allSettled([...managers.values()].map((m) => m.start()));
+  started.forEach((r, i) => {
+    const m = [...managers.values()][i];
+    if (r.status === 'rejected') {
+      log.error({ err: r.reason, pool: m.pool.name }, 'cannot serve this pool on this host');
+      managers.delete(m.pool.name);
+    }
+  });
+  const pools = [...managers.keys()];
+  await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools });
+  events.emit('system', { reason: 'worker started' });
+
+  const executor = new TestExecutor({
+    config,
+    logger: log,
+    tests: core.deps.tests,
+    plans: core.deps.plans,
+    runs,
+    events,
+    store: new ArtifactStore(join(config.dataDir, 'artifacts')),
+    managers,
+    workerId: id,
+    hostCpus: availableParallelism(),
+    stopping: stopping.signal,
+    now: () => new Date(),
+  });
+
+  const offCancel = await events.on('cancel', ({ testId }) => {
+    if (executor.abort(testId, 'cancel')) log.info({ testId }, 'killing a cancelled test');
+  });
+
+  // Heartbeat; and a watchdog that stops runs whose test moved on without us hearing (a lost
+  // cancel message, or a newer attempt elsewhere): the database decides.
+  const heartbeat = setInterval(() => {
+    environments.heartbeat(id).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
+  }, config.workerHeartbeatMs);
+  const watchdog = setInterval(() => {
+    for (const [testId, r] of executor.running) {
+      core.deps.tests.get(testId).then(
+        (t) => {
+          if (!t || t.status === 'CANCELLED') executor.abort(testId, 'cancel');
+          else if (t.attempts > r.attempt) executor.abort(testId, 'fenced');
+        },
+        () => undefined,
+      );
+    }
+  }, WATCHDOG_MS);
+
+  const connection = { ...redisOptionsFromUrl(core.redisUrl), maxRetriesPerRequest: null };
+  const lockMs = o.lockMs ?? 10_000;
+  const consumers = pools.map((pool) => {
+    const capacity = managers.get(pool)!.pool.capacity;
+    const w = new BullWorker(
+      queueName(pool),
+      async (job) => {
+        await executor.execute(parseRunTest(job.data));
+      },
+      {
+        connection,
+        prefix: `${config.redisPrefix}:bull`,
+        concurrency: capacity,
+        lockDuration: lockMs,
+        stalledInterval: Math.max(1_000, Math.floor(lockMs / 2)),
+        // a test's own retry budget (attempts) decides when a test that keeps losing its worker ends in ERROR
+        maxStalledCount: 1_000,
+      },
+    );
+    w.on('failed', (job, err) => log.error({ err, pool, testId: job?.data?.testId }, 'job failed'));
+    w.on('error', (err) => log.warn({ err: err.message, pool }, 'queue consumer error'));
+    return w;
+  });
+  log.info({ pools, hostCpus: availableParallelism() }, 'worker started');
+
+  let stopped: Promise<void> | null = null;
+  return {
+    id,
+    pools,
+    executor,
+    stop() {
+      stopped ??= (async () => {
+        log.info({ running: executor.running.size }, 'worker stopping: no new tests; running ones may finish');
+        const closing = Promise.all(consumers.map((c) => c.close()));
+        const grace = setTimeout(() => {
+          for (const testId of executor.running.keys()) executor.abort(testId, 'shutdown');
+          stopping.abort();
+        }, o.graceMs ?? 10_000);
+        await closing;
+        clearTimeout(grace);
+        stopping.abort();
+        clearInterval(heartbeat);
+        clearInterval(watchdog);
+        offCancel();
+        await Promise.all([...managers.values()].map((m) => m.stop()));
+        for (const e of await environments.stopWorker(id).catch(() => [])) publish(e);
+        events.emit('system', { reason: 'worker stopped' });
+        log.info('worker stopped');
+      })();
+      return stopped;
+    },
+  };
+}
