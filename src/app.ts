@@ -15,6 +15,13 @@ import { PlanService } from './services/plan.service';
 import { StatusService } from './services/status.service';
 import { TestService } from './services/test.service';
 import type { Services } from './api/context';
+import { LiveEvents } from './api/live';
+import { createSchema } from './api/schema';
+import { startApiServer, type ApiServer } from './api/server';
+import { isUuid } from './db/cursor';
+import { RunsRepository } from './db/runs.repository';
+import { ArtifactStore } from './infra/artifact-store';
+import { join } from 'node:path';
 
 export interface Core {
   config: Config;
@@ -27,6 +34,8 @@ export interface Core {
   services: Services;
   /** Connection options for further Redis connections (BullMQ workers need their own). */
   redisUrl: string;
+  /** Where an artifact's bytes are, by artifact id. */
+  artifactPath(id: string): Promise<{ path: string; name: string } | null>;
   close(): Promise<void>;
 }
 
@@ -79,9 +88,33 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       status: new StatusService(deps),
       environments: new EnvironmentService(deps),
     };
-    return { config, logger, db, redis, events, queues, deps, services, redisUrl, close: closeAll };
+    const runs = new RunsRepository(db.prisma);
+    const store = new ArtifactStore(join(config.dataDir, 'artifacts'));
+    const artifactPath = async (id: string) => {
+      const a = isUuid(id) ? await runs.artifact(id) : null;
+      return a ? { path: store.pathOf(a.storageKey), name: a.name } : null;
+    };
+    return { config, logger, db, redis, events, queues, deps, services, redisUrl, artifactPath, close: closeAll };
   } catch (e) {
     await closeAll();
     throw e;
   }
+}
+
+/** The HTTP and WebSocket API on the core's services. */
+export async function serveApi(core: Core, at: { host: string; port: number }): Promise<ApiServer> {
+  return startApiServer({
+    schema: await createSchema(),
+    services: core.services,
+    live: new LiveEvents(core.events, core.services.status, core.logger),
+    logger: core.logger,
+    host: at.host,
+    port: at.port,
+    maxRequestBytes: core.config.maxRequestBytes,
+    ready: async () => {
+      await core.db.ping();
+      await core.redis.ping();
+    },
+    artifactPath: core.artifactPath,
+  });
 }

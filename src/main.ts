@@ -2,17 +2,12 @@
 // The command line: start (all in one), serve (API + reconciler), worker, schema.
 import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { startApiServer } from './api/server';
-import { isUuid } from './db/cursor';
-import { LiveEvents } from './api/live';
-import { createSchema, schemaSdl } from './api/schema';
-import { openCore } from './app';
+import { resolve } from 'node:path';
+import { schemaSdl } from './api/schema';
+import { openCore, serveApi } from './app';
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger } from './logger';
 import { EnvironmentsRepository } from './db/environments.repository';
-import { RunsRepository } from './db/runs.repository';
-import { ArtifactStore } from './infra/artifact-store';
 import { Reconciler } from './services/reconciler';
 import { startWorker, type RunningWorker } from './worker/worker';
 
@@ -44,25 +39,7 @@ async function run(roles: Roles): Promise<void> {
   };
   try {
     if (roles.api) {
-      const runs = new RunsRepository(core.db.prisma);
-      const store = new ArtifactStore(join(config.dataDir, 'artifacts'));
-      api = await startApiServer({
-        schema: await createSchema(),
-        services: core.services,
-        live: new LiveEvents(core.events, core.services.status, logger),
-        logger,
-        host: config.host,
-        port: config.port,
-        maxRequestBytes: config.maxRequestBytes,
-        ready: async () => {
-          await core.db.ping();
-          await core.redis.ping();
-        },
-        artifactPath: async (id) => {
-          const a = isUuid(id) ? await runs.artifact(id) : null;
-          return a ? { path: store.pathOf(a.storageKey), name: a.name } : null;
-        },
-      });
+      api = await serveApi(core, { host: config.host, port: config.port });
       reconciler = new Reconciler({
         ...core.deps,
         prisma: core.db.prisma,

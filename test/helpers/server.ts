@@ -5,17 +5,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import pino from 'pino';
-import { LiveEvents } from '../../src/api/live';
-import { createSchema } from '../../src/api/schema';
-import { startApiServer, type ApiServer } from '../../src/api/server';
-import { openCore, type Core } from '../../src/app';
+import type { ApiServer } from '../../src/api/server';
+import { openCore, serveApi, type Core } from '../../src/app';
 import { loadConfig } from '../../src/config/config';
 import { openDatabase } from '../../src/db/database';
 import { readMigrations } from '../../src/db/migrate';
+import { EnvironmentsRepository } from '../../src/db/environments.repository';
+import { Reconciler } from '../../src/services/reconciler';
+import { startWorker, type RunningWorker } from '../../src/worker/worker';
 
 export interface TestServer {
   url: string;
   core: Core;
+  worker: RunningWorker | null;
   api: ApiServer;
   dataDir: string;
   stop(): Promise<void>;
@@ -48,7 +50,13 @@ export async function freshPgliteDir(): Promise<string> {
   return dir;
 }
 
-export async function startTestServer(opts: { redisUrl: string; databaseUrl?: string; env?: Record<string, string> }): Promise<TestServer> {
+export async function startTestServer(opts: {
+  redisUrl: string;
+  databaseUrl?: string;
+  env?: Record<string, string>;
+  /** Also run a worker (and the reconciler) in this process. */
+  worker?: boolean;
+}): Promise<TestServer> {
   const dataDir = opts.databaseUrl ? mkdtempSync(join(tmpdir(), 'orch-data-')) : await freshPgliteDir();
   const config = loadConfig({
     DATA_DIR: dataDir,
@@ -60,26 +68,22 @@ export async function startTestServer(opts: { redisUrl: string; databaseUrl?: st
   });
   const logger = quietLogger();
   const core = await openCore(config, logger);
-  const api = await startApiServer({
-    schema: await createSchema(),
-    services: core.services,
-    live: new LiveEvents(core.events, core.services.status, logger),
-    logger,
-    host: '127.0.0.1',
-    port: 0,
-    maxRequestBytes: config.maxRequestBytes,
-    ready: async () => {
-      await core.db.ping();
-      await core.redis.ping();
-    },
-  });
+  const api = await serveApi(core, { host: '127.0.0.1', port: 0 });
+  const worker = opts.worker ? await startWorker(core, { lockMs: 3_000, graceMs: 2_000 }) : null;
+  const reconciler = opts.worker
+    ? new Reconciler({ ...core.deps, prisma: core.db.prisma, environments: new EnvironmentsRepository(core.db.prisma) })
+    : null;
+  await reconciler?.start();
   return {
     url: api.url,
     core,
     api,
+    worker,
     dataDir,
     async stop() {
       await api.close();
+      await worker?.stop();
+      await reconciler?.stop();
       await core.close();
       rmSync(dataDir, { recursive: true, force: true });
     },

@@ -1,0 +1,266 @@
+// Tests run for real: submitted through the API, executed in sandboxes by a worker, results as users see them.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from 'graphql-ws';
+import { gqlOk, sleep, subscribe, wsClient } from '../helpers/gql';
+import { startTestRedis, type TestRedis } from '../helpers/redis';
+import { startTestServer, type TestServer } from '../helpers/server';
+
+const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
+const PLAN = `query($id: ID!) { plan(id: $id) { id status counts { passed failed timedOut error cancelled running queued total }
+  tests(first: 100) { nodes { id name status attempts startedAt finishedAt environment { id pool }
+    result { exitCode signal stdout stderr outputTruncated durationMs timedOut errorMessage metrics { cpuTimeMs peakMemoryBytes }
+      artifacts { name kind sizeBytes sha256 url } } } } } }`;
+
+const POOLS = JSON.stringify([
+  { name: 'container', kind: 'CONTAINER', cpus: 1, memoryMb: 256, image: 'debian-bookworm', capacity: 2, pids: 64, testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'] },
+  { name: 'solo', kind: 'CONTAINER', cpus: 1, memoryMb: 256, image: 'debian-bookworm', capacity: 1, pids: 64, tags: ['solo'], testTypes: ['UNIT', 'PERFORMANCE'] },
+]);
+
+/** A sleep duration no other process on the host uses: its command line marks the test's processes. */
+const uniqueSleep = () => `${3000 + Math.floor(Math.random() * 1000)}.${Math.floor(Math.random() * 1e6)}`;
+
+/** Processes on the host whose command line holds `marker`. */
+function hostProcesses(marker: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-af', marker], { encoding: 'utf8' }).trim().split('\n').filter((l) => l && !l.includes('pgrep'));
+  } catch {
+    return [];
+  }
+}
+
+describe('running tests in sandboxes', () => {
+  let redis: TestRedis;
+  let server: TestServer;
+  let url: string;
+  let ws: Client;
+
+  before(async () => {
+    redis = await startTestRedis();
+    server = await startTestServer({ redisUrl: redis.url, worker: true, env: { POOLS, MAX_OUTPUT_BYTES: '4096', WORKER_HEARTBEAT_MS: '1000' } });
+    url = server.url;
+    ws = wsClient(url);
+  });
+  after(async () => {
+    await ws?.dispose();
+    await server?.stop();
+    await redis?.stop();
+  });
+
+  async function runPlan(tests: object[], opts: { priority?: number; wait?: boolean } = {}) {
+    const { submitPlan } = await gqlOk(url, SUBMIT, { input: { name: `plan-${randomUUID().slice(0, 6)}`, priority: opts.priority ?? 0, tests } });
+    if (opts.wait === false) return submitPlan.id as string;
+    return waitPlan(submitPlan.id);
+  }
+  async function waitPlan(id: string, timeoutMs = 60_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { plan } = await gqlOk(url, PLAN, { id });
+      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status) && plan.counts.running === 0 && plan.counts.queued === 0) return plan;
+      if (Date.now() > deadline) throw new Error(`plan not finished: ${JSON.stringify(plan.counts)}`);
+      await sleep(100);
+    }
+  }
+  const byName = (plan: any) => Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t]));
+
+  it('reaches PASSED, FAILED (exit code, signal), TIMED_OUT with the captured fields', async () => {
+    const marker = uniqueSleep();
+    const plan = await runPlan([
+      { name: 'passes', type: 'UNIT', script: 'echo "hello $GREETING"; echo warn >&2', env: [{ name: 'GREETING', value: 'world' }] },
+      { name: 'exits-3', type: 'UNIT', script: 'echo about to fail; echo "assertion failed: 1 != 2" >&2; exit 3' },
+      { name: 'segfaults', type: 'UNIT', script: 'kill -SEGV $$' },
+      { name: 'shebang', type: 'UNIT', script: '#!/bin/bash\necho "bash ${BASH_VERSINFO[0]}"' },
+      // a double-forked daemon that outlives its parent must die at the timeout too
+      { name: 'hangs', type: 'UNIT', timeoutSeconds: 2, script: `echo started; (setsid sh -c 'exec sleep ${marker}' &) ; exec sleep ${marker}` },
+      { name: 'chatty', type: 'UNIT', script: 'yes 0123456789 | head -c 100000' },
+    ]);
+    assert.equal(plan.status, 'FAILED');
+    assert.deepEqual({ ...plan.counts }, { passed: 3, failed: 2, timedOut: 1, error: 0, cancelled: 0, running: 0, queued: 0, total: 6 });
+    const t = byName(plan);
+    assert.equal(t.passes.status, 'PASSED');
+    assert.equal(t.passes.attempts, 1);
+    assert.equal(t.passes.result.exitCode, 0);
+    assert.equal(t.passes.result.stdout, 'hello world\n');
+    assert.equal(t.passes.result.stderr, 'warn\n');
+    assert.equal(t.passes.result.errorMessage, null);
+    assert.ok(t.passes.result.durationMs > 0);
+    assert.ok(t.passes.result.metrics.cpuTimeMs >= 0 && t.passes.result.metrics.peakMemoryBytes > 0);
+    assert.ok(t.passes.startedAt && t.passes.finishedAt && t.passes.environment.pool === 'container');
+
+    assert.equal(t['exits-3'].status, 'FAILED');
+    assert.equal(t['exits-3'].result.exitCode, 3);
+    assert.equal(t['exits-3'].result.signal, null);
+    assert.equal(t['exits-3'].result.stdout, 'about to fail\n');
+    assert.equal(t['exits-3'].result.errorMessage, 'exit code 3: assertion failed: 1 != 2');
+
+    assert.equal(t.segfaults.status, 'FAILED');
+    assert.equal(t.segfaults.result.exitCode, null);
+    assert.equal(t.segfaults.result.signal, 'SIGSEGV');
+    assert.match(t.segfaults.result.errorMessage, /SIGSEGV/);
+
+    assert.equal(t.shebang.result.stdout, 'bash 5\n');
+
+    assert.equal(t.hangs.status, 'TIMED_OUT');
+    assert.equal(t.hangs.result.timedOut, true);
+    assert.equal(t.hangs.result.stdout, 'started\n', 'output captured up to the timeout');
+    assert.match(t.hangs.result.errorMessage, /timed out after 2 s/);
+    assert.ok(t.hangs.result.durationMs >= 2000 && t.hangs.result.durationMs < 10_000);
+    assert.deepEqual(hostProcesses(marker), [], 'no process of the timed-out test survives');
+
+    assert.equal(t.chatty.status, 'PASSED');
+    assert.equal(t.chatty.result.outputTruncated, true, 'stdout capped at MAX_OUTPUT_BYTES');
+    assert.ok(Buffer.byteLength(t.chatty.result.stdout) <= 4096);
+  });
+
+  it('keeps the host out of reach: no host /tmp, no loopback API port, no writes to /etc', async () => {
+    const secret = `/tmp/orch-secret-${randomUUID()}`;
+    writeFileSync(secret, 'top secret');
+    const pwned = `/etc/orch-pwned-${randomUUID().slice(0, 8)}`;
+    const port = new URL(url).port;
+    try {
+      const plan = await runPlan([
+        { name: 'reads-host-tmp', type: 'SECURITY', script: `cat ${secret}` },
+        { name: 'connects-to-api', type: 'UNIT', script: `exec 3<>/dev/tcp/127.0.0.1/${port} && echo connected`.replace(/^/, '#!/bin/bash\n') },
+        { name: 'writes-etc', type: 'UNIT', script: `touch ${pwned} || exit 1; echo wrote` },
+        { name: 'who-am-i', type: 'UNIT', script: 'id -u; cat /proc/self/status | grep -E "^Cap(Eff|Bnd)"; ls /proc | grep -cE "^[0-9]+$"' },
+      ]);
+      const t = byName(plan);
+      assert.equal(t['reads-host-tmp'].status, 'FAILED');
+      assert.doesNotMatch(t['reads-host-tmp'].result.stdout, /top secret/);
+      assert.equal(t['connects-to-api'].status, 'FAILED', JSON.stringify(t['connects-to-api'].result));
+      assert.doesNotMatch(t['connects-to-api'].result.stdout, /connected/);
+      assert.equal(t['writes-etc'].status, 'FAILED');
+      assert.equal(existsSync(pwned), false);
+      const who = t['who-am-i'].result.stdout.trim().split('\n');
+      assert.equal(who[0], '65534', 'an unprivileged uid');
+      assert.match(who[1], /CapEff:\s+0+$/, 'no capabilities');
+      assert.ok(Number(who[who.length - 1]) < 10, `its own PID namespace: saw ${who[who.length - 1]} processes`);
+    } finally {
+      rmSync(secret, { force: true });
+      rmSync(pwned, { force: true });
+    }
+  });
+
+  it('ends a fork bomb at its process limit and a memory hog at its memory limit, leaving the host alone', async () => {
+    const marker = `orchbomb${randomUUID().slice(0, 6)}`;
+    const plan = await runPlan([
+      { name: 'fork-bomb', type: 'UNIT', timeoutSeconds: 8, script: `#!/bin/bash\n${marker}() { ${marker} | ${marker} & }; ${marker}; sleep 5; echo survived` },
+      { name: 'memory-hog', type: 'UNIT', timeoutSeconds: 20, script: `perl -e '$x = "a" x (1024 * 1024 * 1024); print "allocated\\n"'` },
+    ]);
+    const t = byName(plan);
+    assert.ok(['FAILED', 'TIMED_OUT', 'PASSED'].includes(t['fork-bomb'].status));
+    assert.ok(t['fork-bomb'].result.durationMs < 15_000);
+    assert.deepEqual(hostProcesses(marker), [], 'no process of the fork bomb is left');
+    assert.equal(t['memory-hog'].status, 'FAILED', JSON.stringify(t['memory-hog'].result));
+    assert.match(t['memory-hog'].result.errorMessage, /exceeded its memory limit of 256 MB/);
+    assert.doesNotMatch(t['memory-hog'].result.stdout, /allocated/);
+    // the worker goes on with other tests
+    const next = await runPlan([{ name: 'after', type: 'UNIT', script: 'echo fine' }]);
+    assert.equal(next.status, 'PASSED');
+  });
+
+  it('collects artifacts and serves their bytes', async () => {
+    const plan = await runPlan([
+      { name: 'makes-files', type: 'UNIT', artifactPaths: ['out/*.txt', 'report.xml'], script: 'mkdir -p out; echo one > out/a.txt; echo two > out/b.txt; echo "<r/>" > report.xml; echo skip > out/c.log' },
+    ]);
+    const r = byName(plan)['makes-files'].result;
+    const names = r.artifacts.map((a: any) => a.name).sort();
+    assert.deepEqual(names, ['out/a.txt', 'out/b.txt', 'report.xml']);
+    const a = r.artifacts.find((x: any) => x.name === 'out/a.txt');
+    const res = await fetch(`${url}${a.url}`);
+    assert.equal(res.status, 200);
+    const bytes = Buffer.from(await res.arrayBuffer());
+    assert.equal(bytes.toString(), 'one\n');
+    assert.equal(a.sha256, createHash('sha256').update(bytes).digest('hex'));
+    assert.equal(a.kind, 'FILE');
+    assert.equal((await fetch(`${url}/artifacts/${randomUUID()}`)).status, 404);
+  });
+
+  it('starts integration services beside the test and waits for their ready check', async () => {
+    const plan = await runPlan([
+      {
+        name: 'with-service',
+        type: 'INTEGRATION',
+        services: [{ name: 'marker', command: 'sleep 0.5; echo up > /tmp/svc-ready; exec sleep 3600', readyCheck: 'test -f /tmp/svc-ready' }],
+        script: 'cat /tmp/svc-ready',
+      },
+    ]);
+    const t = byName(plan)['with-service'];
+    assert.equal(t.status, 'PASSED', JSON.stringify(t.result));
+    assert.equal(t.result.stdout, 'up\n');
+  });
+
+  it('runs higher priority first, FIFO among equals, never preempting a running test', async () => {
+    const blocker = await runPlan([{ name: 'blocker', type: 'UNIT', requirements: { tags: ['solo'] }, script: 'sleep 1.5; echo done' }], { wait: false });
+    await waitForStatus(blocker, 'RUNNING');
+    const solo = (n: string) => ({ name: n, type: 'UNIT', requirements: { tags: ['solo'] }, script: 'true' });
+    const low1 = await runPlan([solo('low-a'), solo('low-b')], { priority: 0, wait: false });
+    const high = await runPlan([solo('high-a'), solo('high-b')], { priority: 10, wait: false });
+    const low2 = await runPlan([solo('low-c')], { priority: 0, wait: false });
+    const plans = [await waitPlan(blocker), await waitPlan(low1), await waitPlan(high), await waitPlan(low2)];
+    const all = plans.flatMap((p) => p.tests.nodes);
+    const order = all.sort((a: any, b: any) => Date.parse(a.startedAt) - Date.parse(b.startedAt)).map((t: any) => t.name);
+    assert.deepEqual(order, ['blocker', 'high-a', 'high-b', 'low-a', 'low-b', 'low-c']);
+    const b = all.find((t: any) => t.name === 'blocker');
+    assert.equal(b.status, 'PASSED', 'the running test was not preempted');
+    assert.equal(b.result.stdout, 'done\n');
+  });
+
+  async function waitForStatus(planId: string, status: string) {
+    for (let i = 0; i < 200; i++) {
+      const { plan } = await gqlOk(url, PLAN, { id: planId });
+      if (plan.tests.nodes.some((t: any) => t.status === status)) return plan.tests.nodes.find((t: any) => t.status === status);
+      await sleep(50);
+    }
+    throw new Error(`no test of plan ${planId} reached ${status}`);
+  }
+
+  it('cancels a running test: killed at once, CANCELLED, its environment reset for the next test', async () => {
+    const marker = uniqueSleep();
+    const planId = await runPlan([{ name: 'long', type: 'UNIT', script: `echo begun; exec sleep ${marker}` }], { wait: false });
+    const running = await waitForStatus(planId, 'RUNNING');
+    const output = subscribe<any>(ws, `subscription($id: ID!) { testOutput(testId: $id) { testId stream data } }`, { id: running.id });
+    await sleep(200);
+    const t0 = Date.now();
+    const res = (await gqlOk(url, `mutation($id: ID!) { cancelTest(id: $id) { status } }`, { id: running.id })).cancelTest;
+    assert.equal(res.status, 'CANCELLED');
+    for (let i = 0; i < 100 && hostProcesses(marker).length; i++) await sleep(50);
+    assert.deepEqual(hostProcesses(marker), [], 'killed');
+    assert.ok(Date.now() - t0 < 5_000);
+    const plan = await waitPlan(planId);
+    assert.equal(plan.status, 'FAILED', 'all finished, one not passed'); // cancelTest alone does not cancel the plan
+    assert.equal(plan.tests.nodes[0].status, 'CANCELLED');
+    output.close();
+    const envs = (await gqlOk(url, `{ environments(pool: "container") { id status } }`)).environments;
+    assert.ok(envs.length >= 1);
+    for (let i = 0; i < 50; i++) {
+      const e = (await gqlOk(url, `{ environments(pool: "container") { status } }`)).environments;
+      if (e.every((x: any) => x.status === 'READY')) break;
+      await sleep(100);
+    }
+    const next = await runPlan([{ name: 'after-cancel', type: 'UNIT', script: 'ls /work | wc -l' }]);
+    assert.equal(next.status, 'PASSED');
+  });
+
+  it('streams live output and pushes each status change with the result', async () => {
+    const planId = await runPlan([{ name: 'talks', type: 'UNIT', script: 'for i in 1 2 3; do echo line $i; sleep 0.3; done' }], { wait: false });
+    const updates = subscribe<any>(ws, `subscription($p: ID) { testUpdated(planId: $p) { id status attempts result { exitCode stdout } } }`, { p: planId });
+    const running = await waitForStatus(planId, 'RUNNING');
+    const out = subscribe<any>(ws, `subscription($id: ID!) { testOutput(testId: $id) { testId stream data offset } }`, { id: running.id });
+    const chunk = await out.next((c) => /line [23]/.test(c.data));
+    assert.equal(chunk.testId, running.id);
+    assert.equal(chunk.stream, 'stdout');
+    const done = await updates.next((u) => u.status === 'PASSED', 15_000);
+    assert.equal(done.result.exitCode, 0);
+    assert.equal(done.result.stdout, 'line 1\nline 2\nline 3\n');
+    out.close();
+    updates.close();
+    const status = (await gqlOk(url, `{ systemStatus { workers healthy components { name healthy } pools { name capacity ready busy } } }`)).systemStatus;
+    assert.equal(status.workers, 1);
+    assert.equal(status.healthy, true, JSON.stringify(status));
+    assert.deepEqual(status.pools.map((p: any) => [p.name, p.capacity]), [['container', 2], ['solo', 1]]);
+  });
+});
