@@ -30,19 +30,22 @@ export class RunsRepository {
   constructor(private readonly prisma: PrismaClient) {}
 
   async start(testId: string, attempt: number, environmentId: string | null, workerId: string): Promise<string> {
-    const id = randomUUID();
-    await this.prisma.testRun.upsert({
+    const row = await this.prisma.testRun.upsert({
       where: { testId_attempt: { testId, attempt } },
-      create: { id, testId, attempt, environmentId, workerId, status: 'RUNNING' },
+      create: { id: randomUUID(), testId, attempt, environmentId, workerId, status: 'RUNNING' },
       update: { environmentId, workerId, status: 'RUNNING', startedAt: new Date() },
+      select: { id: true },
     });
-    return (await this.prisma.testRun.findUniqueOrThrow({ where: { testId_attempt: { testId, attempt } }, select: { id: true } })).id;
+    return row.id;
   }
 
-  /** Records what happened to one attempt (also a stale one: the test row itself is fenced separately). */
-  async finish(runId: string, r: RunResult, artifacts: StoredArtifact[]): Promise<void> {
-    await this.prisma.$transaction([
-      this.prisma.testRun.update({
+  /**
+   * Records what happened to one attempt (also a stale one: the test row itself is fenced separately).
+   * Returns the artifacts with their ids.
+   */
+  async finish(runId: string, r: RunResult, artifacts: StoredArtifact[]): Promise<(StoredArtifact & { id: string })[]> {
+    const withIds = artifacts.map((a) => ({ id: randomUUID(), runId, ...a }));
+    const update = this.prisma.testRun.update({
         where: { id: runId },
         data: {
           status: r.status,
@@ -59,9 +62,11 @@ export class RunsRepository {
           peakMemoryBytes: r.peakMemoryBytes,
           finishedAt: new Date(),
         },
-      }),
-      this.prisma.artifact.createMany({ data: artifacts.map((a) => ({ id: randomUUID(), runId, ...a })) }),
-    ]);
+        select: { id: true },
+      });
+    if (withIds.length) await this.prisma.$transaction([update, this.prisma.artifact.createMany({ data: withIds })]);
+    else await update;
+    return withIds;
   }
 
   async artifact(id: string): Promise<{ name: string; storageKey: string } | null> {

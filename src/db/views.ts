@@ -83,7 +83,12 @@ export function testView(t: TestRow, result?: ResultView | null): TestView {
   };
 }
 
-export function resultView(run: TestRunModel & { artifacts: ArtifactModel[] }): ResultView {
+type RunFields = Pick<
+  TestRunModel,
+  'exitCode' | 'signal' | 'stdout' | 'stderr' | 'outputTruncated' | 'durationMs' | 'timedOut' | 'errorMessage' | 'cpuTimeMs' | 'peakMemoryBytes'
+>;
+
+export function resultView(run: RunFields & { artifacts: Pick<ArtifactModel, 'id' | 'name' | 'kind' | 'sizeBytes' | 'sha256'>[] }): ResultView {
   return {
     exitCode: run.exitCode,
     signal: run.signal,

@@ -20,6 +20,7 @@ import type { ArtifactStore } from '../infra/artifact-store';
 import type { RunTestPayload } from '../queue/catalog';
 import { publishTestChanges } from '../services/transitions';
 import { OutputPublisher } from './output-publisher';
+import { resultView } from '../db/views';
 
 /** Output kept in the result row; the whole capture goes to the artifact store when it is longer. */
 export const ROW_OUTPUT_BYTES = 64 * 1024;
@@ -206,14 +207,13 @@ export class TestExecutor {
         result.outputTruncated = true;
       }
     }
-    await d.runs.finish(runId, result, artifacts);
+    const stored = await d.runs.finish(runId, result, artifacts);
     const done = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt }, { status, finishedAt: d.now() });
     if (!done) {
       log.warn({ status }, 'result of a stale attempt kept on its run only: the test moved on');
       return;
     }
-    const view = (await d.tests.results([spec.id])).get(spec.id) ?? null;
-    await publishTestChanges(d, spec.planId, [{ ...done, result: view }]);
+    await publishTestChanges(d, spec.planId, [{ ...done, result: resultView({ ...result, artifacts: stored }) }]);
     log.info({ status, exitCode: outcome.exitCode, signal: outcome.signal, durationMs: Math.round(outcome.durationMs) }, 'test finished');
   }
 
