@@ -46,6 +46,11 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     for (const close of closers.reverse()) await close().catch((err: Error) => logger.warn({ err }, 'error while closing'));
   };
   try {
+    // the database first: its lock file says whether another process owns this DATA_DIR
+    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger });
+    closers.push(() => db.close());
+    logger.info({ database: db.kind, location: db.location }, 'database ready');
+
     let redisUrl = config.redisUrl;
     if (!redisUrl) {
       const embedded: EmbeddedRedis = await startEmbeddedRedis({ dataDir: config.dataDir, logger });
@@ -61,10 +66,6 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     await redis.connect().catch((e: Error) => {
       throw new Error(`cannot reach Redis at ${redisUrl}: ${e.message}`);
     });
-
-    const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger });
-    closers.push(() => db.close());
-    logger.info({ database: db.kind, location: db.location }, 'database ready');
 
     const events = new EventBus(redis, config.redisPrefix, (err, context) => logger.warn({ err: err.message, ...context }, 'event bus error'));
     closers.push(() => events.close());

@@ -4,9 +4,10 @@ import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { schemaSdl } from './api/schema';
-import { openCore, serveApi } from './app';
+import { openCore, serveApi, type Core } from './app';
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger } from './logger';
+import { parseSubmitArgs, submitCommand } from './cli/submit';
 import { EnvironmentsRepository } from './db/environments.repository';
 import { Reconciler } from './services/reconciler';
 import { startWorker, type RunningWorker } from './worker/worker';
@@ -15,6 +16,7 @@ const USAGE = `usage: orchestrator <command>
   start    API, reconciler and a worker in one process, on the embedded defaults (the default command)
   serve    API and reconciler only (scaled mode: run workers with "worker")
   worker   a worker for the configured pools (WORKER_POOLS to choose some)
+  submit   PLAN.json [--url URL] [--wait] [--junit OUT]: submit a plan, follow it live, exit 1 unless all passed
   schema   write schema.graphql from the code`;
 
 interface Roles {
@@ -25,7 +27,7 @@ interface Roles {
 async function run(roles: Roles): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const core = await openCore(config, logger);
+  let core: Core | null = null;
   let api: { url: string; close(): Promise<void> } | null = null;
   let reconciler: Reconciler | null = null;
   let worker: RunningWorker | null = null;
@@ -35,28 +37,12 @@ async function run(roles: Roles): Promise<void> {
     await quietly(api?.close());
     await quietly(worker?.stop());
     await quietly(reconciler?.stop());
-    await core.close();
+    await quietly(core?.close());
   };
-  try {
-    if (roles.api) {
-      api = await serveApi(core, { host: config.host, port: config.port });
-      reconciler = new Reconciler({
-        ...core.deps,
-        prisma: core.db.prisma,
-        environments: new EnvironmentsRepository(core.db.prisma),
-      });
-      await reconciler.start();
-      logger.info({ url: `${api.url}/graphql` }, 'orchestrator API listening');
-    }
-    if (roles.worker) {
-      worker = await startWorker(core, { pools: config.workerPools });
-    }
-  } catch (e) {
-    await stopAll();
-    throw e;
-  }
-
+  // Signals are handled from the first moment: one that arrives during start-up stops what has
+  // started so far; a second one exits at once.
   let stopping = false;
+  let startup: Promise<void> = Promise.resolve();
   const shutdown = async (signal: string) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
@@ -69,12 +55,35 @@ async function run(roles: Roles): Promise<void> {
       process.exit(1);
     }, 30_000);
     deadline.unref();
+    await startup.catch(() => undefined);
     await stopAll();
     logger.info('stopped');
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
   process.on('SIGINT', () => void shutdown('SIGINT'));
+  startup = (async () => {
+    core = await openCore(config, logger);
+    if (stopping) return;
+    if (roles.api) {
+      api = await serveApi(core, { host: config.host, port: config.port });
+      reconciler = new Reconciler({
+        ...core.deps,
+        prisma: core.db.prisma,
+        environments: new EnvironmentsRepository(core.db.prisma),
+      });
+      await reconciler.start();
+      logger.info({ url: `${api.url}/graphql` }, 'orchestrator API listening');
+    }
+    if (roles.worker && !stopping) worker = await startWorker(core, { pools: config.workerPools });
+  })();
+  try {
+    await startup;
+  } catch (e) {
+    if (stopping) return; // the signal handler stops what started and exits
+    await stopAll();
+    throw e;
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -86,6 +95,9 @@ async function main(argv: string[]): Promise<void> {
       return run({ api: true, worker: false });
     case 'worker':
       return run({ api: false, worker: true });
+    case 'submit':
+      process.exit(await submitCommand(parseSubmitArgs(argv.slice(1))));
+    // eslint-disable-next-line no-fallthrough
     case 'schema': {
       const out = resolve(argv[1] ?? 'schema.graphql');
       writeFileSync(out, await schemaSdl());
@@ -104,7 +116,8 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
+  // start-up errors are for people: the message, not a stack (LOG_LEVEL=debug shows the stack)
   if (e instanceof ConfigError) console.error(e.message);
-  else console.error(`orchestrator: ${(e as Error).stack ?? e}`);
+  else console.error(`orchestrator: ${process.env.LOG_LEVEL === 'debug' ? ((e as Error).stack ?? e) : (e as Error).message}`);
   process.exit(1);
 });

@@ -51,6 +51,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     schema: o.schema,
     introspection: true,
     includeStacktraceInErrorResponses: false,
+    stopOnTerminationSignals: false, // main.ts owns the signals and stops every part in order
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginLandingPageDisabled(),
@@ -66,8 +67,10 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     ],
     formatError: (formatted, err) => {
       const code = formatted.extensions?.code;
-      if (code === 'INTERNAL_SERVER_ERROR') o.logger.error({ err }, 'GraphQL request failed');
-      return formatted;
+      if (code !== 'INTERNAL_SERVER_ERROR') return formatted;
+      // the details (queries, file paths) go to the log, not to the client
+      o.logger.error({ err, path: formatted.path }, 'GraphQL request failed');
+      return { message: 'internal server error: the details are in the server log', path: formatted.path, extensions: { code } };
     },
   });
   await apollo.start();

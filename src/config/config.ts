@@ -48,11 +48,14 @@ export interface Config {
   reconcileIntervalMs: number;
 }
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
+// An empty variable (`PORT=` in an env file) counts as unset, not as 0.
+const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
+const int = (min: number, max: number, fallback: number) =>
+  z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max).default(fallback));
+const positive = (fallback: number) => int(1, Number.MAX_SAFE_INTEGER, fallback);
 
 const envSchema = z.object({
-  PORT: port.default(4000),
+  PORT: int(0, 65535, 4000),
   HOST: z.string().min(1).default('127.0.0.1'),
   DATA_DIR: z.string().min(1).default('./data'),
   IMAGE_DIR: z.string().min(1).optional(),
@@ -68,12 +71,12 @@ const envSchema = z.object({
   POOLS: z.string().optional(),
   POOLS_FILE: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  MAX_OUTPUT_BYTES: positiveInt.default(1024 * 1024),
-  MAX_TESTS_PER_PLAN: positiveInt.default(50_000),
-  DEFAULT_TIMEOUT_SECONDS: positiveInt.max(86_400).default(600),
-  MAX_REQUEST_BYTES: positiveInt.default(256 * 1024 * 1024),
-  WORKER_HEARTBEAT_MS: positiveInt.default(5_000),
-  RECONCILE_INTERVAL_MS: positiveInt.default(5_000),
+  MAX_OUTPUT_BYTES: positive(1024 * 1024),
+  MAX_TESTS_PER_PLAN: positive(50_000),
+  DEFAULT_TIMEOUT_SECONDS: int(1, 86_400, 600),
+  MAX_REQUEST_BYTES: positive(256 * 1024 * 1024),
+  WORKER_HEARTBEAT_MS: positive(5_000),
+  RECONCILE_INTERVAL_MS: positive(5_000),
   WORKER_POOLS: z
     .string()
     .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')

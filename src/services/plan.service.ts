@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { explainUnschedulable, matchPool } from '../domain/matching';
 import { describeProblems, validatePlan, type SubmitPlanInput } from '../domain/plan-input';
 import type { PlanStatus } from '../domain/status';
-import { isUuid } from '../db/cursor';
+import { decodeCursor, isUuid } from '../db/cursor';
 import { UniqueViolation, type NewTestRow, type Page } from '../db/plans.repository';
 import type { PlanView } from '../events/types';
 import type { ServiceDeps } from './context';
@@ -11,6 +11,13 @@ import { cancelRunning, publishTestChanges } from './transitions';
 
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
+
+/** A cursor the client got from us, or a BAD_USER_INPUT error (never silently the first page again). */
+export function checkCursor(after: string | null | undefined): string | null {
+  if (after === null || after === undefined) return null;
+  if (decodeCursor(after) === null) throw new UserError('BAD_USER_INPUT', `after: "${after.slice(0, 40)}" is not a cursor returned by this API`, { field: 'after' });
+  return after;
+}
 
 export function pageSize(first: number | null | undefined): number {
   if (first === null || first === undefined) return DEFAULT_PAGE;
@@ -95,7 +102,7 @@ export class PlanService {
   }
 
   async list(first: number | null | undefined, after: string | null | undefined, status: PlanStatus | null | undefined): Promise<Page<PlanView>> {
-    return this.d.plans.list(pageSize(first), after ?? null, status ?? null);
+    return this.d.plans.list(pageSize(first), checkCursor(after), status ?? null);
   }
 
   /** QUEUED tests are cancelled and taken off the queue; RUNNING ones are killed by their workers. */

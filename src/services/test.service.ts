@@ -5,7 +5,7 @@ import type { Page } from '../db/plans.repository';
 import type { ResultView, TestView } from '../events/types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
-import { pageSize } from './plan.service';
+import { checkCursor, pageSize } from './plan.service';
 import { cancelRunning, publishTestChanges } from './transitions';
 
 export class TestService {
@@ -16,7 +16,7 @@ export class TestService {
   }
 
   async listOfPlan(planId: string, first: number | null | undefined, after: string | null | undefined, status: TestStatus | null | undefined): Promise<Page<TestView>> {
-    return this.d.tests.listByPlan(planId, pageSize(first), after ?? null, status ?? null);
+    return this.d.tests.listByPlan(planId, pageSize(first), checkCursor(after), status ?? null);
   }
 
   /** Results of the latest finished attempt, for many tests in one query. */

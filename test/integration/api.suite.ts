@@ -140,6 +140,13 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
       assert.equal(bad.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
       const tooMany = await gql(url, `{ plans(first: 100000) { totalCount } }`);
       assert.equal(tooMany.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+      // a forged or corrupted cursor is refused, never read as "from the start" (a client would loop)
+      const forged = Buffer.from('s:99999999999999999999').toString('base64url');
+      for (const after of ['garbage', forged]) {
+        const r = await gql(url, `query($a: String) { plans(after: $a) { totalCount } }`, { a: after });
+        assert.equal(r.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(r.errors));
+        assert.match(r.errors![0].message, /^after: /);
+      }
     });
 
     it('returns null for unknown or malformed ids, and NOT_FOUND from mutations', async () => {

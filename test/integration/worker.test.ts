@@ -1,8 +1,10 @@
 // Tests run for real: submitted through the API, executed in sandboxes by a worker, results as users see them.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from 'graphql-ws';
 import { gqlOk, sleep, subscribe, wsClient } from '../helpers/gql';
@@ -262,5 +264,39 @@ describe('running tests in sandboxes', () => {
     assert.equal(status.workers, 1);
     assert.equal(status.healthy, true, JSON.stringify(status));
     assert.deepEqual(status.pools.map((p: any) => [p.name, p.capacity]), [['container', 2], ['solo', 1]]);
+  });
+
+  it('submit --wait follows a plan from the command line, writes JUnit XML and exits non-zero on failure', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orch-cli-'));
+    try {
+      const plan = join(dir, 'plan.json');
+      writeFileSync(plan, JSON.stringify({ name: 'from-ci', tests: [
+        { name: 'good', type: 'UNIT', script: 'echo fine' },
+        { name: 'bad & <broken>', type: 'UNIT', script: 'echo "expected 2, got 3" >&2; exit 1' },
+      ] }));
+      const main = join(__dirname, '../../src/main.js');
+      const run = (file: string) =>
+        new Promise<{ code: number | null; out: string }>((resolve) => {
+          execFile(process.execPath, [main, 'submit', file, '--url', url, '--wait', '--junit', join(dir, 'junit.xml')], (err, stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+          );
+        });
+      const failed = await run(plan);
+      assert.equal(failed.code, 1, failed.out);
+      assert.match(failed.out, /FAILED\s+bad & <broken> \(\d+ ms\): exit code 1: expected 2, got 3/);
+      assert.match(failed.out, /plan FAILED: 1 passed, 1 failed/);
+      const xml = readFileSync(join(dir, 'junit.xml'), 'utf8');
+      assert.match(xml, /<testsuite name="from-ci" tests="2" failures="1" errors="0"/);
+      assert.match(xml, /name="bad &amp; &lt;broken&gt;"[^]*<failure message="exit code 1: expected 2, got 3"/);
+
+      writeFileSync(plan, JSON.stringify({ name: 'green', tests: [{ name: 'good', type: 'UNIT', script: 'true' }] }));
+      assert.equal((await run(plan)).code, 0);
+      writeFileSync(plan, JSON.stringify({ name: 'bad', tests: [{ name: 'x', type: 'UNIT', script: '' }] }));
+      const rejected = await run(plan);
+      assert.equal(rejected.code, 1);
+      assert.match(rejected.out, /BAD_USER_INPUT: invalid plan: tests\[0\]\.script \("x"\) must not be empty/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,10 +3,12 @@
 //
 // Patterns are relative paths with `*` (within one path segment), `?` and `**` (any number of
 // segments). Absolute patterns and `..` segments are rejected. The walk never follows symbolic links
-// (a test could point one at a host file) and only regular files are copied. It runs after the
-// sandbox is dead, so nothing can swap a file for a link between the check and the copy.
+// (a test could point one at a host file) and only regular files are copied, each opened with
+// O_NOFOLLOW and checked again after opening. It runs after the sandbox is dead; the work dir is
+// owned by the sandbox's host user, which no other process should use (see sandbox-user.ts).
 
-import { promises as fs } from 'node:fs';
+import { constants, createWriteStream, promises as fs } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
 import type { CollectedFile } from '../driver.js';
 
@@ -80,10 +82,22 @@ async function walk(root: string): Promise<string[]> {
   return out.sort();
 }
 
-async function copyOne(source: string, dest: string): Promise<number> {
-  await fs.mkdir(path.dirname(dest), { recursive: true });
-  await fs.copyFile(source, dest);
-  return (await fs.stat(dest)).size;
+/**
+ * Copies one regular file. The source is opened without following a final symbolic link and
+ * without blocking on a FIFO, then checked to be a regular file: the work dir belongs to the
+ * sandbox user, so an entry seen as a file by the walk is never trusted to still be one.
+ */
+async function copyOne(source: string, dest: string): Promise<number | null> {
+  const src = await fs.open(source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => null);
+  if (!src) return null;
+  try {
+    if (!(await src.stat()).isFile()) return null;
+    await fs.mkdir(path.dirname(dest), { recursive: true });
+    await pipeline(src.createReadStream({ autoClose: false }), createWriteStream(dest));
+    return (await fs.stat(dest)).size;
+  } finally {
+    await src.close().catch(() => undefined);
+  }
 }
 
 export async function collectArtifacts(input: CollectInput): Promise<CollectedFile[]> {
@@ -110,6 +124,7 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectedFi
     if (!dest.startsWith(artifactRoot + path.sep)) continue;
     await ensureDir();
     const sizeBytes = await copyOne(path.join(input.workDir, rel), dest);
+    if (sizeBytes === null) continue;
     files.push({ name: rel, kind: isCore ? 'CORE_DUMP' : 'FILE', path: dest, sizeBytes });
   }
   for (const log of input.logs ?? []) {
@@ -123,6 +138,7 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectedFi
     if (!dest.startsWith(artifactRoot + path.sep)) continue;
     await ensureDir();
     const sizeBytes = await copyOne(log.source, dest);
+    if (sizeBytes === null) continue;
     files.push({ name: log.name, kind: 'LOG', path: dest, sizeBytes });
   }
   return files;

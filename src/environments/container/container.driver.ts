@@ -3,13 +3,20 @@
 // capabilities, and a per-run cgroup for limits, accounting and killing the whole tree.
 //
 // Host process tree of one run:
-//   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs) → bwrap
+//   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs)
+//          → [driver runs as root: setpriv, dropping to the sandbox host uid/gid, then execs] → bwrap
 //          └ [new namespaces] bwrap init (pid 1) ─ sh runner.sh ─ perl (wait status) ─ the script
 // The wrapper joins the cgroup before exec, so every descendant of bwrap starts inside the group:
 // there is no window where the script could fork outside it.
+//
+// When the driver runs as root, bwrap runs as an unprivileged host user (sandboxUid/sandboxGid,
+// default 65534 nobody/nogroup; see sandbox-user.ts): uid 65534 inside maps to that uid on the host,
+// not to root. The work and control dirs are owned by it; their parents (the state root) are
+// root-owned 0711 directories, and the image must be reachable by it (checked in preflight).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants, promises as fs, openSync, closeSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -46,6 +53,14 @@ import {
   serviceLogName,
 } from './runner-script.js';
 import { buildSeccompFilter } from './seccomp.js';
+import {
+  DEFAULT_SETPRIV_PATH,
+  findUntraversable,
+  prepareSecureDir,
+  resolveSandboxUser,
+  setprivArgs,
+  type SandboxUser,
+} from './sandbox-user.js';
 
 export interface ContainerDriverOptions {
   /** Image cache: IMAGE_DIR/<shape.image>/rootfs. Required (parsed from config by the caller). */
@@ -54,8 +69,22 @@ export interface ContainerDriverOptions {
   logger?: DriverLogger;
   /** bubblewrap binary; default `/usr/bin/bwrap` (Debian package `bubblewrap`). */
   bwrapPath?: string;
-  /** Where environments keep their work and control dirs; default `<os tmpdir>/test-orchestrator/container`. */
+  /**
+   * Where environments keep their work and control dirs; default `<os tmpdir>/test-orchestrator/container`.
+   * When the driver runs as root the sandbox user must be able to traverse it (bwrap resolves the
+   * bind sources as that user): missing components are created root-owned 0711, and preflight fails
+   * clearly when an existing parent is not reachable (e.g. under /root, mode 0700).
+   */
   stateDir?: string;
+  /**
+   * Host uid/gid bwrap runs as when the driver runs as root; default 65534/65534 (nobody/nogroup).
+   * A uid no other host process uses is better still. Ignored when the driver does not run as root
+   * (bwrap then runs as the current user).
+   */
+  sandboxUid?: number;
+  sandboxGid?: number;
+  /** util-linux `setpriv`, used to drop to sandboxUid/sandboxGid; default `/usr/bin/setpriv`. */
+  setprivPath?: string;
   /** cgroup mount point; default `/sys/fs/cgroup`. */
   cgroupRoot?: string;
   /** Parent group (relative to each hierarchy root) of all run groups; default `test-orchestrator`. */
@@ -129,6 +158,10 @@ export class ContainerDriver implements EnvironmentDriver {
   private readonly cgroupParent: string;
   private readonly useCgroups: boolean;
   private readonly buildMissingImages: boolean;
+  /** Host user bwrap runs as; null: the driver's own user (the driver does not run as root). */
+  private readonly sandboxUser: SandboxUser | null;
+  private readonly setprivPath: string;
+  private stateRootReady: Promise<void> | null = null;
   private readonly envs = new Map<string, EnvState>();
   private layout: Promise<CgroupLayout> | null = null;
   private seccompFile: Promise<string | null> | null = null;
@@ -138,11 +171,18 @@ export class ContainerDriver implements EnvironmentDriver {
     this.imageDir = path.resolve(options.imageDir);
     this.logger = options.logger ?? SILENT;
     this.bwrapPath = options.bwrapPath ?? '/usr/bin/bwrap';
-    this.stateRoot = path.resolve(options.stateDir ?? path.join(os.tmpdir(), 'test-orchestrator', 'container'));
+    this.stateRoot = path.resolve(options.stateDir ?? defaultStateRoot());
     this.cgroupRoot = options.cgroupRoot ?? DEFAULT_CGROUP_ROOT;
     this.cgroupParent = options.cgroupParent ?? DEFAULT_CGROUP_PARENT;
     this.useCgroups = !options.disableCgroups;
     this.buildMissingImages = options.buildMissingImages ?? false;
+    this.sandboxUser = resolveSandboxUser(options);
+    this.setprivPath = options.setprivPath ?? DEFAULT_SETPRIV_PATH;
+  }
+
+  /** The host uid/gid sandboxed processes run as (the driver's own when it does not run as root). */
+  get sandboxHostIds(): { uid: number; gid: number } {
+    return this.sandboxUser ?? { uid: process.getuid?.() ?? -1, gid: process.getgid?.() ?? -1 };
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -167,6 +207,36 @@ export class ContainerDriver implements EnvironmentDriver {
       if (!this.buildMissingImages) throw new Error(`${image.problem}; ${buildHint(this.imageDir, shape.image)}`);
       await ensureImage(this.imageDir, shape.image, this.logger);
     }
+    if (this.sandboxUser) {
+      const user = this.sandboxUser;
+      try {
+        await fs.access(this.setprivPath, fsConstants.X_OK);
+      } catch {
+        throw new Error(
+          `setpriv not found at ${this.setprivPath}: a root driver needs it to start sandboxes as uid ${user.uid}; install the Debian package \`util-linux\` or set setprivPath`,
+        );
+      }
+      // Check before creating anything: the state root, or its nearest existing parent.
+      const rootfs = image.paths.rootfs;
+      const bad = await findUntraversable(this.setprivPath, user, [rootfs, await nearestExisting(this.stateRoot)]);
+      if (bad) {
+        const why = bad.blocker ? ` (${bad.blocker} denies search permission to uid ${user.uid} gid ${user.gid})` : '';
+        if (bad.dir === rootfs) {
+          throw new Error(
+            `image rootfs ${rootfs} is not reachable by the sandbox user uid ${user.uid}${why}: bwrap runs as that user when the ` +
+              'orchestrator runs as root. Keep images in a world-traversable directory (IMAGE_DIR=/var/cache/test-orchestrator/images, ' +
+              'the default for root; `bash scripts/build-image.sh` builds there) or make every parent directory mode 0711 or wider',
+          );
+        }
+        throw new Error(
+          `container state dir ${this.stateRoot} is not reachable by the sandbox user uid ${user.uid}${why}: leave stateDir unset ` +
+            `(default ${defaultStateRoot()}) or point it at a directory whose parents are mode 0711 or wider`,
+        );
+      }
+      await this.ensureStateRoot().catch((err: Error) => {
+        throw new Error(`container state dir ${this.stateRoot} is unusable: ${err.message}; leave stateDir unset (default ${defaultStateRoot()})`);
+      });
+    }
     if (this.useCgroups) {
       const layout = await this.cgroupLayout().catch((err: Error) => {
         throw new Error(`cgroups unavailable: ${err.message}`);
@@ -189,8 +259,11 @@ export class ContainerDriver implements EnvironmentDriver {
       active: null,
     };
     try {
+      await this.ensureStateRoot();
       await fs.rm(stateDir, { recursive: true, force: true });
-      await fs.mkdir(state.workDir, { recursive: true, mode: 0o755 });
+      await fs.mkdir(stateDir, { mode: 0o711 });
+      await fs.chmod(stateDir, 0o711); // whatever the umask: the sandbox user must traverse it
+      await this.makeSandboxDir(state.workDir);
       if (this.useCgroups) {
         const layout = await this.cgroupLayout();
         await removeStaleGroups(layout, this.cgroupParent, `${cgroupSafe(id)}-`);
@@ -221,8 +294,8 @@ export class ContainerDriver implements EnvironmentDriver {
     const direct = spec.services.length === 0 && (await pathExists(path.join(image.paths.rootfs, 'usr/bin/perl')));
     try {
       await fs.rm(state.ctlDir, { recursive: true, force: true });
-      await fs.mkdir(state.ctlDir, { recursive: true, mode: 0o755 });
-      await fs.mkdir(state.workDir, { recursive: true, mode: 0o755 });
+      await this.makeSandboxDir(state.ctlDir);
+      await this.makeSandboxDir(state.workDir);
       const scriptPath = path.join(state.workDir, SCRIPT_NAME);
       await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
       await fs.writeFile(scriptPath, spec.script, { mode: shebang ? 0o755 : 0o644, flag: 'wx' });
@@ -279,7 +352,7 @@ export class ContainerDriver implements EnvironmentDriver {
     });
     const procsFiles = cgroup?.procsFiles ?? [];
     const command = '/bin/sh';
-    const args = ['-c', JOIN_AND_EXEC, 'join', String(procsFiles.length), ...procsFiles, this.bwrapPath, ...bwrapArgs];
+    const args = ['-c', JOIN_AND_EXEC, 'join', String(procsFiles.length), ...procsFiles, ...this.dropPrivileges(), this.bwrapPath, ...bwrapArgs];
 
     const stdout = new OutputCapture(spec.maxOutputBytes);
     const stderr = new OutputCapture(spec.maxOutputBytes);
@@ -359,7 +432,8 @@ export class ContainerDriver implements EnvironmentDriver {
       child.stderr!.destroy();
 
       const stats = cgroup ? await cgroup.stats() : null;
-      const statusText = await fs.readFile(path.join(state.ctlDir, STATUS_FILE), 'utf8').catch(() => null);
+      // The control dir belongs to the sandbox user: never follow a link or block on a FIFO there.
+      const statusText = await readSmallRegularFile(path.join(state.ctlDir, STATUS_FILE));
       const status = statusText === null ? null : parseRunnerStatus(statusText);
       const sandboxStarted = await pathExists(path.join(state.ctlDir, STARTED_FILE));
 
@@ -458,7 +532,7 @@ export class ContainerDriver implements EnvironmentDriver {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`);
       await fs.rm(state.workDir, { recursive: true, force: true });
       await fs.rm(state.ctlDir, { recursive: true, force: true });
-      await fs.mkdir(state.workDir, { recursive: true, mode: 0o755 });
+      await this.makeSandboxDir(state.workDir);
     } catch (err) {
       throw new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });
     }
@@ -485,7 +559,8 @@ export class ContainerDriver implements EnvironmentDriver {
         command: ['/bin/true'],
       });
       const ok = await new Promise<boolean>((resolve) => {
-        const child = spawn(this.bwrapPath, args, { stdio: 'ignore', env: {}, cwd: '/', timeout: 10_000, killSignal: 'SIGKILL' });
+        const [cmd, ...rest] = [...this.dropPrivileges(), this.bwrapPath, ...args];
+        const child = spawn(cmd, rest, { stdio: 'ignore', env: {}, cwd: '/', timeout: 10_000, killSignal: 'SIGKILL' });
         child.once('error', () => resolve(false));
         child.once('exit', (code) => resolve(code === 0));
       });
@@ -541,6 +616,34 @@ export class ContainerDriver implements EnvironmentDriver {
     return state;
   }
 
+  /** argv prefix that drops to the sandbox user before bwrap (empty when not running as root). */
+  private dropPrivileges(): string[] {
+    return this.sandboxUser ? setprivArgs(this.setprivPath, this.sandboxUser) : [];
+  }
+
+  /** Creates the state root once: root-owned 0711 components when dropping privileges. */
+  private ensureStateRoot(): Promise<void> {
+    if (!this.stateRootReady) {
+      this.stateRootReady = this.sandboxUser
+        ? prepareSecureDir(this.stateRoot)
+        : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined);
+      this.stateRootReady.catch(() => {
+        this.stateRootReady = null; // retry next time
+      });
+    }
+    return this.stateRootReady;
+  }
+
+  /** Creates a bind-source dir (work, control) writable by the sandbox user. */
+  private async makeSandboxDir(dir: string): Promise<void> {
+    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
+    if (this.sandboxUser) {
+      // lchown: never change the owner of a link's target.
+      await fs.lchown(dir, this.sandboxUser.uid, this.sandboxUser.gid);
+      await fs.chmod(dir, 0o755);
+    }
+  }
+
   private async stopActive(state: EnvState, reason: 'destroy' | 'reset'): Promise<void> {
     const active = state.active;
     if (!active) return;
@@ -575,12 +678,38 @@ export class ContainerDriver implements EnvironmentDriver {
         const filter = buildSeccompFilter();
         if (!filter) return null;
         const file = path.join(this.stateRoot, `seccomp-${os.arch()}.bpf`);
-        await fs.mkdir(this.stateRoot, { recursive: true });
+        await this.ensureStateRoot();
         await fs.writeFile(file, filter);
         return file;
       })();
     }
     return this.seccompFile;
+  }
+}
+
+async function nearestExisting(dir: string): Promise<string> {
+  let current = path.resolve(dir);
+  while (!(await pathExists(current)) && path.dirname(current) !== current) current = path.dirname(current);
+  return current;
+}
+
+function defaultStateRoot(): string {
+  return path.join(os.tmpdir(), 'test-orchestrator', 'container');
+}
+
+/** Reads a small regular file without following a final symlink or blocking on a FIFO; null if not one. */
+async function readSmallRegularFile(file: string, maxBytes = 4096): Promise<string | null> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    if (!(await handle.stat()).isFile()) return null;
+    const buf = Buffer.alloc(maxBytes);
+    const { bytesRead } = await handle.read(buf, 0, maxBytes, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } catch {
+    return null;
+  } finally {
+    await handle?.close().catch(() => undefined);
   }
 }
 
