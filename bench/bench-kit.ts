@@ -101,7 +101,11 @@ function redis(cleanup: Cleanup): Promise<TestRedis> {
 }
 
 /** Starts a fresh API server on the database; the returned stop() also removes its data. */
-export async function startTarget(database: DatabaseName, cleanup: Cleanup): Promise<{ server: TestServer; stop(): Promise<void> }> {
+export async function startTarget(
+  database: DatabaseName,
+  cleanup: Cleanup,
+  opts: { worker?: boolean; env?: Record<string, string> } = {},
+): Promise<{ server: TestServer; stop(): Promise<void> }> {
   const { url: redisUrl } = await redis(cleanup);
   let databaseUrl: string | undefined;
   if (database === 'postgresql') {
@@ -111,7 +115,7 @@ export async function startTarget(database: DatabaseName, cleanup: Cleanup): Pro
     }
     databaseUrl = await (await sharedPostgres).createDatabase();
   }
-  const server = await startTestServer({ redisUrl, databaseUrl, env: { LOG_LEVEL: 'silent' } });
+  const server = await startTestServer({ redisUrl, databaseUrl, worker: opts.worker, env: { LOG_LEVEL: 'silent', ...opts.env } });
   const stop = cleanup.add(`API server on ${database}`, () => server.stop());
   return { server, stop };
 }

@@ -27,9 +27,11 @@ import {
   type Section,
 } from './bench-kit';
 import { status1m } from './status-1m.bench';
+import { workerThroughput } from './worker.bench';
 
 /** Run in this order; `node dist/bench/run.js [section...]` picks some. */
 export const sections: Record<string, Section> = {
+  worker: workerThroughput,
   'api-submit': apiSubmit,
   'status-1m': status1m,
 };

@@ -3,7 +3,9 @@
 #
 #   scripts/build-image.sh [IMAGE_DIR] [NAME]
 #
-# IMAGE_DIR defaults to $IMAGE_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images.
+# IMAGE_DIR defaults to $IMAGE_DIR, else /var/cache/test-orchestrator/images when run as root (a root
+# orchestrator starts sandboxes as an unprivileged user, which must be able to reach the image: not
+# under /root), else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images.
 # NAME defaults to debian-bookworm. The result is IMAGE_DIR/NAME/{rootfs/,image.json}.
 #
 # Debian bookworm minbase via debootstrap (~1m40s, ~200 MB). The build happens in a temporary
@@ -13,7 +15,12 @@
 # sources of this machine, default http://deb.debian.org/debian; override with DEBIAN_MIRROR).
 set -euo pipefail
 
-image_dir="${1:-${IMAGE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images}}"
+if [[ "$(id -u)" == 0 ]]; then
+  default_image_dir=/var/cache/test-orchestrator/images
+else
+  default_image_dir="${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images"
+fi
+image_dir="${1:-${IMAGE_DIR:-$default_image_dir}}"
 name="${2:-debian-bookworm}"
 suite="bookworm"
 target="$image_dir/$name"
@@ -55,7 +62,9 @@ pick_mirror() {
 }
 
 mirror="$(pick_mirror)"
-mkdir -p "$image_dir"
+# Directories created here are 0755 whatever the umask: the image stays root-owned and read-only
+# to the sandbox user, which must be able to traverse every parent.
+(umask 022 && mkdir -p "$image_dir")
 # One builder per image at a time (two workers may ask for a missing image together).
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$image_dir/.lock-$name"
@@ -91,6 +100,13 @@ for f in /bin/sh /bin/bash /usr/bin/env /bin/cat /bin/sleep; do
     exit 1
   fi
 done
+
+# The sandbox user (not root when the orchestrator runs as root) must reach the image: warn early.
+if command -v setpriv >/dev/null 2>&1 \
+  && ! setpriv --reuid=65534 --regid=65534 --clear-groups -- /bin/sh -c '[ -x "$1" ]' sh "$tmp" 2>/dev/null; then
+  log "WARNING: $image_dir is not reachable by uid 65534 (a parent directory is not world-traversable):"
+  log "a root orchestrator cannot use this image; prefer IMAGE_DIR=/var/cache/test-orchestrator/images"
+fi
 
 # Bind targets must exist in a read-only root.
 mkdir -p "$tmp/rootfs/work" "$tmp/rootfs/tmp" "$tmp/rootfs/proc" "$tmp/rootfs/dev"

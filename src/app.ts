@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { openDatabase, type Database } from './db/database';
+import { EnvironmentsRepository } from './db/environments.repository';
 import { PlansRepository } from './db/plans.repository';
 import { StatusRepository } from './db/status.repository';
 import { TestsRepository } from './db/tests.repository';
@@ -22,6 +23,7 @@ import { isUuid } from './db/cursor';
 import { RunsRepository } from './db/runs.repository';
 import { ArtifactStore } from './infra/artifact-store';
 import { join } from 'node:path';
+import { Reconciler } from './services/reconciler';
 
 export interface Core {
   config: Config;
@@ -78,6 +80,8 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       plans: new PlansRepository(db.prisma),
       tests: new TestsRepository(db.prisma),
       status: new StatusRepository(db.prisma),
+      runs: new RunsRepository(db.prisma),
+      environments: new EnvironmentsRepository(db.prisma),
       queues,
       events,
       pingDatabase: () => db.ping(),
@@ -89,7 +93,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       status: new StatusService(deps),
       environments: new EnvironmentService(deps),
     };
-    const runs = new RunsRepository(db.prisma);
+    const runs = deps.runs;
     const store = new ArtifactStore(join(config.dataDir, 'artifacts'));
     const artifactPath = async (id: string) => {
       const a = isUuid(id) ? await runs.artifact(id) : null;
@@ -118,4 +122,9 @@ export async function serveApi(core: Core, at: { host: string; port: number }): 
     },
     artifactPath: core.artifactPath,
   });
+}
+
+/** The reconciler of an API process: repairs drift between the database and the queues. */
+export function createReconciler(core: Core): Reconciler {
+  return new Reconciler({ ...core.deps, prisma: core.db.prisma });
 }

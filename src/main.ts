@@ -4,12 +4,11 @@ import 'reflect-metadata';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { schemaSdl } from './api/schema';
-import { openCore, serveApi, type Core } from './app';
+import { createReconciler, openCore, serveApi, type Core } from './app';
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger } from './logger';
 import { parseSubmitArgs, submitCommand } from './cli/submit';
-import { EnvironmentsRepository } from './db/environments.repository';
-import { Reconciler } from './services/reconciler';
+import type { Reconciler } from './services/reconciler';
 import { startWorker, type RunningWorker } from './worker/worker';
 
 const USAGE = `usage: orchestrator <command>
@@ -67,11 +66,7 @@ async function run(roles: Roles): Promise<void> {
     if (stopping) return;
     if (roles.api) {
       api = await serveApi(core, { host: config.host, port: config.port });
-      reconciler = new Reconciler({
-        ...core.deps,
-        prisma: core.db.prisma,
-        environments: new EnvironmentsRepository(core.db.prisma),
-      });
+      reconciler = createReconciler(core);
       await reconciler.start();
       logger.info({ url: `${api.url}/graphql` }, 'orchestrator API listening');
     }

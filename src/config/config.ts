@@ -122,12 +122,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (problems.length || !parsed.success) throw new ConfigError(problems);
 
   const e = parsed.data;
-  const cacheHome = env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  // Images must be readable by the sandbox's unprivileged user: for root (whose home is closed to
+  // others) they live in /var/cache; for anyone else in their cache directory.
+  const defaultImageDir =
+    process.getuid?.() === 0 ? '/var/cache/test-orchestrator/images' : join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'test-orchestrator', 'images');
   return {
     port: e.PORT,
     host: e.HOST,
     dataDir: resolve(e.DATA_DIR),
-    imageDir: resolve(e.IMAGE_DIR ?? join(cacheHome, 'test-orchestrator', 'images')),
+    imageDir: resolve(e.IMAGE_DIR ?? defaultImageDir),
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,

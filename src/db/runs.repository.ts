@@ -45,8 +45,8 @@ export class RunsRepository {
    */
   async finish(runId: string, r: RunResult, artifacts: StoredArtifact[]): Promise<(StoredArtifact & { id: string })[]> {
     const withIds = artifacts.map((a) => ({ id: randomUUID(), runId, ...a }));
-    const update = this.prisma.testRun.update({
-        where: { id: runId },
+    const update = this.prisma.testRun.updateMany({
+        where: { id: runId, finishedAt: null }, // a run is written once: a lost attempt's late result does not replace its record
         data: {
           status: r.status,
           exitCode: r.exitCode,
@@ -62,11 +62,18 @@ export class RunsRepository {
           peakMemoryBytes: r.peakMemoryBytes,
           finishedAt: new Date(),
         },
-        select: { id: true },
       });
     if (withIds.length) await this.prisma.$transaction([update, this.prisma.artifact.createMany({ data: withIds })]);
     else await update;
     return withIds;
+  }
+
+  /** An attempt whose worker was lost: its run row is closed as an infrastructure ERROR (if still open). */
+  async finishLost(testId: string, attempt: number, errorMessage: string): Promise<void> {
+    await this.prisma.testRun.updateMany({
+      where: { testId, attempt, finishedAt: null },
+      data: { status: 'ERROR', infrastructure: true, errorMessage, finishedAt: new Date() },
+    });
   }
 
   async artifact(id: string): Promise<{ name: string; storageKey: string } | null> {

@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
+import type { EnvironmentsRepository } from '../db/environments.repository';
 import type { PlansRepository } from '../db/plans.repository';
+import type { RunsRepository } from '../db/runs.repository';
 import type { StatusRepository } from '../db/status.repository';
 import type { TestsRepository } from '../db/tests.repository';
 import type { EventBus } from '../events/bus';
@@ -13,6 +15,8 @@ export interface ServiceDeps {
   plans: PlansRepository;
   tests: TestsRepository;
   status: StatusRepository;
+  runs: RunsRepository;
+  environments: EnvironmentsRepository;
   queues: TestQueues;
   events: EventBus;
   /** Health probes of the components. */

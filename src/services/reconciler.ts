@@ -5,18 +5,16 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { afterInfrastructureFault } from '../domain/outcome';
-import type { EnvironmentsRepository } from '../db/environments.repository';
 import type { PrismaClient } from '../generated/prisma/client';
 import type { ServiceDeps } from './context';
 import { publishTestChanges } from './transitions';
 
 const BATCH = 2_000;
 
-export interface ReconcilerDeps extends Pick<ServiceDeps, 'tests' | 'plans' | 'events' | 'queues' | 'now'> {
+export interface ReconcilerDeps extends Pick<ServiceDeps, 'tests' | 'plans' | 'events' | 'queues' | 'runs' | 'environments' | 'now'> {
   config: Config;
   logger: Logger;
   prisma: PrismaClient;
-  environments: EnvironmentsRepository;
 }
 
 export class Reconciler {
@@ -81,6 +79,7 @@ export class Reconciler {
           retry ? { status: 'QUEUED', environmentId: null } : { status: 'ERROR', finishedAt: this.d.now() },
         );
         if (!changed) continue;
+        await this.d.runs.finishLost(t.id, t.attempts, `environment fault: the job of attempt ${t.attempts} was lost (Redis lost its data?)`);
         if (retry) await this.d.queues.enqueue([{ testId: t.id, planId: t.planId, pool, priority: t.priority }]);
         await publishTestChanges(this.d, t.planId, [changed]);
         this.d.logger.warn({ testId: t.id, planId: t.planId, attempt: t.attempts, retry }, 'a running test lost its job: handed back');

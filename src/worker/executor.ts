@@ -76,6 +76,7 @@ export class TestExecutor {
     if (spec.status === 'RUNNING') {
       // the worker of attempt `attempts` was lost (its job stalled and came back): an infrastructure fault
       log.warn({ attempt: attempts }, 'taking over a test whose worker was lost');
+      await d.runs.finishLost(spec.id, attempts, `environment fault: the worker running attempt ${attempts} was lost`);
       if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
         await this.finishAs(spec, attempts, 'ERROR', { finishedAt: d.now() }, log);
         return;

@@ -7,8 +7,6 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Worker as BullWorker } from 'bullmq';
 import type { Core } from '../app';
-import { EnvironmentsRepository } from '../db/environments.repository';
-import { RunsRepository } from '../db/runs.repository';
 import { ContainerDriver } from '../environments/container/container.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
 import { ResourceManager } from '../environments/resource-manager';
@@ -42,10 +40,10 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const log = logger.child({ workerId: id });
   const drivers: Partial<Record<EnvironmentKind, EnvironmentDriver>> = o.drivers ?? {
-    CONTAINER: new ContainerDriver({ imageDir: config.imageDir, logger: log.child({ driver: 'container' }), buildMissingImages: true, stateDir: join(config.dataDir, 'sandboxes') }),
+    // state under the temp dir: the sandbox user must be able to reach it, which DATA_DIR may not allow
+    CONTAINER: new ContainerDriver({ imageDir: config.imageDir, logger: log.child({ driver: 'container' }), buildMissingImages: true }),
   };
-  const environments = new EnvironmentsRepository(core.db.prisma);
-  const runs = new RunsRepository(core.db.prisma);
+  const { environments, runs } = core.deps;
   const stopping = new AbortController();
   const publish = (view: Parameters<typeof events.emit<'environment'>>[1]) => events.emit('environment', view);
 
@@ -63,13 +61,19 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
 
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools: [] });
   const started = await Promise.allSettled([...managers.values()].map((m) => m.start()));
+  const refused: string[] = [];
   started.forEach((r, i) => {
     const m = [...managers.values()][i];
     if (r.status === 'rejected') {
       log.error({ err: r.reason, pool: m.pool.name }, 'cannot serve this pool on this host');
+      refused.push(`pool "${m.pool.name}": ${(r.reason as Error).message}`);
       managers.delete(m.pool.name);
     }
   });
+  if (managers.size === 0) {
+    await environments.stopWorker(id).catch(() => undefined);
+    throw new Error(`worker: this host can serve none of its pools:\n  - ${refused.join('\n  - ') || 'no pool of a kind this host has a driver for'}`);
+  }
   const pools = [...managers.keys()];
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools });
   events.emit('system', { reason: 'worker started' });

@@ -2,13 +2,22 @@
 // container-specific checks (cgroup cleanup, hardening, infrastructure errors).
 
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ContainerDriver } from '../../src/environments/container/container.driver.js';
 import { checkImage, ensureImage } from '../../src/environments/container/image.js';
 import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
-import { TEST_IMAGE, makeTempDir, silentLogger, stderrLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
+import {
+  TEST_IMAGE,
+  hostProcessesMatching,
+  makeTempDir,
+  silentLogger,
+  stderrLogger,
+  testImageDir,
+  uniqueSleepArg,
+  type TempDir,
+} from '../helpers/sandbox-env.js';
 import { runDriverConformance, type DriverUnderTest } from './driver-conformance.js';
 
 const shape: EnvironmentShape = {
@@ -39,7 +48,8 @@ function imageReady(): Promise<string | null> {
 
 const stateDirs: TempDir[] = [];
 function newDriver(extra: Partial<ConstructorParameters<typeof ContainerDriver>[0]> = {}): ContainerDriver {
-  const state = makeTempDir('orch-container-state-');
+  // 0711: when the tests run as root, the sandbox user must reach the work dirs below it.
+  const state = makeTempDir('orch-container-state-', { traversable: true });
   stateDirs.push(state);
   return new ContainerDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path, ...extra });
 }
@@ -99,6 +109,68 @@ describe('ContainerDriver specifics', () => {
     assert.match(o.stdout, /NoNewPrivs:\s+1/);
     assert.match(o.stdout, /bwrap/); // pid 1 is the sandbox's init, not the host's
     assert.deepEqual(runGroups(), []);
+  });
+
+  it('runs on the host as the unprivileged sandbox user, not root: work files and uid_map', async (t) => {
+    if (skip) return t.skip(skip);
+    const asRoot = process.getuid?.() === 0;
+    const hostUid = asRoot ? 65534 : process.getuid!();
+    const hostGid = asRoot ? 65534 : process.getgid!();
+    assert.deepEqual(driver.sandboxHostIds, { uid: hostUid, gid: hostGid });
+    await driver.reset(env);
+    // bwrap nests two user namespaces (uid 0 in the outer one is needed to mount devpts), so
+    // /proc/self/uid_map inside reads "65534 0 1" either way: 0 of the outer namespace. The host's
+    // view of a sandboxed process says where it really maps: "65534 <host uid> 1" (was "65534 0 1").
+    const marker = uniqueSleepArg();
+    const ac = new AbortController();
+    const running = driver.run(env, spec({ signal: ac.signal, script: `echo x > owned.txt; mkdir made; sleep ${marker}` }));
+    let hostView: { uidMap: string; gidMap: string; status: string } | null = null;
+    try {
+      for (let i = 0; i < 200 && !hostView; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        const [pid] = hostProcessesMatching(marker).filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sleep');
+        if (pid === undefined) continue;
+        hostView = {
+          uidMap: readFileSync(`/proc/${pid}/uid_map`, 'utf8'),
+          gidMap: readFileSync(`/proc/${pid}/gid_map`, 'utf8'),
+          status: readFileSync(`/proc/${pid}/status`, 'utf8'),
+        };
+      }
+    } finally {
+      ac.abort();
+      await running;
+    }
+    assert.ok(hostView, 'the sandboxed sleep was not seen on the host');
+    const fields = (text: string) => text.trim().split(/\s+/).map(Number);
+    assert.deepEqual(fields(hostView.uidMap), [65534, hostUid, 1]);
+    assert.deepEqual(fields(hostView.gidMap), [65534, hostGid, 1]);
+    assert.match(hostView.status, new RegExp(`^Uid:\\s+${hostUid}\\s+${hostUid}\\s+${hostUid}\\s+${hostUid}$`, 'm'));
+    assert.match(hostView.status, new RegExp(`^Gid:\\s+${hostGid}\\s+${hostGid}\\s+${hostGid}\\s+${hostGid}$`, 'm'));
+    assert.match(hostView.status, /^CapBnd:\s+0000000000000000$/m);
+    if (asRoot) assert.match(hostView.status, /^Groups:\s*$/m);
+
+    const work = path.join(env.stateDir, 'work');
+    for (const f of ['owned.txt', 'made']) {
+      const st = statSync(path.join(work, f));
+      assert.equal(st.uid, hostUid, `${f} is owned by host uid ${st.uid}`);
+      assert.equal(st.gid, hostGid, `${f} has host gid ${st.gid}`);
+      if (asRoot) assert.notEqual(st.uid, 0);
+    }
+    const inside = await driver.run(env, spec({ script: 'id -u; cat /proc/self/uid_map' }));
+    assert.match(inside.stdout, /^65534\n\s*65534\s+\d+\s+1\s*$/);
+  });
+
+  it('as root, preflight names an image or state dir the sandbox user cannot reach', async (t) => {
+    if (skip) return t.skip(skip);
+    if (process.getuid?.() !== 0) return t.skip('only a root driver drops privileges');
+    const closed = path.join(tmp.path, 'closed'); // tmp is 0700: not reachable by uid 65534
+    mkdirSync(path.join(closed, 'images'), { recursive: true });
+    symlinkSync(path.join(testImageDir(), TEST_IMAGE), path.join(closed, 'images', TEST_IMAGE));
+    const hiddenImage = newDriver({ imageDir: path.join(closed, 'images') });
+    await assert.rejects(hiddenImage.preflight(shape), /image rootfs .* is not reachable by the sandbox user uid 65534 .*\/var\/cache\/test-orchestrator\/images/);
+    const hiddenState = newDriver({ stateDir: path.join(closed, 'state') });
+    await assert.rejects(hiddenState.preflight(shape), /state dir .* is not reachable by the sandbox user uid 65534 .*leave stateDir unset/);
+    assert.throws(() => newDriver({ sandboxUid: 0 }), /sandboxUid must be a positive integer/);
   });
 
   it('usage reports live figures while running', async (t) => {

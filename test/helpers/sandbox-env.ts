@@ -1,13 +1,17 @@
 // Shared helpers of sandbox tests: image dir, temp dirs, host process scans. Test helpers may read
 // process.env (the product code may not below its constructors).
 
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-/** IMAGE_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images (as scripts/build-image.sh). */
+/**
+ * IMAGE_DIR, else (as scripts/build-image.sh) /var/cache/test-orchestrator/images for root (the
+ * sandbox user must reach it), else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images.
+ */
 export function testImageDir(): string {
   if (process.env.IMAGE_DIR) return path.resolve(process.env.IMAGE_DIR);
+  if (process.getuid?.() === 0) return '/var/cache/test-orchestrator/images';
   const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(cache, 'test-orchestrator', 'images');
 }
@@ -19,8 +23,13 @@ export interface TempDir {
   cleanup(): void;
 }
 
-export function makeTempDir(prefix = 'orch-sbx-'): TempDir {
+/**
+ * A fresh directory under os.tmpdir() (mode 0700 from mkdtemp). `traversable`: mode 0711, so the
+ * container driver's unprivileged sandbox user can reach bind sources below it when tests run as root.
+ */
+export function makeTempDir(prefix = 'orch-sbx-', options: { traversable?: boolean } = {}): TempDir {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  if (options.traversable) chmodSync(dir, 0o711);
   return { path: dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 

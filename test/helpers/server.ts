@@ -6,12 +6,10 @@ import { join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import pino from 'pino';
 import type { ApiServer } from '../../src/api/server';
-import { openCore, serveApi, type Core } from '../../src/app';
+import { createReconciler, openCore, serveApi, type Core } from '../../src/app';
 import { loadConfig } from '../../src/config/config';
 import { openDatabase } from '../../src/db/database';
 import { readMigrations } from '../../src/db/migrate';
-import { EnvironmentsRepository } from '../../src/db/environments.repository';
-import { Reconciler } from '../../src/services/reconciler';
 import { startWorker, type RunningWorker } from '../../src/worker/worker';
 
 export interface TestServer {
@@ -71,7 +69,7 @@ export async function startTestServer(opts: {
   const api = await serveApi(core, { host: '127.0.0.1', port: 0 });
   const worker = opts.worker ? await startWorker(core, { lockMs: 3_000, graceMs: 2_000 }) : null;
   const reconciler = opts.worker
-    ? new Reconciler({ ...core.deps, prisma: core.db.prisma, environments: new EnvironmentsRepository(core.db.prisma) })
+    ? createReconciler(core)
     : null;
   await reconciler?.start();
   return {

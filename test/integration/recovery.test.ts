@@ -1,0 +1,426 @@
+// Recovery (issue 3): a SIGKILLed worker, a SIGKILLed all-in-one process (with and without the data
+// of its Redis) lose no test and finish none twice. Real processes (`node dist/src/main.js …`), real
+// PostgreSQL and Redis, real container sandboxes.
+//
+// Timing: a dead worker's job comes back once its BullMQ lock (10 s, not configurable by env) has
+// expired and a stalled check has seen it twice (every 5 s): the two SIGKILL-with-Redis cases below
+// wait 10–20 s for that.
+//
+// Each test checks the essentials first (every test terminal, attempts, output once, one PASSED run,
+// no process left), then collects lesser defects (an ERROR with no reason, runs left RUNNING, leaked
+// cgroups and sandbox dirs, an unclean SIGTERM exit) into one list asserted empty at the end.
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { Client } from 'pg';
+import { isProcessAlive, safeKill, sleep, waitForPidExit } from '../../src/infra/process-utils';
+import { gqlOk } from '../helpers/gql';
+import {
+  embeddedRedisPid,
+  processesMentioning,
+  spawnOrchestrator,
+  startOrchestrator,
+  type OrchestratorProcess,
+} from '../helpers/orchestrator-process';
+import { startTestPostgres } from '../helpers/postgres';
+import { startTestRedis } from '../helpers/redis';
+import { testImageDir } from '../helpers/sandbox-env';
+import { freshPgliteDir } from '../helpers/server';
+
+/** One light CONTAINER pool of capacity 2: two tests run at once, the rest wait in FIFO order. */
+/** The image cache the tests' sandboxes use (the one `npm run images` built). */
+const IMAGE_DIR = testImageDir();
+
+const POOLS = JSON.stringify([
+  {
+    name: 'container',
+    kind: 'CONTAINER',
+    cpus: 1,
+    memoryMb: 256,
+    image: 'debian-bookworm',
+    capacity: 2,
+    testTypes: ['UNIT', 'INTEGRATION', 'SECURITY', 'PERFORMANCE'],
+  },
+]);
+
+const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id tests(first: 100) { nodes { id name } } } }`;
+const TESTS = `query($id: ID!) { plan(id: $id) { tests(first: 100) { nodes {
+  id name status attempts environment { id } result { stdout stderr exitCode errorMessage } } } } }`;
+const TERMINAL = new Set(['PASSED', 'FAILED', 'TIMED_OUT', 'ERROR', 'CANCELLED']);
+
+interface TestInput {
+  name: string;
+  script: string;
+  maxRetries?: number;
+}
+interface TestRow {
+  id: string;
+  name: string;
+  status: string;
+  attempts: number;
+  environment: { id: string } | null;
+  result: { stdout: string; stderr: string; exitCode: number | null; errorMessage: string | null } | null;
+}
+
+/** `sleep 2.123456`: a sleep whose command line names it uniquely on this host (to find it in /proc). */
+function marker(seconds: number): string {
+  return `${seconds}.${String(Math.floor(Math.random() * 1e6)).padStart(6, '0')}`;
+}
+
+async function submit(url: string, name: string, tests: TestInput[]): Promise<{ planId: string; ids: Map<string, string> }> {
+  const { submitPlan } = await gqlOk(url, SUBMIT, {
+    input: { name, tests: tests.map((t) => ({ type: 'UNIT', timeoutSeconds: 60, ...t })) },
+  });
+  return { planId: submitPlan.id, ids: new Map(submitPlan.tests.nodes.map((n: { id: string; name: string }) => [n.name, n.id])) };
+}
+
+async function testsOf(url: string, planId: string): Promise<Map<string, TestRow>> {
+  const { plan } = await gqlOk(url, TESTS, { id: planId });
+  return new Map((plan.tests.nodes as TestRow[]).map((t) => [t.name, t]));
+}
+
+/** Polls the plan's tests until `done` holds; fails with the last state and `log()` after `timeoutMs`. */
+async function waitForTests(
+  url: string,
+  planId: string,
+  what: string,
+  done: (tests: Map<string, TestRow>) => boolean,
+  timeoutMs: number,
+  log: () => string,
+  pollMs = 100,
+): Promise<Map<string, TestRow>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: Map<string, TestRow> | undefined;
+  for (;;) {
+    try {
+      last = await testsOf(url, planId);
+      if (done(last)) return last;
+    } catch (e) {
+      if (Date.now() >= deadline) throw e;
+    }
+    if (Date.now() >= deadline) {
+      const state = last ? [...last.values()].map((t) => `${t.name}: ${t.status} attempts ${t.attempts}`).join('\n  ') : 'none';
+      throw new Error(`${what}: not within ${timeoutMs} ms; tests:\n  ${state}\nlog:\n${log()}`);
+    }
+    await sleep(pollMs);
+  }
+}
+
+const allTerminal = (tests: Map<string, TestRow>) => [...tests.values()].every((t) => TERMINAL.has(t.status));
+const running = (...names: string[]) => (tests: Map<string, TestRow>) => names.every((n) => tests.get(n)?.status === 'RUNNING');
+
+/** Resolves when `pred` holds, or returns false after `timeoutMs`. */
+async function eventually(pred: () => boolean, timeoutMs: number, pollMs = 50): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (pred()) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(pollMs);
+  }
+}
+
+/** Waits for a line of the process's (pino JSON) log with this msg. */
+async function waitForLog(p: OrchestratorProcess, msg: string, timeoutMs: number): Promise<void> {
+  const needle = `"msg":"${msg}"`;
+  const ok = await eventually(() => p.stdout().includes(needle) || p.hasExited(), timeoutMs);
+  if (!ok || !p.stdout().includes(needle)) {
+    throw new Error(`pid ${p.pid}: no "${msg}" in its log within ${timeoutMs} ms${p.hasExited() ? ' (it exited)' : ''}:\n${p.log(40)}`);
+  }
+}
+
+/**
+ * Cgroup directories (v1 controllers, the hybrid unified tree, or v2) still named after one of these
+ * environments: a run's group is `<envId>-<attempt>-<seq>` under `test-orchestrator/`.
+ */
+function cgroupsOf(envIds: string[]): string[] {
+  const roots = ['/sys/fs/cgroup', ...safeReaddir('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))];
+  const found: string[] = [];
+  for (const root of roots) {
+    const parent = join(root, 'test-orchestrator');
+    for (const name of safeReaddir(parent)) if (envIds.some((id) => name.startsWith(`${id}-`))) found.push(join(parent, name));
+  }
+  return found;
+}
+
+/** Removes empty cgroup directories (a leak of the code under test must not stay on the host). */
+function removeCgroups(dirs: string[]): void {
+  for (const d of dirs) {
+    try {
+      rmdirSync(d);
+    } catch {
+      // still in use, or gone
+    }
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** SIGKILL, as a crash would: no handler runs; the embedded redis-server (if any) is left an orphan. */
+async function crash(p: OrchestratorProcess): Promise<void> {
+  safeKill(p.pid, 'SIGKILL');
+  const exit = await p.exited;
+  assert.equal(exit.signal, 'SIGKILL', `pid ${p.pid} ended by SIGKILL`);
+}
+
+/**
+ * Per-test scratch: temp dirs, processes, and a last-resort cleanup (SIGKILL of whatever still mentions
+ * a marker or a temp dir, embedded Redis included), run by t.after even when the test failed.
+ */
+function scratch(t: TestContext) {
+  const dirs: string[] = [];
+  const markers: string[] = [];
+  const procs: OrchestratorProcess[] = [];
+  const cleanups: (() => unknown)[] = [];
+  t.after(async () => {
+    await Promise.all(procs.map((p) => p.stop('SIGTERM', 10_000).catch(() => undefined)));
+    for (const dir of dirs) {
+      const redis = embeddedRedisPid(dir);
+      if (redis !== undefined && isProcessAlive(redis)) safeKill(redis, 'SIGKILL');
+    }
+    for (const m of [...dirs, ...markers]) for (const { pid } of processesMentioning(m)) safeKill(pid, 'SIGKILL');
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    /** A temp dir of mode 0711: a root driver's unprivileged sandbox user must reach DATA_DIR/sandboxes. */
+    dir(prefix: string): string {
+      const d = mkdtempSync(join(tmpdir(), prefix));
+      dirs.push(d);
+      chmodSync(d, 0o711);
+      return d;
+    },
+    adopt(dir: string): string {
+      dirs.push(dir);
+      chmodSync(dir, 0o711);
+      return dir;
+    },
+    marker(seconds: number): string {
+      const m = marker(seconds);
+      markers.push(m);
+      return m;
+    },
+    track(p: OrchestratorProcess): OrchestratorProcess {
+      procs.push(p);
+      return p;
+    },
+    onCleanup(c: () => unknown): void {
+      cleanups.push(c);
+    },
+    /** Nothing mentions a temp dir or a marker any more (sandboxes, redis-server, orchestrators). */
+    async assertNothingLeft(what: string): Promise<void> {
+      const left = () => [...dirs, ...markers].flatMap((m) => processesMentioning(m));
+      await eventually(() => left().length === 0, 5_000);
+      assert.deepEqual(left(), [], `${what}: processes left behind`);
+    },
+  };
+}
+
+describe('recovery', () => {
+  it('SIGKILL of a worker: its running tests are taken over and finish once; a test with no retries left ends in ERROR', async (t) => {
+    const s = scratch(t);
+    const [pg, redis] = await Promise.all([startTestPostgres(), startTestRedis()]);
+    s.onCleanup(() => pg.stop());
+    s.onCleanup(() => redis.stop());
+    const databaseUrl = await pg.createDatabase();
+    const env = { DATABASE_URL: databaseUrl, REDIS_URL: redis.url, REDIS_PREFIX: `r${randomUUID().slice(0, 8)}`, POOLS, IMAGE_DIR };
+    const root = s.dir('orch-recov-worker-');
+    const dataDir = (name: string) => {
+      const d = join(root, name);
+      mkdirSync(d, { recursive: true, mode: 0o711 });
+      return d;
+    };
+
+    const api = s.track(await startOrchestrator('serve', { env, dataDir: dataDir('api') }));
+    const a = s.track(await spawnOrchestrator('worker', { env, dataDir: dataDir('worker-a') }));
+    await waitForLog(a, 'worker started', 60_000);
+
+    const victim = s.marker(4);
+    const doomed = s.marker(4);
+    const { planId, ids } = await submit(api.url, 'worker-crash', [
+      { name: 'victim', script: `sleep ${victim}; echo done` },
+      // Its worker is lost once and it has no retry left: ERROR, never run again (a test whose
+      // environment keeps dying is not retried forever).
+      { name: 'doomed', script: `sleep ${doomed}; echo doomed-ran`, maxRetries: 0 },
+      { name: 'quick-1', script: 'echo quick-1' },
+      { name: 'quick-2', script: 'echo quick-2' },
+      { name: 'quick-3', script: 'echo quick-3' },
+    ]);
+    await waitForTests(api.url, planId, 'victim and doomed RUNNING on worker A', running('victim', 'doomed'), 30_000, () => a.log(40));
+    // RUNNING is recorded before the sandbox starts: wait for the sleep itself.
+    const sleeping = await eventually(() => processesMentioning(victim).length > 0 && processesMentioning(doomed).length > 0, 10_000);
+    assert.ok(sleeping, `the victim and doomed sleep in sandboxes of worker A; its log:\n${a.log(20)}`);
+
+    await crash(a);
+    // bwrap runs with --die-with-parent: the sandboxes of A die with it.
+    const sandboxesGone = await eventually(() => processesMentioning(victim).length + processesMentioning(doomed).length === 0, 5_000);
+    assert.ok(sandboxesGone, `sandbox processes of the dead worker still run: ${JSON.stringify([...processesMentioning(victim), ...processesMentioning(doomed)])}`);
+    await eventually(() => processesMentioning(dataDir('worker-a')).length === 0, 5_000);
+    assert.deepEqual(processesMentioning(dataDir('worker-a')), [], 'nothing of worker A runs any more (bwrap included)');
+
+    // What A left in the database (nothing changes it until another worker comes).
+    const db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+    s.onCleanup(() => db.end());
+    const atCrash = new Map(
+      (await db.query<{ name: string; status: string; attempts: number }>('SELECT name, status, attempts FROM test_case WHERE plan_id = $1', [planId])).rows.map(
+        (r) => [r.name, r],
+      ),
+    );
+    assert.deepEqual(
+      [atCrash.get('victim')?.status, atCrash.get('victim')?.attempts, atCrash.get('doomed')?.status, atCrash.get('doomed')?.attempts],
+      ['RUNNING', 1, 'RUNNING', 1],
+    );
+
+    const crashedAt = Date.now();
+    const b = s.track(await spawnOrchestrator('worker', { env, dataDir: dataDir('worker-b') }));
+    const final = await waitForTests(api.url, planId, 'every test terminal after worker B took over', allTerminal, 60_000, () => b.log(40), 250);
+    const recoveryMs = Date.now() - crashedAt;
+
+    const v = final.get('victim')!;
+    assert.deepEqual([v.status, v.attempts], ['PASSED', 2], `victim; B's log:\n${b.log(30)}`);
+    assert.equal(v.result?.stdout, 'done\n', 'the result is the second attempt, run once');
+    const d = final.get('doomed')!;
+    assert.deepEqual([d.status, d.attempts], ['ERROR', 1], `doomed is not run again; B's log:\n${b.log(30)}`);
+    for (const name of ['quick-1', 'quick-2', 'quick-3']) {
+      const q = final.get(name)!;
+      const before = atCrash.get(name)!;
+      // A test A had finished keeps its attempt; one A was running is taken over (attempt + 1); a queued one runs once.
+      const expected = before.status === 'PASSED' ? before.attempts : before.status === 'RUNNING' ? before.attempts + 1 : 1;
+      assert.deepEqual([q.status, q.attempts, q.result?.stdout], ['PASSED', expected, `${name}\n`], `${name} (was ${before.status} at the crash)`);
+    }
+    assert.match(b.stdout(), /taking over a test whose worker was lost/);
+
+    // The database: one PASSED run per PASSED test, none for the ERROR one; the lost attempts are not PASSED.
+    const runs = (
+      await db.query<{ name: string; attempt: number; status: string }>(
+        'SELECT c.name, r.attempt, r.status FROM test_run r JOIN test_case c ON c.id = r.test_id WHERE c.plan_id = $1 ORDER BY c.name, r.attempt',
+        [planId],
+      )
+    ).rows;
+    const passedRuns = (await db.query<{ test_id: string; passed: number; runs: number }>(
+      `SELECT test_id, (count(*) FILTER (WHERE status = 'PASSED'))::int AS passed, count(*)::int AS runs
+         FROM test_run WHERE test_id = ANY($1::uuid[]) GROUP BY test_id`,
+      [[...ids.values()]],
+    )).rows;
+    const byId = new Map(passedRuns.map((r) => [r.test_id, r]));
+    for (const [name, id] of ids) {
+      const row = final.get(name)!;
+      assert.equal(byId.get(id)?.passed ?? 0, row.status === 'PASSED' ? 1 : 0, `${name}: PASSED runs; runs: ${JSON.stringify(runs)}`);
+      assert.equal(byId.get(id)?.runs ?? 0, row.attempts, `${name}: one run per attempt; runs: ${JSON.stringify(runs)}`);
+    }
+    const lost = runs.find((r) => r.name === 'victim' && r.attempt === 1);
+    assert.ok(lost && lost.status !== 'PASSED', `the lost attempt is not PASSED: ${JSON.stringify(lost)}`);
+
+    t.diagnostic(`recovered in ${recoveryMs} ms after the SIGKILL`);
+    const [eb, eapi] = await Promise.all([b.stop(), api.stop()]);
+    await s.assertNothingLeft('after the worker crash');
+    // Checked last, all together: defects, but less fundamental than losing or doubling a test.
+    const defects: string[] = [];
+    if (!d.result?.errorMessage) defects.push(`the ERROR test has no errorMessage naming its fault (result ${JSON.stringify(d.result)})`);
+    if (eb.code !== 0 || eapi.code !== 0) defects.push(`SIGTERM exit codes: worker B ${eb.code}, serve ${eapi.code} (expected 0, 0)`);
+    const lostEnvs = (await db.query<{ environment_id: string }>(
+      'SELECT DISTINCT r.environment_id FROM test_run r JOIN test_case c ON c.id = r.test_id WHERE c.plan_id = $1 AND r.worker_id LIKE $2',
+      [planId, `%:${a.pid}:%`],
+    )).rows.map((r) => r.environment_id);
+    const leftCgroups = cgroupsOf(lostEnvs);
+    if (leftCgroups.length) defects.push(`cgroups of the dead worker's sandboxes left on the host: ${leftCgroups.join(' ')}`);
+    removeCgroups(leftCgroups);
+    const openRuns = runs.filter((r) => r.status === 'RUNNING');
+    if (openRuns.length) defects.push(`runs of lost attempts still RUNNING in test_run: ${JSON.stringify(openRuns)}`);
+    assert.deepEqual(defects, []);
+  });
+
+  for (const redisLost of [false, true]) {
+    const title = redisLost
+      ? 'SIGKILL of the all-in-one process and loss of its Redis data: the reconciler re-enqueues from the database; every test finishes once'
+      : 'SIGKILL of the all-in-one process: after a restart on the same DATA_DIR every queued and running test finishes once';
+    it(title, async (t) => {
+      const s = scratch(t);
+      const dataDir = s.adopt(await freshPgliteDir()); // a migrated embedded database: no initdb here
+      const env = { POOLS, IMAGE_DIR };
+      const first = s.track(await startOrchestrator('start', { dataDir, env }));
+
+      const longs = [s.marker(3), s.marker(3)];
+      const { planId } = await submit(first.url, redisLost ? 'crash-redis-lost' : 'crash', [
+        { name: 'long-1', script: `sleep ${longs[0]}; echo long-1` },
+        { name: 'long-2', script: `sleep ${longs[1]}; echo long-2` },
+        { name: 'queued-1', script: 'echo queued-1' },
+        { name: 'queued-2', script: `sleep 1; echo queued-2` },
+        { name: 'queued-3', script: 'echo queued-3' },
+      ]);
+      await waitForTests(first.url, planId, 'long-1 and long-2 RUNNING', running('long-1', 'long-2'), 30_000, () => first.log(40), 50);
+      // RUNNING is recorded before the sandbox starts: crash while both sleep in their sandboxes.
+      const sleeping = await eventually(() => longs.every((m) => processesMentioning(m).length > 0), 10_000);
+      assert.ok(sleeping, `long-1 and long-2 sleep in their sandboxes; log:\n${first.log(20)}`);
+      const atCrash = await testsOf(first.url, planId);
+      await crash(first);
+      // Capacity 2, FIFO: the others had not started.
+      assert.deepEqual(
+        [...atCrash.values()].map((x) => [x.name, x.status, x.attempts]),
+        [['long-1', 'RUNNING', 1], ['long-2', 'RUNNING', 1], ['queued-1', 'QUEUED', 0], ['queued-2', 'QUEUED', 0], ['queued-3', 'QUEUED', 0]],
+      );
+      const sandboxesGone = await eventually(() => longs.every((m) => processesMentioning(m).length === 0), 5_000);
+      assert.ok(sandboxesGone, 'the sandboxes died with the process');
+
+      const orphan = embeddedRedisPid(dataDir, first.pid);
+      assert.ok(orphan !== undefined && isProcessAlive(orphan), 'the embedded redis-server outlives a SIGKILL (an orphan)');
+      if (redisLost) {
+        safeKill(orphan, 'SIGKILL');
+        assert.ok(await waitForPidExit(orphan, 5_000), 'orphan redis-server killed');
+        const removed: string[] = [];
+        for (const f of readdirSync(dataDir)) {
+          if (f === 'appendonlydir' || f.endsWith('.aof') || f === 'dump.rdb') {
+            rmSync(join(dataDir, f), { recursive: true, force: true });
+            removed.push(f);
+          }
+        }
+        assert.ok(removed.length > 0, `Redis had data files in DATA_DIR: ${readdirSync(dataDir).join(' ')}`);
+      }
+
+      const crashedAt = Date.now();
+      const second = s.track(await startOrchestrator('start', { dataDir, env }));
+      const final = await waitForTests(second.url, planId, 'every test terminal after the restart', allTerminal, 60_000, () => second.log(40), 250);
+      const recoveryMs = Date.now() - crashedAt;
+
+      for (const name of ['long-1', 'long-2', 'queued-1', 'queued-2', 'queued-3']) {
+        const x = final.get(name)!;
+        // A test that was running lost attempt 1 and ran attempt 2; a queued one ran once.
+        const attempts = name.startsWith('long') ? 2 : 1;
+        assert.deepEqual([x.status, x.attempts], ['PASSED', attempts], `${name}; log after the restart:\n${second.log(30)}`);
+        assert.equal(x.result?.stdout, `${name}\n`, `${name}: the output of one run, once`);
+      }
+      if (redisLost) {
+        assert.match(second.stdout(), /a running test lost its job: handed back/);
+        assert.match(second.stdout(), /queued tests had no job: queued them again/);
+      } else {
+        assert.match(second.stdout(), /found a redis-server left running by a previous run/);
+        assert.match(second.stdout(), /taking over a test whose worker was lost/);
+      }
+      assert.ok(!isProcessAlive(orphan), 'the orphan redis-server was replaced');
+
+      t.diagnostic(`recovered in ${recoveryMs} ms after the SIGKILL`);
+      const exit = await second.stop('SIGTERM', 25_000);
+      await s.assertNothingLeft('after the restart');
+      const defects: string[] = [];
+      if (exit.code !== 0 || exit.signal !== null || exit.killed) {
+        defects.push(`SIGTERM exit: code ${exit.code}, signal ${exit.signal}, killed ${exit.killed} (expected 0); log:\n${second.log(8)}`);
+      }
+      const lostEnvs = ['long-1', 'long-2'].map((n) => atCrash.get(n)?.environment?.id).filter((id): id is string => !!id);
+      const leftCgroups = cgroupsOf(lostEnvs);
+      if (leftCgroups.length) defects.push(`cgroups of the killed sandboxes left on the host: ${leftCgroups.join(' ')}`);
+      removeCgroups(leftCgroups);
+      const leftDirs = lostEnvs.map((id) => join(dataDir, 'sandboxes', id)).filter((d) => existsSync(d));
+      if (leftDirs.length) defects.push(`state dirs of the killed sandboxes left in DATA_DIR after the restart: ${leftDirs.join(' ')}`);
+      assert.deepEqual(defects, []);
+    });
+  }
+});
