@@ -3,9 +3,10 @@
 #
 #   scripts/build-image.sh [IMAGE_DIR] [NAME]
 #
-# IMAGE_DIR defaults to $IMAGE_DIR, else /var/cache/test-orchestrator/images when run as root (a root
-# orchestrator starts sandboxes as an unprivileged user, which must be able to reach the image: not
-# under /root), else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images.
+# IMAGE_DIR defaults to $IMAGE_DIR, else $XDG_CACHE_HOME/test-orchestrator/images, else
+# /var/cache/test-orchestrator/images when run as root (a root orchestrator starts sandboxes as an
+# unprivileged user, which must be able to reach the image: not under /root), else
+# $HOME/.cache/test-orchestrator/images: the same default as the program's (src/config/config.ts).
 # NAME defaults to debian-bookworm. The result is IMAGE_DIR/NAME/{rootfs/,image.json}.
 #
 # Debian bookworm minbase via debootstrap (~1m40s, ~200 MB). The build happens in a temporary
@@ -15,10 +16,12 @@
 # sources of this machine, default http://deb.debian.org/debian; override with DEBIAN_MIRROR).
 set -euo pipefail
 
-if [[ "$(id -u)" == 0 ]]; then
+if [[ -n "${XDG_CACHE_HOME:-}" ]]; then
+  default_image_dir="$XDG_CACHE_HOME/test-orchestrator/images"
+elif [[ "$(id -u)" == 0 ]]; then
   default_image_dir=/var/cache/test-orchestrator/images
 else
-  default_image_dir="${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images"
+  default_image_dir="$HOME/.cache/test-orchestrator/images"
 fi
 image_dir="${1:-${IMAGE_DIR:-$default_image_dir}}"
 name="${2:-debian-bookworm}"

@@ -123,9 +123,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const e = parsed.data;
   // Images must be readable by the sandbox's unprivileged user: for root (whose home is closed to
-  // others) they live in /var/cache; for anyone else in their cache directory.
-  const defaultImageDir =
-    process.getuid?.() === 0 ? '/var/cache/test-orchestrator/images' : join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'test-orchestrator', 'images');
+  // others) they live in /var/cache unless XDG_CACHE_HOME says otherwise; for anyone else in their cache.
+  const cacheHome = env.XDG_CACHE_HOME || (process.getuid?.() === 0 ? '/var/cache' : join(homedir(), '.cache'));
+  const defaultImageDir = join(cacheHome, 'test-orchestrator', 'images');
   return {
     port: e.PORT,
     host: e.HOST,

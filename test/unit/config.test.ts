@@ -28,7 +28,9 @@ describe('loadConfig defaults', () => {
     assert.equal(c.port, 4000);
     assert.equal(c.host, '127.0.0.1');
     assert.equal(c.dataDir, resolve('./data'));
-    assert.equal(c.imageDir, join(homedir(), '.cache', 'test-orchestrator', 'images'));
+    // root's home is closed to the sandbox user: root keeps images in /var/cache
+    const cache = process.getuid?.() === 0 ? '/var/cache' : join(homedir(), '.cache');
+    assert.equal(c.imageDir, join(cache, 'test-orchestrator', 'images'));
     assert.equal(c.databaseUrl, undefined);
     assert.equal(c.redisUrl, undefined);
     assert.equal(c.redisPrefix, 'orch');
