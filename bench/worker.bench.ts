@@ -18,8 +18,9 @@ const POOLS = JSON.stringify([
 ]);
 
 async function driverDirect(imageDir: string, runs: number, concurrency: number): Promise<number> {
-  const stateDir = mkdtempSync(join(tmpdir(), 'orch-bench-driver-'));
-  const driver = new ContainerDriver({ imageDir, stateDir });
+  const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-driver-'));
+  const driver = new ContainerDriver({ imageDir }); // the worker's own settings
+
   const shape: EnvironmentShape = { pool: 'container', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 256, image: 'debian-bookworm', pids: 64 };
   await driver.preflight(shape);
   const envs = await Promise.all(Array.from({ length: concurrency }, () => driver.provision(randomUUID(), shape)));
@@ -29,7 +30,7 @@ async function driverDirect(imageDir: string, runs: number, concurrency: number)
     envs.map(async (env) => {
       while (next < runs) {
         next++;
-        const spec: RunSpec = { testId: randomUUID(), attempt: 1, script: 'true', env: {}, timeoutMs: 60_000, services: [], artifactPaths: [], artifactDir: join(stateDir, 'a'), maxOutputBytes: 1 << 20 };
+        const spec: RunSpec = { testId: randomUUID(), attempt: 1, script: 'true', env: {}, timeoutMs: 60_000, services: [], artifactPaths: [], artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20 };
         const o = await driver.run(env, spec);
         if (o.exitCode !== 0) throw new Error(`direct run failed: ${JSON.stringify(o).slice(0, 300)}`);
         await driver.reset(env);
@@ -38,7 +39,8 @@ async function driverDirect(imageDir: string, runs: number, concurrency: number)
   );
   const ms = now() - t0;
   await Promise.all(envs.map((e) => driver.destroy(e)));
-  rmSync(stateDir, { recursive: true, force: true });
+  await driver.close();
+  rmSync(scratch, { recursive: true, force: true });
   return ms;
 }
 

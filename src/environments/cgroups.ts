@@ -1,9 +1,10 @@
 // Cgroup limits and accounting for sandboxed runs, on cgroup v2 (unified) and v1 (per-controller)
-// hosts. One group per run, under a project-specific parent (`test-orchestrator/` by default):
+// hosts. One group per run, under a parent group that may be nested (the container driver uses
+// `test-orchestrator/<instance>/`, see container/instance.ts):
 //
-//   v2: <root>/test-orchestrator/<run>          memory.max, memory.swap.max, pids.max, cpu.max, cpuset.cpus
-//   v1: <root>/<ctrl>/test-orchestrator/<run>   for ctrl in memory, pids, cpu, cpuacct, [cpuset], [freezer]
-//       plus <root>/unified/test-orchestrator/<run> when a v2 tree is mounted next to v1 ("hybrid"):
+//   v2: <root>/<parent>/<run>          memory.max, memory.swap.max, pids.max, cpu.max, cpuset.cpus
+//   v1: <root>/<ctrl>/<parent>/<run>   for ctrl in memory, pids, cpu, cpuacct, [cpuset], [freezer]
+//       plus <root>/unified/<parent>/<run> when a v2 tree is mounted next to v1 ("hybrid"):
 //       it has no controllers but supports cgroup.kill, which kills a whole tree atomically.
 //
 // A process joins a run group by writing its own pid to every `procsFiles` entry before it execs
@@ -137,24 +138,45 @@ export function describeLayout(layout: CgroupLayout): string {
  * Throws an Error that says what is missing.
  */
 export async function prepareCgroupParent(layout: CgroupLayout, parent = DEFAULT_CGROUP_PARENT): Promise<void> {
+  // The parent may be nested (`test-orchestrator/<instance>`): every level is prepared.
+  const levels = parentLevels(parent);
   if (layout.version === 2) {
     const wanted = ['memory', 'pids', 'cpu', 'cpuset'].filter((c) => layout.controllers.has(c));
     await enableV2Controllers(layout.root, wanted);
-    const dir = path.join(layout.root, parent);
-    await fs.mkdir(dir, { recursive: true });
-    await enableV2Controllers(dir, wanted);
+    for (const level of levels) {
+      const dir = path.join(layout.root, level);
+      await mkdirIfMissing(dir);
+      await enableV2Controllers(dir, wanted);
+    }
     return;
   }
   for (const [ctrl, mount] of layout.mounts) {
-    const dir = path.join(mount, parent);
-    await fs.mkdir(dir, { recursive: true });
-    if (ctrl === 'cpuset') {
-      // A v1 cpuset group starts with empty cpus/mems, and joining it fails until they are set.
-      await copyIfEmpty(mount, dir, 'cpuset.cpus');
-      await copyIfEmpty(mount, dir, 'cpuset.mems');
+    for (const level of levels) {
+      const dir = path.join(mount, level);
+      await mkdirIfMissing(dir);
+      if (ctrl === 'cpuset') {
+        // A v1 cpuset group starts with empty cpus/mems, and joining it fails until they are set.
+        await copyIfEmpty(path.dirname(dir), dir, 'cpuset.cpus');
+        await copyIfEmpty(path.dirname(dir), dir, 'cpuset.mems');
+      }
     }
   }
-  if (layout.unified) await fs.mkdir(path.join(layout.unified, parent), { recursive: true });
+  if (layout.unified) for (const level of levels) await mkdirIfMissing(path.join(layout.unified, level));
+}
+
+/** `a/b/c` → [`a`, `a/b`, `a/b/c`]. */
+function parentLevels(parent: string): string[] {
+  const parts = parent.split('/').filter(Boolean);
+  if (parts.length === 0 || parts.some((p) => p === '.' || p === '..')) throw new Error(`invalid cgroup parent '${parent}'`);
+  return parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+}
+
+async function mkdirIfMissing(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
 }
 
 async function enableV2Controllers(dir: string, wanted: string[]): Promise<void> {
@@ -215,6 +237,14 @@ export class RunCgroup {
       throw err;
     }
     return group;
+  }
+
+  /**
+   * An existing group `<rel>` (relative to each hierarchy root), in every hierarchy of the layout, to
+   * kill what is in it and remove it (e.g. a group a dead process left). Creates nothing.
+   */
+  static attach(layout: CgroupLayout, rel: string): RunCgroup {
+    return new RunCgroup(layout, groupDirs(layout, rel));
   }
 
   /** The cgroup.procs files a process writes its pid to in order to join the group. */
@@ -427,4 +457,74 @@ export async function removeStaleGroups(layout: CgroupLayout, parent: string, pr
     }
   }
   return removed;
+}
+
+
+/** The directories of group `rel` in every hierarchy: v2 (`v2`), or each v1 controller plus `unified`. */
+function groupDirs(layout: CgroupLayout, rel: string): Map<string, string> {
+  const dirs = new Map<string, string>();
+  if (layout.version === 2) {
+    dirs.set('v2', path.join(layout.root, rel));
+  } else {
+    for (const [ctrl, mount] of layout.mounts) dirs.set(ctrl, path.join(mount, rel));
+    if (layout.unified) dirs.set('unified', path.join(layout.unified, rel));
+  }
+  return dirs;
+}
+
+/** Names of the child groups of `parent` in any hierarchy (a group may exist in only some of them). */
+export async function listChildGroups(layout: CgroupLayout, parent: string): Promise<string[]> {
+  const names = new Set<string>();
+  for (const dir of groupDirs(layout, parent).values()) {
+    try {
+      for (const e of await fs.readdir(dir, { withFileTypes: true })) if (e.isDirectory()) names.add(e.name);
+    } catch {
+      // not in this hierarchy
+    }
+  }
+  return [...names].sort();
+}
+
+/**
+ * Kills every process in the group tree `rel` (in every hierarchy) and removes its groups, children
+ * first. Throws (after trying everything) when some group could not be removed.
+ */
+export async function removeGroupTree(layout: CgroupLayout, rel: string, killTimeoutMs = 5000): Promise<void> {
+  const errors: string[] = [];
+  for (const child of await listChildGroups(layout, rel)) {
+    await removeGroupTree(layout, `${rel}/${child}`, killTimeoutMs).catch((err: Error) => errors.push(err.message));
+  }
+  const group = RunCgroup.attach(layout, rel);
+  if (!(await group.kill(killTimeoutMs))) errors.push(`${rel}: processes still in it after ${killTimeoutMs} ms`);
+  await group.remove().catch((err: Error) => errors.push(err.message));
+  if (errors.length) throw new Error(errors.join('; '));
+}
+
+/**
+ * Removes the group `rel` only if it has no process and no child group in any hierarchy and was
+ * created at least `minAgeMs` ago; never kills. True when it is gone.
+ */
+export async function removeIfEmptyAndOld(layout: CgroupLayout, rel: string, minAgeMs: number): Promise<boolean> {
+  const dirs = [...groupDirs(layout, rel).values()];
+  const present: string[] = [];
+  for (const dir of dirs) {
+    let st;
+    try {
+      st = await fs.stat(dir);
+    } catch {
+      continue;
+    }
+    if (Date.now() - Math.min(st.ctimeMs, st.mtimeMs) < minAgeMs) return false;
+    if (((await readText(path.join(dir, 'cgroup.procs'))) ?? '').trim() !== '') return false;
+    if ((await fs.readdir(dir, { withFileTypes: true })).some((e) => e.isDirectory())) return false;
+    present.push(dir);
+  }
+  for (const dir of present.reverse()) {
+    try {
+      await fs.rmdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
+    }
+  }
+  return true;
 }

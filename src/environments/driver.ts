@@ -112,4 +112,6 @@ export interface EnvironmentDriver {
   healthCheck(env: EnvironmentHandle): Promise<boolean>;
   usage(env: EnvironmentHandle): Promise<ResourceUsage | null>;
   destroy(env: EnvironmentHandle): Promise<void>;
+  /** Releases what the driver holds for all its environments (its own scratch and cgroup parents). */
+  close?(): Promise<void>;
 }

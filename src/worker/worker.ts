@@ -159,6 +159,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
         clearInterval(watchdog);
         offCancel();
         await Promise.all([...managers.values()].map((m) => m.stop()));
+        if (!o.drivers) for (const driver of Object.values(drivers)) await driver?.close?.().catch(() => undefined); // ours only
         for (const e of await environments.stopWorker(id).catch(() => [])) publish(e);
         events.emit('system', { reason: 'worker stopped' });
         log.info('worker stopped');

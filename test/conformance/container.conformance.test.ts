@@ -2,9 +2,18 @@
 // container-specific checks (cgroup cleanup, hardening, infrastructure errors).
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import {
+  RunCgroup,
+  detectCgroupLayout,
+  listChildGroups,
+  prepareCgroupParent,
+  removeGroupTree,
+  type CgroupLayout,
+} from '../../src/environments/cgroups.js';
 import { ContainerDriver } from '../../src/environments/container/container.driver.js';
 import { checkImage, ensureImage } from '../../src/environments/container/image.js';
 import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
@@ -80,6 +89,7 @@ describe('ContainerDriver specifics', () => {
   });
   after(async () => {
     if (driver && env) await driver.destroy(env);
+    await driver?.close();
     tmp.cleanup();
   });
 
@@ -96,7 +106,8 @@ describe('ContainerDriver specifics', () => {
   });
 
   function runGroups(): string[] {
-    const dirs = ['/sys/fs/cgroup/test-orchestrator', '/sys/fs/cgroup/pids/test-orchestrator', '/sys/fs/cgroup/unified/test-orchestrator'];
+    // Run groups are below the driver instance's own parent group.
+    const dirs = ['/sys/fs/cgroup', '/sys/fs/cgroup/pids', '/sys/fs/cgroup/unified'].map((r) => path.join(r, 'test-orchestrator', driver.instance));
     return dirs.filter(existsSync).flatMap((d) => readdirSync(d).filter((n) => n.startsWith(`specific-${process.pid}-`)));
   }
 
@@ -215,5 +226,127 @@ describe('ContainerDriver specifics', () => {
     await assert.rejects(noImage.preflight(shape), /npm run images/);
     const failing = await driver.run(env, spec({ script: 'exit 1' }));
     assert.equal(failing.exitCode, 1);
+  });
+});
+
+describe('ContainerDriver sweep of dead instances', () => {
+  // A separate shared parent (nested below test-orchestrator), so the test sees only its own instances.
+  const base = `test-orchestrator/conf-sweep-${process.pid}`;
+  let layout: CgroupLayout | null = null;
+  let skip: string | null = null;
+  let tmp: TempDir;
+  const drivers: ContainerDriver[] = [];
+  const sleepers: ChildProcess[] = [];
+
+  before(async () => {
+    tmp = makeTempDir('orch-container-sweep-', { traversable: true });
+    skip = await imageReady();
+    if (skip) return;
+    if (process.getuid?.() !== 0) skip = 'creating cgroups needs root';
+    else if (!(layout = await detectCgroupLayout())) skip = 'no usable cgroup hierarchy';
+  });
+  after(async () => {
+    for (const c of sleepers) c.kill('SIGKILL');
+    for (const d of drivers) await d.close().catch(() => undefined);
+    if (layout) {
+      for (const name of await listChildGroups(layout, base)) await removeGroupTree(layout, `${base}/${name}`).catch(() => undefined);
+      await removeGroupTree(layout, base).catch(() => undefined);
+    }
+    tmp.cleanup();
+  });
+
+  function sweepDriver(): ContainerDriver {
+    const d = new ContainerDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: path.join(tmp.path, 'state'), cgroupParent: base });
+    drivers.push(d);
+    return d;
+  }
+
+  /** Directories of group `rel` that exist, in any hierarchy. */
+  function groupDirs(rel: string): string[] {
+    const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((c) => path.join('/sys/fs/cgroup', c))];
+    return roots.map((r) => path.join(r, rel)).filter((d) => existsSync(path.join(d, 'cgroup.procs')));
+  }
+
+  /** A pid that no process has any more (a child that exited and was reaped). */
+  function deadPid(): number {
+    const r = spawnSync('/bin/sh', ['-c', 'echo $$']);
+    return Number(String(r.stdout).trim());
+  }
+
+  it('preflight kills and removes the cgroups and state dirs of dead instances, never those of live or foreign ones', async (t) => {
+    if (skip) return t.skip(skip);
+    const ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1];
+    const start = readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[22 - 3];
+    // Dead: a pid no process has; this very pid with another start time (the pid was reused);
+    // foreign: another pid namespace (cannot be judged: kept).
+    const deadGone = `p${deadPid()}.12345.${ns}.0000dead`;
+    const deadReused = `p${process.pid}.${Number(start) + 1}.${ns}.0001dead`;
+    const foreign = `p1.1.${Number(ns) + 1}.0000f00d`;
+    const stateBase = path.join(tmp.path, 'state');
+
+    // A live sibling instance (this process) with a running sandbox: must survive the sweep.
+    const live = sweepDriver();
+    await live.preflight(shape);
+    const liveEnv = await live.provision(`sweep-live-${process.pid}`, shape);
+    const liveMarker = uniqueSleepArg();
+    const ac = new AbortController();
+    const liveRun = live.run(liveEnv, {
+      testId: 'live', attempt: 1, script: `sleep ${liveMarker}; echo survived`, env: {}, timeoutMs: 30_000, services: [],
+      artifactPaths: [], artifactDir: path.join(tmp.path, 'art'), maxOutputBytes: 4096, signal: ac.signal,
+    });
+    try {
+      for (let i = 0; i < 200 && hostProcessesMatching(liveMarker).length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(hostProcessesMatching(liveMarker).length > 0, 'the live sandbox is running');
+
+      // The dead instances: a run group (with a process left in it) and a state dir each.
+      const outside = path.join(tmp.path, 'outside.txt');
+      writeFileSync(outside, 'keep me');
+      const deadMarkers: string[] = [];
+      for (const dead of [deadGone, deadReused, foreign]) {
+        await prepareCgroupParent(layout!, `${base}/${dead}`);
+        const group = await RunCgroup.create(layout!, `${base}/${dead}`, 'some-env-1-1', { memoryBytes: 64 << 20, cpus: 1, pids: 16 });
+        const marker = uniqueSleepArg();
+        const sleeper = spawn('sleep', [marker], { stdio: 'ignore' });
+        sleepers.push(sleeper);
+        for (const f of group.procsFiles) writeFileSync(f, String(sleeper.pid));
+        deadMarkers.push(marker);
+        const work = path.join(stateBase, dead, 'some-env', 'work');
+        mkdirSync(work, { recursive: true });
+        writeFileSync(path.join(work, 'left.txt'), 'x');
+        symlinkSync(outside, path.join(work, 'link-out'));
+        symlinkSync(tmp.path, path.join(work, 'link-dir'));
+      }
+
+      const sweeper = sweepDriver();
+      await sweeper.preflight(shape);
+
+      for (const dead of [deadGone, deadReused]) {
+        assert.deepEqual(groupDirs(`${base}/${dead}`), [], `the groups of ${dead} are removed`);
+        assert.ok(!existsSync(path.join(stateBase, dead)), `the state dir of ${dead} is removed`);
+      }
+      for (const m of deadMarkers.slice(0, 2)) assert.deepEqual(hostProcessesMatching(m), [], 'processes left in a dead group are killed');
+      assert.equal(readFileSync(outside, 'utf8'), 'keep me', 'links are not followed');
+
+      assert.ok(groupDirs(`${base}/${foreign}/some-env-1-1`).length > 0, 'a foreign instance is kept');
+      assert.ok(existsSync(path.join(stateBase, foreign, 'some-env', 'work', 'left.txt')), 'the state dir of a foreign instance is kept');
+      assert.ok(hostProcessesMatching(deadMarkers[2]).length > 0, 'the process of a foreign instance is not killed');
+
+      assert.ok(groupDirs(`${base}/${live.instance}`).length > 0, 'the live instance keeps its parent group');
+      assert.ok(existsSync(liveEnv.stateDir), 'the live instance keeps its state dir');
+      assert.ok(hostProcessesMatching(liveMarker).length > 0, 'the live sandbox still runs');
+      assert.ok(groupDirs(`${base}/${sweeper.instance}`).length > 0, 'the sweeper has its own parent group');
+    } finally {
+      ac.abort();
+      await liveRun.catch(() => undefined);
+    }
+    const outcome = await liveRun;
+    assert.equal(outcome.aborted, true);
+    await live.destroy(liveEnv);
+
+    // close() removes the instance's own parent group and state dir.
+    await live.close();
+    assert.deepEqual(groupDirs(`${base}/${live.instance}`), []);
+    assert.ok(!existsSync(path.join(stateBase, live.instance)));
+    await removeGroupTree(layout!, `${base}/${foreign}`);
   });
 });

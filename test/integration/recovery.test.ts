@@ -9,9 +9,15 @@
 // Each test checks the essentials first (every test terminal, attempts, output once, one PASSED run,
 // no process left), then collects lesser defects (an ERROR with no reason, runs left RUNNING, leaked
 // cgroups and sandbox dirs, an unclean SIGTERM exit) into one list asserted empty at the end.
+//
+// Where the container driver keeps things (as the worker creates it): state dirs under
+// <tmpdir>/test-orchestrator/container/<instance>/<envId>, run groups under
+// test-orchestrator/<instance>/<envId>-<attempt>-<seq> in each cgroup hierarchy, where <instance> is
+// `p<pid>.<start>.<pidns>.<random>` of the process that runs the driver. The driver of the process
+// started after a crash sweeps the dead process's instance (preflight).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -131,29 +137,72 @@ async function waitForLog(p: OrchestratorProcess, msg: string, timeoutMs: number
   }
 }
 
+/** The container driver's shared state dir (its default, as the worker creates it). */
+const STATE_BASE = join(tmpdir(), 'test-orchestrator', 'container');
+const CGROUP_BASE = 'test-orchestrator';
+
+/** `test-orchestrator` in every cgroup hierarchy (v2, v1 controllers, the hybrid unified tree). */
+function cgroupBases(): string[] {
+  const roots = ['/sys/fs/cgroup', ...safeReaddir('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))];
+  return roots.map((r) => join(r, CGROUP_BASE)).filter((d) => existsSync(d));
+}
+
+function isDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Driver instance names of a process (`p<pid>.…`) found under these parent directories. */
+function instancesOf(pid: number, parents: string[]): string[] {
+  return parents.flatMap((parent) => safeReaddir(parent).filter((n) => n.startsWith(`p${pid}.`)).map((n) => join(parent, n)));
+}
+
+/** The driver instance dirs (state) and parent groups (cgroups, all hierarchies) of process `pid`. */
+function driverLeftoversOf(pid: number): string[] {
+  return [...instancesOf(pid, [STATE_BASE]), ...instancesOf(pid, cgroupBases())];
+}
+
 /**
- * Cgroup directories (v1 controllers, the hybrid unified tree, or v2) still named after one of these
- * environments: a run's group is `<envId>-<attempt>-<seq>` under `test-orchestrator/`.
+ * Cgroup directories still named after one of these environments: a run's group is
+ * `<envId>-<attempt>-<seq>` under `test-orchestrator/<instance>/` (or, by older versions, directly
+ * under `test-orchestrator/`).
  */
 function cgroupsOf(envIds: string[]): string[] {
-  const roots = ['/sys/fs/cgroup', ...safeReaddir('/sys/fs/cgroup').map((c) => join('/sys/fs/cgroup', c))];
   const found: string[] = [];
-  for (const root of roots) {
-    const parent = join(root, 'test-orchestrator');
-    for (const name of safeReaddir(parent)) if (envIds.some((id) => name.startsWith(`${id}-`))) found.push(join(parent, name));
+  for (const parent of cgroupBases()) {
+    const dirs = [parent, ...safeReaddir(parent).map((n) => join(parent, n)).filter(isDir)];
+    for (const dir of dirs) for (const name of safeReaddir(dir)) if (envIds.some((id) => name.startsWith(`${id}-`))) found.push(join(dir, name));
   }
   return found;
 }
 
-/** Removes empty cgroup directories (a leak of the code under test must not stay on the host). */
+/** State dirs of these environments left under the driver's state dir (any instance). */
+function stateDirsOf(envIds: string[]): string[] {
+  return safeReaddir(STATE_BASE)
+    .map((n) => join(STATE_BASE, n))
+    .flatMap((inst) => envIds.map((id) => join(inst, id)))
+    .filter((d) => existsSync(d));
+}
+
+/** Removes empty cgroup directories, children first (a leak of the code under test must not stay on the host). */
 function removeCgroups(dirs: string[]): void {
   for (const d of dirs) {
+    for (const child of safeReaddir(d)) if (isDir(join(d, child))) removeCgroups([join(d, child)]);
     try {
       rmdirSync(d);
     } catch {
       // still in use, or gone
     }
   }
+}
+
+/** Removes what a dead process's driver left (cgroups, state dirs), after the check reported it. */
+function removeLeftovers(paths: string[]): void {
+  removeCgroups(paths.filter((p) => p.startsWith('/sys/fs/cgroup/')));
+  for (const p of paths.filter((p) => !p.startsWith('/sys/fs/cgroup/'))) rmSync(p, { recursive: true, force: true });
 }
 
 function safeReaddir(dir: string): string[] {
@@ -191,7 +240,7 @@ function scratch(t: TestContext) {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
   return {
-    /** A temp dir of mode 0711: a root driver's unprivileged sandbox user must reach DATA_DIR/sandboxes. */
+    /** A temp dir of mode 0711 (DATA_DIR: sandbox state is not kept there, but keep it reachable anyway). */
     dir(prefix: string): string {
       const d = mkdtempSync(join(tmpdir(), prefix));
       dirs.push(d);
@@ -258,13 +307,17 @@ describe('recovery', () => {
     // RUNNING is recorded before the sandbox starts: wait for the sleep itself.
     const sleeping = await eventually(() => processesMentioning(victim).length > 0 && processesMentioning(doomed).length > 0, 10_000);
     assert.ok(sleeping, `the victim and doomed sleep in sandboxes of worker A; its log:\n${a.log(20)}`);
+    // The bwrap command lines of A's sandboxes name their work dirs, below A's driver instance dir.
+    const aSandboxes = join(STATE_BASE, `p${a.pid}.`);
+    assert.ok(processesMentioning(aSandboxes).some((p) => p.cmdline.includes('bwrap')), `bwrap of worker A runs with a work dir under ${aSandboxes}*`);
+    assert.ok(driverLeftoversOf(a.pid).length > 0, `worker A's driver instance (state dir, cgroups) under ${STATE_BASE} and test-orchestrator/`);
 
     await crash(a);
     // bwrap runs with --die-with-parent: the sandboxes of A die with it.
     const sandboxesGone = await eventually(() => processesMentioning(victim).length + processesMentioning(doomed).length === 0, 5_000);
     assert.ok(sandboxesGone, `sandbox processes of the dead worker still run: ${JSON.stringify([...processesMentioning(victim), ...processesMentioning(doomed)])}`);
-    await eventually(() => processesMentioning(dataDir('worker-a')).length === 0, 5_000);
-    assert.deepEqual(processesMentioning(dataDir('worker-a')), [], 'nothing of worker A runs any more (bwrap included)');
+    await eventually(() => processesMentioning(aSandboxes).length === 0, 5_000);
+    assert.deepEqual(processesMentioning(aSandboxes), [], 'nothing of worker A runs any more (bwrap included)');
 
     // What A left in the database (nothing changes it until another worker comes).
     const db = new Client({ connectionString: databaseUrl });
@@ -331,9 +384,16 @@ describe('recovery', () => {
       'SELECT DISTINCT r.environment_id FROM test_run r JOIN test_case c ON c.id = r.test_id WHERE c.plan_id = $1 AND r.worker_id LIKE $2',
       [planId, `%:${a.pid}:%`],
     )).rows.map((r) => r.environment_id);
+    if (lostEnvs.length === 0) defects.push('no environment of the dead worker found in test_run');
     const leftCgroups = cgroupsOf(lostEnvs);
     if (leftCgroups.length) defects.push(`cgroups of the dead worker's sandboxes left on the host: ${leftCgroups.join(' ')}`);
     removeCgroups(leftCgroups);
+    const leftDirs = stateDirsOf(lostEnvs);
+    if (leftDirs.length) defects.push(`state dirs of the dead worker's sandboxes left on the host: ${leftDirs.join(' ')}`);
+    // Worker B's driver swept what A's driver left (its instance's state dir and parent groups).
+    const leftOfA = driverLeftoversOf(a.pid);
+    if (leftOfA.length) defects.push(`the dead worker's driver instance left after worker B started: ${leftOfA.join(' ')}`);
+    removeLeftovers([...leftDirs, ...leftOfA]);
     const openRuns = runs.filter((r) => r.status === 'RUNNING');
     if (openRuns.length) defects.push(`runs of lost attempts still RUNNING in test_run: ${JSON.stringify(openRuns)}`);
     assert.deepEqual(defects, []);
@@ -370,6 +430,11 @@ describe('recovery', () => {
       );
       const sandboxesGone = await eventually(() => longs.every((m) => processesMentioning(m).length === 0), 5_000);
       assert.ok(sandboxesGone, 'the sandboxes died with the process');
+      // Its bwrap processes (their command lines name work dirs below its driver instance dir) too.
+      const firstSandboxes = join(STATE_BASE, `p${first.pid}.`);
+      await eventually(() => processesMentioning(firstSandboxes).length === 0, 5_000);
+      assert.deepEqual(processesMentioning(firstSandboxes), [], 'nothing of the killed process runs any more (bwrap included)');
+      assert.ok(driverLeftoversOf(first.pid).length > 0, `the killed process's driver instance (state dir, cgroups) is there before the restart`);
 
       const orphan = embeddedRedisPid(dataDir, first.pid);
       assert.ok(orphan !== undefined && isProcessAlive(orphan), 'the embedded redis-server outlives a SIGKILL (an orphan)');
@@ -415,11 +480,16 @@ describe('recovery', () => {
         defects.push(`SIGTERM exit: code ${exit.code}, signal ${exit.signal}, killed ${exit.killed} (expected 0); log:\n${second.log(8)}`);
       }
       const lostEnvs = ['long-1', 'long-2'].map((n) => atCrash.get(n)?.environment?.id).filter((id): id is string => !!id);
+      if (lostEnvs.length !== 2) defects.push(`the two running tests had environments at the crash: ${JSON.stringify(lostEnvs)}`);
       const leftCgroups = cgroupsOf(lostEnvs);
       if (leftCgroups.length) defects.push(`cgroups of the killed sandboxes left on the host: ${leftCgroups.join(' ')}`);
       removeCgroups(leftCgroups);
-      const leftDirs = lostEnvs.map((id) => join(dataDir, 'sandboxes', id)).filter((d) => existsSync(d));
-      if (leftDirs.length) defects.push(`state dirs of the killed sandboxes left in DATA_DIR after the restart: ${leftDirs.join(' ')}`);
+      const leftDirs = stateDirsOf(lostEnvs);
+      if (leftDirs.length) defects.push(`state dirs of the killed sandboxes left after the restart: ${leftDirs.join(' ')}`);
+      // The restarted process's driver swept what the killed one's left (instance state dir, parent groups).
+      const leftOfFirst = driverLeftoversOf(first.pid);
+      if (leftOfFirst.length) defects.push(`the killed process's driver instance left after the restart: ${leftOfFirst.join(' ')}`);
+      removeLeftovers([...leftDirs, ...leftOfFirst]);
       assert.deepEqual(defects, []);
     });
   }

@@ -13,6 +13,14 @@
 // default 65534 nobody/nogroup; see sandbox-user.ts): uid 65534 inside maps to that uid on the host,
 // not to root. The work and control dirs are owned by it; their parents (the state root) are
 // root-owned 0711 directories, and the image must be reachable by it (checked in preflight).
+//
+// Ownership and crash cleanup: each driver instance keeps its run groups under
+// `<cgroupParent>/<instance>/` and its environments' state dirs under `<stateDir>/<instance>/`
+// (instance.ts: the name encodes the owning process's pid, start time and pid namespace). Several
+// processes share those parents; the first preflight of an instance sweeps the instances of dead
+// processes (a SIGKILLed worker): it kills what is left in their groups, removes the groups and
+// then their state dirs. A live process's instances are never touched. close() removes the
+// instance's own groups and dirs.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as fsConstants, promises as fs, openSync, closeSync } from 'node:fs';
@@ -35,13 +43,17 @@ import {
   RunCgroup,
   describeLayout,
   detectCgroupLayout,
+  listChildGroups,
   prepareCgroupParent,
+  removeGroupTree,
+  removeIfEmptyAndOld,
   removeStaleGroups,
   type CgroupLayout,
 } from '../cgroups.js';
 import { collectArtifacts } from './artifacts.js';
 import { SANDBOX_CTL_DIR, buildBwrapArgs, isValidEnvName } from './bwrap-args.js';
 import { buildHint, checkImage, ensureImage, type DriverLogger } from './image.js';
+import { instanceStatus, newInstanceName } from './instance.js';
 import { OutputCapture } from './output-capture.js';
 import {
   SCRIPT_NAME,
@@ -70,7 +82,8 @@ export interface ContainerDriverOptions {
   /** bubblewrap binary; default `/usr/bin/bwrap` (Debian package `bubblewrap`). */
   bwrapPath?: string;
   /**
-   * Where environments keep their work and control dirs; default `<os tmpdir>/test-orchestrator/container`.
+   * Where environments keep their work and control dirs (in a per-instance subdirectory
+   * `<stateDir>/p<pid>.<start>.<pidns>.<random>/`); default `<os tmpdir>/test-orchestrator/container`.
    * When the driver runs as root the sandbox user must be able to traverse it (bwrap resolves the
    * bind sources as that user): missing components are created root-owned 0711, and preflight fails
    * clearly when an existing parent is not reachable (e.g. under /root, mode 0700).
@@ -87,7 +100,10 @@ export interface ContainerDriverOptions {
   setprivPath?: string;
   /** cgroup mount point; default `/sys/fs/cgroup`. */
   cgroupRoot?: string;
-  /** Parent group (relative to each hierarchy root) of all run groups; default `test-orchestrator`. */
+  /**
+   * Parent group (relative to each hierarchy root) shared by all drivers on the host; each instance
+   * keeps its run groups in its own child group of it. Default `test-orchestrator`.
+   */
   cgroupParent?: string;
   /**
    * Run without cgroups (no memory/CPU/pids limits, no accounting, killing by PID namespace only).
@@ -115,6 +131,8 @@ interface EnvState {
 }
 
 const SILENT: DriverLogger = { info() {}, warn() {}, error() {} };
+/** A run group of an older version (no instance parent) still empty after this long is a leak. */
+const LEGACY_GROUP_MIN_AGE_MS = 5 * 60_000;
 const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /** sh program that joins the cgroup (its own pid, so bwrap and all it forks are inside), then execs. */
@@ -153,9 +171,18 @@ export class ContainerDriver implements EnvironmentDriver {
   private readonly imageDir: string;
   private readonly logger: DriverLogger;
   private readonly bwrapPath: string;
+  /** Shared by every driver on the host (the stateDir option). */
+  private readonly stateBase: string;
+  /** This instance's own state dir, `<stateBase>/<instance>`: environments' dirs are below it. */
   private readonly stateRoot: string;
   private readonly cgroupRoot: string;
+  /** Shared parent group of every driver on the host (the cgroupParent option). */
+  private readonly cgroupBase: string;
+  /** This instance's own parent group, `<cgroupBase>/<instance>`: run groups are below it. */
   private readonly cgroupParent: string;
+  /** `p<pid>.<start>.<pidns>.<random>` (instance.ts). */
+  readonly instance: string;
+  private swept: Promise<void> | null = null;
   private readonly useCgroups: boolean;
   private readonly buildMissingImages: boolean;
   /** Host user bwrap runs as; null: the driver's own user (the driver does not run as root). */
@@ -171,9 +198,13 @@ export class ContainerDriver implements EnvironmentDriver {
     this.imageDir = path.resolve(options.imageDir);
     this.logger = options.logger ?? SILENT;
     this.bwrapPath = options.bwrapPath ?? '/usr/bin/bwrap';
-    this.stateRoot = path.resolve(options.stateDir ?? defaultStateRoot());
+    this.instance = newInstanceName();
+    this.stateBase = path.resolve(options.stateDir ?? defaultStateRoot());
+    this.stateRoot = path.join(this.stateBase, this.instance);
     this.cgroupRoot = options.cgroupRoot ?? DEFAULT_CGROUP_ROOT;
-    this.cgroupParent = options.cgroupParent ?? DEFAULT_CGROUP_PARENT;
+    this.cgroupBase = (options.cgroupParent ?? DEFAULT_CGROUP_PARENT).split('/').filter(Boolean).join('/');
+    if (!this.cgroupBase) throw new Error('ContainerDriver: cgroupParent must name a group below the cgroup root');
+    this.cgroupParent = `${this.cgroupBase}/${this.instance}`;
     this.useCgroups = !options.disableCgroups;
     this.buildMissingImages = options.buildMissingImages ?? false;
     this.sandboxUser = resolveSandboxUser(options);
@@ -218,7 +249,7 @@ export class ContainerDriver implements EnvironmentDriver {
       }
       // Check before creating anything: the state root, or its nearest existing parent.
       const rootfs = image.paths.rootfs;
-      const bad = await findUntraversable(this.setprivPath, user, [rootfs, await nearestExisting(this.stateRoot)]);
+      const bad = await findUntraversable(this.setprivPath, user, [rootfs, await nearestExisting(this.stateBase)]);
       if (bad) {
         const why = bad.blocker ? ` (${bad.blocker} denies search permission to uid ${user.uid} gid ${user.gid})` : '';
         if (bad.dir === rootfs) {
@@ -229,20 +260,21 @@ export class ContainerDriver implements EnvironmentDriver {
           );
         }
         throw new Error(
-          `container state dir ${this.stateRoot} is not reachable by the sandbox user uid ${user.uid}${why}: leave stateDir unset ` +
+          `container state dir ${this.stateBase} is not reachable by the sandbox user uid ${user.uid}${why}: leave stateDir unset ` +
             `(default ${defaultStateRoot()}) or point it at a directory whose parents are mode 0711 or wider`,
         );
       }
       await this.ensureStateRoot().catch((err: Error) => {
-        throw new Error(`container state dir ${this.stateRoot} is unusable: ${err.message}; leave stateDir unset (default ${defaultStateRoot()})`);
+        throw new Error(`container state dir ${this.stateBase} is unusable: ${err.message}; leave stateDir unset (default ${defaultStateRoot()})`);
       });
     }
     if (this.useCgroups) {
       const layout = await this.cgroupLayout().catch((err: Error) => {
         throw new Error(`cgroups unavailable: ${err.message}`);
       });
-      this.logger.info({ cgroups: describeLayout(layout) }, 'container driver preflight ok');
+      this.logger.info({ cgroups: describeLayout(layout), instance: this.instance }, 'container driver preflight ok');
     }
+    await this.sweepOnce();
   }
 
   async provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle> {
@@ -597,7 +629,7 @@ export class ContainerDriver implements EnvironmentDriver {
     if (state) await this.stopActive(state, 'destroy');
     this.envs.delete(env.id);
     const dir = path.resolve(env.stateDir);
-    if (!dir.startsWith(this.stateRoot + path.sep)) {
+    if (!dir.startsWith(this.stateRoot + path.sep) || path.dirname(dir) !== this.stateRoot) {
       throw new Error(`refusing to remove ${dir}: not under the driver's state dir ${this.stateRoot}`);
     }
     try {
@@ -608,7 +640,96 @@ export class ContainerDriver implements EnvironmentDriver {
     }
   }
 
+  /**
+   * Stops every run and removes this instance's cgroups and state dirs (what destroy() leaves: the
+   * instance's own parent group and dir). The driver may be used again afterwards (it re-creates them).
+   */
+  async close(): Promise<void> {
+    const errors: string[] = [];
+    for (const state of this.envs.values()) await this.stopActive(state, 'destroy');
+    this.envs.clear();
+    const layout = this.layout ? await this.layout.catch(() => null) : null;
+    this.layout = null;
+    if (layout) await removeGroupTree(layout, this.cgroupParent).catch((err: Error) => errors.push(err.message));
+    this.stateRootReady = null;
+    this.seccompFile = null;
+    await fs.rm(this.stateRoot, { recursive: true, force: true }).catch((err: Error) => errors.push(err.message));
+    if (errors.length) throw new Error(`container driver close: ${errors.join('; ')}`);
+  }
+
+  /**
+   * Removes what driver instances of dead processes left on this host (after a SIGKILL or a crash):
+   * kills anything still in their cgroups, removes the groups (children first), then their state
+   * dirs. Instances of live processes, or of another pid namespace, are never touched; nor is a
+   * state dir whose groups could not be removed. Run group directories of older versions (directly
+   * under the shared parent) are removed when empty and more than 5 minutes old. Errors are logged,
+   * never thrown. Called once per instance by the first preflight.
+   */
+  async sweepDeadInstances(): Promise<{ cgroups: string[]; stateDirs: string[] }> {
+    const log = this.logger;
+    const removed = { cgroups: [] as string[], stateDirs: [] as string[] };
+    const keep = new Set<string>(); // dead instances whose groups are still there: keep their dirs
+    let layout: CgroupLayout | null = null;
+    try {
+      layout = this.useCgroups ? await this.cgroupLayout() : await detectCgroupLayout(this.cgroupRoot);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'sweep: cgroups unavailable; only state dirs are swept');
+    }
+    if (layout) {
+      for (const name of await listChildGroups(layout, this.cgroupBase)) {
+        const rel = `${this.cgroupBase}/${name}`;
+        const status = instanceStatus(name);
+        try {
+          if (status === 'dead') {
+            await removeGroupTree(layout, rel);
+            removed.cgroups.push(rel);
+          } else if (status === 'not-instance' && (await removeIfEmptyAndOld(layout, rel, LEGACY_GROUP_MIN_AGE_MS))) {
+            removed.cgroups.push(rel);
+          }
+        } catch (err) {
+          keep.add(name);
+          log.warn({ group: rel, err: (err as Error).message }, 'sweep: cannot remove the cgroups of a dead driver');
+        }
+      }
+    }
+    let entries: string[] = [];
+    try {
+      entries = await fs.readdir(this.stateBase);
+    } catch {
+      // no state dir yet: nothing to sweep
+    }
+    const uid = process.getuid?.();
+    for (const name of entries) {
+      if (keep.has(name) || instanceStatus(name) !== 'dead') continue;
+      const dir = path.join(this.stateBase, name);
+      try {
+        const st = await fs.lstat(dir);
+        // Never follow a link; and only what this user created (a root driver's dirs are root's).
+        if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+        // fs.rm never follows symbolic links. The sandbox-owned parts (work, ctl) are below
+        // root-owned 0711 dirs with unguessable names, and their processes were killed above.
+        await fs.rm(dir, { recursive: true, force: true });
+        removed.stateDirs.push(dir);
+      } catch (err) {
+        log.warn({ dir, err: (err as Error).message }, 'sweep: cannot remove the state dir of a dead driver');
+      }
+    }
+    if (removed.cgroups.length || removed.stateDirs.length) {
+      log.info({ cgroups: removed.cgroups, stateDirs: removed.stateDirs }, 'removed what dead container drivers left behind');
+    }
+    return removed;
+  }
+
   // ---------------------------------------------------------------------------------------------
+
+  /** The sweep of dead instances, once per instance; never fails. */
+  private sweepOnce(): Promise<void> {
+    this.swept ??= this.sweepDeadInstances().then(
+      () => undefined,
+      (err: Error) => this.logger.warn({ err: err.message }, 'sweep of dead container drivers failed'),
+    );
+    return this.swept;
+  }
 
   private state(env: EnvironmentHandle): EnvState {
     const state = this.envs.get(env.id);
