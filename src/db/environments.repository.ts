@@ -26,7 +26,7 @@ export class EnvironmentsRepository {
 
   async update(
     id: string,
-    data: { status?: EnvironmentStatus; currentTestId?: string | null; lastError?: string | null; testsRunIncrement?: boolean; failuresIncrement?: boolean },
+    data: { status?: EnvironmentStatus; currentTestId?: string | null; lastError?: string | null; testsRunIncrement?: number; failuresIncrement?: boolean },
   ): Promise<EnvironmentView> {
     const row = await this.prisma.environment.update({
       where: { id },
@@ -34,12 +34,16 @@ export class EnvironmentsRepository {
         ...(data.status ? { status: data.status } : {}),
         ...(data.currentTestId !== undefined ? { currentTestId: data.currentTestId } : {}),
         ...(data.lastError !== undefined ? { lastError: data.lastError } : {}),
-        ...(data.testsRunIncrement ? { testsRun: { increment: 1 } } : {}),
+        ...(data.testsRunIncrement ? { testsRun: { increment: data.testsRunIncrement } } : {}),
         ...(data.failuresIncrement ? { failures: { increment: 1 } } : {}),
         heartbeatAt: new Date(),
       },
     });
     return environmentView(row);
+  }
+
+  async get(id: string): Promise<EnvironmentView> {
+    return environmentView(await this.prisma.environment.findUniqueOrThrow({ where: { id } }));
   }
 
   async registerWorker(w: { id: string; host: string; pid: number; pools: string[] }): Promise<void> {

@@ -132,6 +132,17 @@ export class PlansRepository {
     return (await this.prisma.executionPlan.count({ where: { id } })) > 0;
   }
 
+  /** Plans still QUEUED or RUNNING although none of their tests is: a refresh was lost. */
+  async stale(limit = 500): Promise<string[]> {
+    const rows = await this.prisma.$queryRawUnsafe<{ id: string }[]>(
+      `SELECT p."id" FROM "execution_plan" p
+        WHERE p."status" IN ('QUEUED', 'RUNNING')
+          AND NOT EXISTS (SELECT 1 FROM "plan_status_count" c WHERE c."plan_id" = p."id" AND c."status" IN ('QUEUED', 'RUNNING') AND c."n" > 0)
+        LIMIT ${Number(limit)}`,
+    );
+    return rows.map((r) => r.id);
+  }
+
   /** Recomputes the plan's status from its counters under its row lock; see refresh_plan in the migration. */
   async refresh(id: string): Promise<PlanView | null> {
     const rows = await this.prisma.$queryRawUnsafe<{ r: { plan: Record<string, unknown>; counts: Record<string, number> } | null }[]>(

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { TestStatus } from '../domain/status';
+import type { TestView } from '../events/types';
 import type { PrismaClient } from '../generated/prisma/client';
+import { testView, type TestRow } from './views';
+
+/** The columns of a TestView, as RETURNING gives them. */
+const TEST_COLUMNS = `"id", "plan_id" AS "planId", "name", "type", "status", "attempts", "pool", "priority", "queued_at" AS "queuedAt",
+  "started_at" AS "startedAt", "finished_at" AS "finishedAt", "environment_id" AS "environmentId", "requirements"`;
 
 export interface RunResult {
   status: TestStatus;
@@ -29,14 +35,79 @@ export interface StoredArtifact {
 export class RunsRepository {
   constructor(private readonly prisma: PrismaClient) {}
 
-  async start(testId: string, attempt: number, environmentId: string | null, workerId: string): Promise<string> {
-    const row = await this.prisma.testRun.upsert({
-      where: { testId_attempt: { testId, attempt } },
-      create: { id: randomUUID(), testId, attempt, environmentId, workerId, status: 'RUNNING' },
-      update: { environmentId, workerId, status: 'RUNNING', startedAt: new Date() },
-      select: { id: true },
-    });
-    return row.id;
+  /**
+   * The start of an attempt in one statement: the test moves to RUNNING (attempt + 1) only while it is
+   * still in `from` at `attempt`, and the attempt's run row is written with it. null: the guard failed.
+   */
+  async startAttempt(
+    testId: string,
+    guard: { from: TestStatus; attempt: number },
+    environmentId: string,
+    workerId: string,
+  ): Promise<{ test: TestView; runId: string } | null> {
+    const rows = await this.prisma.$queryRawUnsafe<(TestRow & { runId: string })[]>(
+      `WITH t AS (
+         UPDATE "test_case" SET "status" = 'RUNNING', "attempts" = "attempts" + 1, "started_at" = now(), "finished_at" = NULL,
+                "environment_id" = $3::uuid
+          WHERE "id" = $1::uuid AND "status" = $2::"TestStatus" AND "attempts" = $4
+         RETURNING ${TEST_COLUMNS}
+       ), r AS (
+         INSERT INTO "test_run" ("id", "test_id", "attempt", "environment_id", "worker_id", "status", "started_at")
+         SELECT $5::uuid, t."id", t."attempts", $3::uuid, $6, 'RUNNING', now() FROM t
+         ON CONFLICT ("test_id", "attempt") DO UPDATE SET "environment_id" = EXCLUDED."environment_id", "worker_id" = EXCLUDED."worker_id",
+           "status" = 'RUNNING', "started_at" = now(), "finished_at" = NULL
+         RETURNING "id"
+       )
+       SELECT t.*, (SELECT "id" FROM r) AS "runId" FROM t`,
+      testId,
+      guard.from,
+      environmentId,
+      guard.attempt,
+      randomUUID(),
+      workerId,
+    );
+    return rows.length ? { test: testView(rows[0]), runId: rows[0].runId } : null;
+  }
+
+  /**
+   * The end of an attempt in one statement: its run row gets the result (once), and the test moves to
+   * `r.status` only while it is RUNNING at `attempt` (the fence). Returns the test, or null when fenced.
+   */
+  async finishAttempt(testId: string, attempt: number, runId: string, r: RunResult): Promise<TestView | null> {
+    const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
+      `WITH r AS (
+         UPDATE "test_run" SET "status" = $3::"TestStatus", "exit_code" = $4, "signal" = $5, "stdout" = $6, "stderr" = $7,
+                "output_truncated" = $8, "timed_out" = $9, "duration_ms" = $10, "error_message" = $11, "infrastructure" = $12,
+                "cpu_time_ms" = $13, "peak_memory_bytes" = $14, "finished_at" = now()
+          WHERE "id" = $2::uuid AND "finished_at" IS NULL
+         RETURNING "id"
+       )
+       UPDATE "test_case" SET "status" = $3::"TestStatus", "finished_at" = now()
+        WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $15
+       RETURNING ${TEST_COLUMNS}`,
+      testId,
+      runId,
+      r.status,
+      r.exitCode,
+      r.signal,
+      r.stdout,
+      r.stderr,
+      r.outputTruncated,
+      r.timedOut,
+      r.durationMs,
+      r.errorMessage,
+      r.infrastructure,
+      r.cpuTimeMs,
+      r.peakMemoryBytes,
+      attempt,
+    );
+    return rows.length ? testView(rows[0]) : null;
+  }
+
+  async addArtifacts(runId: string, artifacts: StoredArtifact[]): Promise<(StoredArtifact & { id: string })[]> {
+    const withIds = artifacts.map((a) => ({ id: randomUUID(), runId, ...a }));
+    if (withIds.length) await this.prisma.artifact.createMany({ data: withIds });
+    return withIds;
   }
 
   /**

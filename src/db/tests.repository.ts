@@ -32,6 +32,12 @@ export class TestsRepository {
     return row ? testView(row) : null;
   }
 
+  /** Status and attempts of several tests in one query. */
+  async states(ids: string[]): Promise<Map<string, { status: TestStatus; attempts: number }>> {
+    const rows = await this.prisma.testCase.findMany({ where: { id: { in: ids } }, select: { id: true, status: true, attempts: true } });
+    return new Map(rows.map((r) => [r.id, r]));
+  }
+
   async spec(id: string): Promise<TestSpecRow | null> {
     return this.prisma.testCase.findUnique({
       where: { id },

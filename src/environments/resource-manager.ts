@@ -11,6 +11,10 @@ import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, RunOutcome
 export interface Lease {
   handle: EnvironmentHandle;
   slot: number;
+  /** The row as last written. */
+  view?: EnvironmentView;
+  /** Tests run since the row's testsRun was last written. */
+  testsRunPending?: number;
 }
 
 export interface ResourceManagerOptions {
@@ -63,8 +67,9 @@ export class ResourceManager {
         await this.o.driver.destroy(handle).catch(() => undefined);
         return;
       }
-      this.o.publish(await this.o.environments.update(id, { status: 'READY' }));
-      const lease = { handle, slot };
+      const view = await this.o.environments.update(id, { status: 'READY' });
+      this.o.publish(view);
+      const lease: Lease = { handle, slot, view };
       this.live.set(id, lease);
       this.offer(lease);
     } catch (err) {
@@ -101,7 +106,9 @@ export class ResourceManager {
         this.waiters.push(take);
       }));
     try {
-      this.o.publish(await this.o.environments.update(lease.handle.id, { status: 'BUSY', currentTestId: testId }));
+      lease.view = await this.o.environments.update(lease.handle.id, { status: 'BUSY', currentTestId: testId, testsRunIncrement: lease.testsRunPending ?? 0 });
+      lease.testsRunPending = 0;
+      this.o.publish(lease.view);
     } catch (err) {
       this.offer(lease);
       throw err;
@@ -109,14 +116,23 @@ export class ResourceManager {
     return lease;
   }
 
-  /** After a test: reset and hand out again; a reset that fails makes the environment UNHEALTHY. */
+  /**
+   * After a test: reset and hand out again; a reset that fails makes the environment UNHEALTHY.
+   * RESETTING is published as an event only, and a waiting test takes the environment straight from its
+   * reset (its BUSY update also counts the test just run): one row update per test, not three.
+   */
   async release(lease: Lease): Promise<void> {
     const id = lease.handle.id;
     try {
-      this.o.publish(await this.o.environments.update(id, { status: 'RESETTING', currentTestId: null, testsRunIncrement: true }));
+      this.o.publish({ ...(lease.view ?? (await this.o.environments.get(id))), status: 'RESETTING', currentTestId: null });
       await this.o.driver.reset(lease.handle);
       if (this.stopped) return;
-      this.o.publish(await this.o.environments.update(id, { status: 'READY' }));
+      lease.testsRunPending = (lease.testsRunPending ?? 0) + 1;
+      if (this.waiters.length) return this.offer(lease);
+      const view = await this.o.environments.update(id, { status: 'READY', currentTestId: null, testsRunIncrement: lease.testsRunPending });
+      lease.testsRunPending = 0;
+      lease.view = view;
+      this.o.publish(view);
       this.offer(lease);
     } catch (err) {
       await this.fail(lease, `reset failed: ${(err as Error).message}`);
@@ -129,7 +145,9 @@ export class ResourceManager {
     this.live.delete(id);
     this.o.logger.warn({ pool: this.o.pool.name, environmentId: id, reason }, 'environment unhealthy: replacing it');
     try {
-      this.o.publish(await this.o.environments.update(id, { status: 'UNHEALTHY', currentTestId: null, lastError: reason, failuresIncrement: true }));
+      this.o.publish(
+        await this.o.environments.update(id, { status: 'UNHEALTHY', currentTestId: null, lastError: reason, failuresIncrement: true, testsRunIncrement: lease.testsRunPending ?? 0 }),
+      );
       await this.o.driver.destroy(lease.handle).catch((err: Error) => this.o.logger.warn({ err, environmentId: id }, 'destroying an environment failed'));
       this.o.publish(await this.o.environments.update(id, { status: 'RETIRED' }));
     } catch (err) {

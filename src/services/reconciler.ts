@@ -50,6 +50,15 @@ export class Reconciler {
     await this.retireDeadWorkers();
     await this.handBackLostRunning();
     await this.requeueQueued(full);
+    await this.refreshStalePlans();
+  }
+
+  /** Plans whose last refresh was lost (a worker died between a test's end and its plan's refresh). */
+  private async refreshStalePlans(): Promise<void> {
+    for (const id of await this.d.plans.stale()) {
+      const plan = await this.d.plans.refresh(id);
+      if (plan) this.d.events.emit('plan', plan);
+    }
   }
 
   private async retireDeadWorkers(): Promise<void> {

@@ -22,3 +22,45 @@ export async function cancelRunning(d: Deps, testId: string): Promise<TestView |
   await d.events.publish('cancel', { testId });
   return t;
 }
+
+/**
+ * A worker's plan refreshes, coalesced per plan (at most one per `delayMs`, always one after the last
+ * change): a plan of a thousand tests needs no two thousand refreshes, and its dashboards no two
+ * thousand planUpdated events. Should the process die before a pending refresh, the reconciler
+ * refreshes every unfinished plan whose tests have all finished.
+ */
+export class PlanRefresher {
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly d: Deps,
+    private readonly onError: (err: Error, planId: string) => void,
+    private readonly delayMs = 200,
+  ) {}
+
+  soon(planId: string): void {
+    if (this.pending.has(planId)) return;
+    this.pending.set(
+      planId,
+      setTimeout(() => void this.now(planId), this.delayMs),
+    );
+  }
+
+  async now(planId: string): Promise<void> {
+    const timer = this.pending.get(planId);
+    if (timer) clearTimeout(timer);
+    this.pending.delete(planId);
+    try {
+      const plan = await this.d.plans.refresh(planId);
+      if (plan) this.d.events.emit('plan', plan);
+      this.d.events.emit('system', { reason: 'tests changed' });
+    } catch (err) {
+      this.onError(err as Error, planId);
+    }
+  }
+
+  /** Runs every pending refresh now. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.pending.keys()].map((id) => this.now(id)));
+  }
+}

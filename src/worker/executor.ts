@@ -18,7 +18,7 @@ import type { Lease, ResourceManager } from '../environments/resource-manager';
 import type { EventBus } from '../events/bus';
 import type { ArtifactStore } from '../infra/artifact-store';
 import type { RunTestPayload } from '../queue/catalog';
-import { publishTestChanges } from '../services/transitions';
+import { PlanRefresher, publishTestChanges } from '../services/transitions';
 import { OutputPublisher } from './output-publisher';
 import { resultView } from '../db/views';
 
@@ -53,7 +53,12 @@ export class TestExecutor {
   /** Tests running in this process, by id. */
   readonly running = new Map<string, Running>();
 
-  constructor(private readonly d: ExecutorDeps) {}
+  /** Plan refreshes after tests start, coalesced; call flush() when stopping. */
+  readonly refresher: PlanRefresher;
+
+  constructor(private readonly d: ExecutorDeps) {
+    this.refresher = new PlanRefresher(d, (err, planId) => d.logger.warn({ err, planId }, 'refreshing a plan failed'));
+  }
 
   abort(testId: string, reason: AbortReason): boolean {
     const r = this.running.get(testId);
@@ -94,20 +99,17 @@ export class TestExecutor {
         throw err;
       }
       const envId = lease.handle.id;
-      const started = await d.tests.transition(
-        spec.id,
-        { from: [from], attempt: attempts },
-        { status: 'RUNNING', attempts: attempts + 1, startedAt: d.now(), finishedAt: null, environmentId: envId },
-      );
-      if (!started) {
+      const begun = await d.runs.startAttempt(spec.id, { from, attempt: attempts }, envId, d.workerId);
+      if (!begun) {
         this.running.delete(spec.id);
         void manager.release(lease);
         return; // cancelled, or another worker took it
       }
       attempts += 1;
       const runLog = log.child({ attempt: attempts, environmentId: envId });
-      const runId = await d.runs.start(spec.id, attempts, envId, d.workerId);
-      await publishTestChanges(d, spec.planId, [started]);
+      const { test: started, runId } = begun;
+      d.events.emit('test', started);
+      this.refresher.soon(spec.planId);
 
       let outcome: RunOutcome;
       const artifactDir = join(d.config.dataDir, 'runs', `${spec.id}-${attempts}`);
@@ -208,13 +210,14 @@ export class TestExecutor {
         result.outputTruncated = true;
       }
     }
-    const stored = await d.runs.finish(runId, result, artifacts);
-    const done = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt }, { status, finishedAt: d.now() });
+    const stored = await d.runs.addArtifacts(runId, artifacts);
+    const done = await d.runs.finishAttempt(spec.id, attempt, runId, result);
     if (!done) {
       log.warn({ status }, 'result of a stale attempt kept on its run only: the test moved on');
       return;
     }
-    await publishTestChanges(d, spec.planId, [{ ...done, result: resultView({ ...result, artifacts: stored }) }]);
+    d.events.emit('test', { ...done, result: resultView({ ...result, artifacts: stored }) });
+    this.refresher.soon(spec.planId);
     log.info({ status, exitCode: outcome.exitCode, signal: outcome.signal, durationMs: Math.round(outcome.durationMs) }, 'test finished');
   }
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Worker as BullWorker } from 'bullmq';
 import type { Core } from '../app';
-import { ContainerDriver } from '../environments/container/container.driver';
+import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
 import { ResourceManager } from '../environments/resource-manager';
 import { ArtifactStore } from '../infra/artifact-store';
@@ -40,8 +40,9 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const log = logger.child({ workerId: id });
   const drivers: Partial<Record<EnvironmentKind, EnvironmentDriver>> = o.drivers ?? {
-    // state under the temp dir: the sandbox user must be able to reach it, which DATA_DIR may not allow
-    CONTAINER: new ContainerDriver({ imageDir: config.imageDir, logger: log.child({ driver: 'container' }), buildMissingImages: true }),
+    // in a driver host process: forking sandboxes from this (large) process would block it ~20 ms a test.
+    // State under the temp dir (the driver's default): the sandbox user must reach it, DATA_DIR may not.
+    CONTAINER: new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: config.imageDir, buildMissingImages: true } }, log.child({ driver: 'container' })),
   };
   const { environments, runs } = core.deps;
   const stopping = new AbortController();
@@ -103,15 +104,17 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     environments.heartbeat(id).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
   }, config.workerHeartbeatMs);
   const watchdog = setInterval(() => {
-    for (const [testId, r] of executor.running) {
-      core.deps.tests.get(testId).then(
-        (t) => {
+    if (!executor.running.size) return;
+    core.deps.tests.states([...executor.running.keys()]).then(
+      (states) => {
+        for (const [testId, r] of executor.running) {
+          const t = states.get(testId);
           if (!t || t.status === 'CANCELLED') executor.abort(testId, 'cancel');
           else if (t.attempts > r.attempt) executor.abort(testId, 'fenced');
-        },
-        () => undefined,
-      );
-    }
+        }
+      },
+      () => undefined,
+    );
   }, WATCHDOG_MS);
 
   const connection = { ...redisOptionsFromUrl(core.redisUrl), maxRetriesPerRequest: null };
@@ -154,6 +157,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
         }, o.graceMs ?? 10_000);
         await closing;
         clearTimeout(grace);
+        await executor.refresher.flush();
         stopping.abort();
         clearInterval(heartbeat);
         clearInterval(watchdog);

@@ -40,6 +40,7 @@ export function runDriverConformance(
 
     after(async () => {
       if (driver && env) await driver.destroy(env);
+      await driver?.close?.();
       tmp?.cleanup();
     });
 

@@ -1,0 +1,140 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import {
+  InfrastructureError,
+  type EnvironmentDriver,
+  type EnvironmentHandle,
+  type EnvironmentKind,
+  type EnvironmentShape,
+  type ResourceUsage,
+  type RunOutcome,
+  type RunSpec,
+} from '../driver';
+import type { HostOptions, Method, Reply, Request } from './protocol';
+
+interface Logger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+  onOutput?: RunSpec['onOutput'];
+}
+
+/**
+ * An environment driver that runs in a driver host child process (see driver-host.ts), so that forking
+ * sandboxes never blocks the orchestrator's main thread. Same interface, same conformance suite.
+ */
+export class RemoteDriver implements EnvironmentDriver {
+  private child: ChildProcess | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+
+  constructor(
+    readonly kind: EnvironmentKind,
+    private readonly host: HostOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  private start(): ChildProcess {
+    if (this.child) return this.child;
+    const child = fork(join(__dirname, 'driver-host.js'), [], {
+      env: { ...process.env, ORCH_DRIVER_HOST_OPTIONS: JSON.stringify(this.host) },
+      execArgv: [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    });
+    child.on('message', (m: Reply) => this.onReply(m));
+    child.on('exit', (code, signal) => {
+      this.child = null;
+      const err = new InfrastructureError(`the sandbox driver process ended (${signal ?? `exit code ${code}`})`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      if (!this.closing) this.logger.error({ code, signal }, 'sandbox driver process ended');
+    });
+    child.on('error', (err) => this.logger.error({ err }, 'sandbox driver process error'));
+    this.child = child;
+    return child;
+  }
+
+  private closing = false;
+
+  private onReply(m: Reply): void {
+    if (m.kind === 'log') {
+      this.logger[m.level](m.obj, m.msg);
+      return;
+    }
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    if (m.kind === 'output') {
+      p.onOutput?.(m.stream, Buffer.from(m.data, 'base64'));
+      return;
+    }
+    this.pending.delete(m.id);
+    if (m.kind === 'result') p.resolve(m.value);
+    else {
+      const err = m.name === 'InfrastructureError' ? new InfrastructureError(m.message) : new Error(m.message);
+      if (m.stack) err.stack = m.stack;
+      p.reject(err);
+    }
+  }
+
+  private call<T>(method: Method, args: unknown[], extra: { onOutput?: RunSpec['onOutput']; signal?: AbortSignal } = {}): Promise<T> {
+    const child = this.start();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onOutput: extra.onOutput });
+      const onAbort = () => child.connected && child.send({ kind: 'abort', id } satisfies Request);
+      if (extra.signal) {
+        if (extra.signal.aborted) queueMicrotask(onAbort);
+        else extra.signal.addEventListener('abort', onAbort, { once: true });
+      }
+      child.send({ kind: 'call', id, method, args } as Request, (err) => {
+        if (!err) return;
+        this.pending.delete(id);
+        reject(new InfrastructureError(`cannot reach the sandbox driver process: ${err.message}`));
+      });
+    });
+  }
+
+  preflight(shape: EnvironmentShape): Promise<void> {
+    return this.call('preflight', [shape]);
+  }
+  provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle> {
+    return this.call('provision', [id, shape]);
+  }
+  run(env: EnvironmentHandle, spec: RunSpec): Promise<RunOutcome> {
+    const { onOutput, signal, ...plain } = spec;
+    return this.call('run', [env, plain], { onOutput, signal });
+  }
+  reset(env: EnvironmentHandle): Promise<void> {
+    return this.call('reset', [env]);
+  }
+  healthCheck(env: EnvironmentHandle): Promise<boolean> {
+    return this.call('healthCheck', [env]);
+  }
+  usage(env: EnvironmentHandle): Promise<ResourceUsage | null> {
+    return this.call('usage', [env]);
+  }
+  destroy(env: EnvironmentHandle): Promise<void> {
+    return this.call('destroy', [env]);
+  }
+
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.closing = true;
+    await this.call('close', []).catch(() => undefined);
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.disconnect(); // the host destroys what is left and exits
+      setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve();
+      }, 5_000).unref();
+    });
+  }
+}
