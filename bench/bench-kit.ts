@@ -225,6 +225,8 @@ export function fmtBytes(n: number): string {
 export function fmtValue(value: number, unit: string): string {
   if (unit === 'ms') return fmtMs(value);
   if (unit === 'bytes') return fmtBytes(value);
+  if (unit === 'x') return `${value.toFixed(2)}x`;
+  if (unit.endsWith('/s') && value < 100) return `${value.toFixed(1)} ${unit}`;
   return `${fmtNum(value)} ${unit}`;
 }
 

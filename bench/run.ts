@@ -132,6 +132,11 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     if (status) parts.push(`systemStatus p50 ${fmtMs(status.value)} (${status.detail?.split(';')[0]})`);
     const plan = get('plan');
     if (plan) parts.push(`plan(id) p50 ${fmtMs(plan.value)}`);
+    const ratio = get('ratio');
+    const e2e = get('e2e');
+    if (ratio && e2e) parts.push(`worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone`);
+    const toRunning = get('to-running');
+    if (toRunning) parts.push(`submit→RUNNING p50 ${fmtMs(toRunning.value)} (${toRunning.detail})`);
     const failed = failures.filter((f) => f.startsWith(`${db}:`));
     if (failed.length) parts.push(`FAILED: ${failed.map((f) => f.slice(db.length + 1).trim()).join('; ')}`);
     out.push(`  ${DATABASE_LABELS[db]}: ${parts.join('; ') || 'nothing measured'}`);
