@@ -1,27 +1,20 @@
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
+import type { ValidationLimits } from '../domain/plan-input';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 
-/** Limits on what one submission may hold; every public default says why. */
-export interface SubmissionLimits {
-  /** 50,000 tests: a large monorepo's plan fits; 10,000 are accepted in one call well under a second. */
-  maxTestsPerPlan: number;
-  /** 256 KiB: a script is a test's driver, not its data (data goes into the image or artifacts). */
-  maxScriptBytes: number;
-  /** 24 hours. */
-  maxTimeoutSeconds: number;
+/**
+ * Limits on what one submission may hold (the domain's ValidationLimits) and the defaults it gets.
+ * maxTestsPerPlan 50,000: a large monorepo's plan fits, and 10,000 are accepted in one call.
+ * maxScriptBytes 256 KiB: a script drives a test, its data belongs in the image or artifacts.
+ * maxTimeoutSeconds: 24 hours.
+ */
+export interface SubmissionLimits extends ValidationLimits {
   /** Used when a test gives no timeoutSeconds: 10 minutes. */
   defaultTimeoutSeconds: number;
   /** Retries after an environment fault when a test gives no maxRetries. */
   defaultMaxRetries: number;
-  maxRetries: number;
-  maxEnvVars: number;
-  maxEnvValueBytes: number;
-  maxServices: number;
-  maxArtifactPaths: number;
-  minPriority: number;
-  maxPriority: number;
 }
 
 export interface Config {

@@ -15,27 +15,25 @@ export class ArtifactStore {
 
   async putFile(path: string): Promise<{ key: string; sha256: string }> {
     const sha256 = await hashFile(path);
-    const dest = this.pathOf(sha256);
-    if (!existsSync(dest)) {
-      mkdirSync(dirname(dest), { recursive: true });
-      const tmp = `${dest}.${process.pid}.tmp`;
-      copyFileSync(path, tmp);
-      renameSync(tmp, dest);
-    }
+    this.place(sha256, (tmp) => copyFileSync(path, tmp));
     return { key: sha256, sha256 };
   }
 
   putBytes(data: Buffer | string): { key: string; sha256: string; size: number } {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     const sha256 = createHash('sha256').update(buf).digest('hex');
-    const dest = this.pathOf(sha256);
-    if (!existsSync(dest)) {
-      mkdirSync(dirname(dest), { recursive: true });
-      const tmp = `${dest}.${process.pid}.tmp`;
-      writeFileSync(tmp, buf);
-      renameSync(tmp, dest);
-    }
+    this.place(sha256, (tmp) => writeFileSync(tmp, buf));
     return { key: sha256, sha256, size: buf.length };
+  }
+
+  /** Writes the content once (same key, same bytes), atomically: a reader never sees half a file. */
+  private place(key: string, write: (tmp: string) => void): void {
+    const dest = this.pathOf(key);
+    if (existsSync(dest)) return;
+    mkdirSync(dirname(dest), { recursive: true });
+    const tmp = `${dest}.${process.pid}.tmp`;
+    write(tmp);
+    renameSync(tmp, dest);
   }
 
   remove(key: string): void {

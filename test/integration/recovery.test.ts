@@ -17,7 +17,7 @@
 // started after a crash sweeps the dead process's instance (preflight).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
@@ -153,6 +153,21 @@ function isDir(p: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The driver host of a worker process: its child running driver-host.js, which owns the sandboxes. */
+function driverHostOf(workerPid: number): number {
+  for (const entry of safeReaddir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      if (!new RegExp(`^PPid:\\s+${workerPid}$`, 'm').test(status)) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('driver-host.js')) return Number(entry);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  throw new Error(`no driver host process under pid ${workerPid}`);
 }
 
 /** Driver instance names of a process (`p<pid>.…`) found under these parent directories. */
@@ -307,10 +322,12 @@ describe('recovery', () => {
     // RUNNING is recorded before the sandbox starts: wait for the sleep itself.
     const sleeping = await eventually(() => processesMentioning(victim).length > 0 && processesMentioning(doomed).length > 0, 10_000);
     assert.ok(sleeping, `the victim and doomed sleep in sandboxes of worker A; its log:\n${a.log(20)}`);
-    // The bwrap command lines of A's sandboxes name their work dirs, below A's driver instance dir.
-    const aSandboxes = join(STATE_BASE, `p${a.pid}.`);
+    // The bwrap command lines of A's sandboxes name their work dirs, below the driver instance dir of
+    // A's driver host (the child process that forks A's sandboxes).
+    const aHost = driverHostOf(a.pid);
+    const aSandboxes = join(STATE_BASE, `p${aHost}.`);
     assert.ok(processesMentioning(aSandboxes).some((p) => p.cmdline.includes('bwrap')), `bwrap of worker A runs with a work dir under ${aSandboxes}*`);
-    assert.ok(driverLeftoversOf(a.pid).length > 0, `worker A's driver instance (state dir, cgroups) under ${STATE_BASE} and test-orchestrator/`);
+    assert.ok(driverLeftoversOf(aHost).length > 0, `worker A's driver instance (state dir, cgroups) under ${STATE_BASE} and test-orchestrator/`);
 
     await crash(a);
     // bwrap runs with --die-with-parent: the sandboxes of A die with it.
@@ -390,8 +407,8 @@ describe('recovery', () => {
     removeCgroups(leftCgroups);
     const leftDirs = stateDirsOf(lostEnvs);
     if (leftDirs.length) defects.push(`state dirs of the dead worker's sandboxes left on the host: ${leftDirs.join(' ')}`);
-    // Worker B's driver swept what A's driver left (its instance's state dir and parent groups).
-    const leftOfA = driverLeftoversOf(a.pid);
+    // A's driver host cleaned up when A died, or worker B's driver swept what it left.
+    const leftOfA = driverLeftoversOf(aHost);
     if (leftOfA.length) defects.push(`the dead worker's driver instance left after worker B started: ${leftOfA.join(' ')}`);
     removeLeftovers([...leftDirs, ...leftOfA]);
     const openRuns = runs.filter((r) => r.status === 'RUNNING');
@@ -422,6 +439,7 @@ describe('recovery', () => {
       const sleeping = await eventually(() => longs.every((m) => processesMentioning(m).length > 0), 10_000);
       assert.ok(sleeping, `long-1 and long-2 sleep in their sandboxes; log:\n${first.log(20)}`);
       const atCrash = await testsOf(first.url, planId);
+      const firstHost = driverHostOf(first.pid);
       await crash(first);
       // Capacity 2, FIFO: the others had not started.
       assert.deepEqual(
@@ -430,11 +448,11 @@ describe('recovery', () => {
       );
       const sandboxesGone = await eventually(() => longs.every((m) => processesMentioning(m).length === 0), 5_000);
       assert.ok(sandboxesGone, 'the sandboxes died with the process');
-      // Its bwrap processes (their command lines name work dirs below its driver instance dir) too.
-      const firstSandboxes = join(STATE_BASE, `p${first.pid}.`);
+      // Its bwrap processes (their command lines name work dirs below its driver host's instance dir) too.
+      const firstSandboxes = join(STATE_BASE, `p${firstHost}.`);
       await eventually(() => processesMentioning(firstSandboxes).length === 0, 5_000);
       assert.deepEqual(processesMentioning(firstSandboxes), [], 'nothing of the killed process runs any more (bwrap included)');
-      assert.ok(driverLeftoversOf(first.pid).length > 0, `the killed process's driver instance (state dir, cgroups) is there before the restart`);
+      assert.ok(!isProcessAlive(firstHost) || (await eventually(() => !isProcessAlive(firstHost), 6_000)), 'the driver host ends with its process');
 
       const orphan = embeddedRedisPid(dataDir, first.pid);
       assert.ok(orphan !== undefined && isProcessAlive(orphan), 'the embedded redis-server outlives a SIGKILL (an orphan)');
@@ -487,7 +505,7 @@ describe('recovery', () => {
       const leftDirs = stateDirsOf(lostEnvs);
       if (leftDirs.length) defects.push(`state dirs of the killed sandboxes left after the restart: ${leftDirs.join(' ')}`);
       // The restarted process's driver swept what the killed one's left (instance state dir, parent groups).
-      const leftOfFirst = driverLeftoversOf(first.pid);
+      const leftOfFirst = driverLeftoversOf(firstHost);
       if (leftOfFirst.length) defects.push(`the killed process's driver instance left after the restart: ${leftOfFirst.join(' ')}`);
       removeLeftovers([...leftDirs, ...leftOfFirst]);
       assert.deepEqual(defects, []);
