@@ -8,6 +8,7 @@ import { PlansRepository } from './db/plans.repository';
 import { StatusRepository } from './db/status.repository';
 import { TestsRepository } from './db/tests.repository';
 import { EventBus } from './events/bus';
+import { UsageStore } from './events/usage-store';
 import { startEmbeddedRedis, redisOptionsFromUrl, type EmbeddedRedis } from './infra/redis-server';
 import { TestQueues } from './queue/producer';
 import type { ServiceDeps } from './services/context';
@@ -84,6 +85,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       environments: new EnvironmentsRepository(db.prisma),
       queues,
       events,
+      usage: new UsageStore(redis, config.redisPrefix),
       pingDatabase: () => db.ping(),
       now: () => new Date(),
     };

@@ -3,6 +3,7 @@ import type { PlanService } from '../services/plan.service';
 import type { StatusService } from '../services/status.service';
 import type { TestService } from '../services/test.service';
 import type { EnvironmentService } from '../services/environment.service';
+import type { ResourceUsage } from '../environments/driver';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
 
@@ -20,6 +21,7 @@ export interface ApiContext {
     result: BatchLoader<string, ResultView>;
     plan: BatchLoader<string, PlanView>;
     environment: BatchLoader<string, EnvironmentView>;
+    utilization: BatchLoader<string, ResourceUsage>;
   };
 }
 
@@ -34,6 +36,7 @@ export function makeContext(services: Services, live: LiveEvents): ApiContext {
         return new Map(found.filter((p): p is PlanView => p !== null).map((p) => [p.id, p]));
       }),
       environment: new BatchLoader((ids) => services.environments.byIds(ids)),
+      utilization: new BatchLoader((ids) => services.environments.utilization(ids)),
     },
   };
 }

@@ -156,6 +156,11 @@ export class ResourceManager {
     void this.provision(lease.slot);
   }
 
+  /** Environments running a test now. */
+  busy(): Lease[] {
+    return [...this.live.values()].filter((l) => !this.idle.includes(l));
+  }
+
   run(lease: Lease, spec: RunSpec): Promise<RunOutcome> {
     return this.o.driver.run(lease.handle, spec);
   }

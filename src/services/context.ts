@@ -6,6 +6,7 @@ import type { RunsRepository } from '../db/runs.repository';
 import type { StatusRepository } from '../db/status.repository';
 import type { TestsRepository } from '../db/tests.repository';
 import type { EventBus } from '../events/bus';
+import type { UsageStore } from '../events/usage-store';
 import type { TestQueues } from '../queue/producer';
 
 /** What the use cases need, passed in explicitly. */
@@ -19,6 +20,7 @@ export interface ServiceDeps {
   environments: EnvironmentsRepository;
   queues: TestQueues;
   events: EventBus;
+  usage: UsageStore;
   /** Health probes of the components. */
   pingDatabase(): Promise<void>;
   now(): Date;

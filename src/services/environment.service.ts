@@ -10,6 +10,11 @@ export class EnvironmentService {
     return this.d.status.environments({ pool, status });
   }
 
+  /** Live use of busy environments, as their workers last reported it (every few seconds). */
+  utilization(ids: readonly string[]) {
+    return this.d.usage.getMany(ids);
+  }
+
   async byIds(ids: readonly string[]): Promise<Map<string, EnvironmentView>> {
     const found = await Promise.all(ids.filter(isUuid).map((id) => this.d.status.environment(id)));
     return new Map(found.filter((e): e is EnvironmentView => e !== null).map((e) => [e.id, e]));

@@ -104,6 +104,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     environments.heartbeat(id).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
   }, config.workerHeartbeatMs);
   const watchdog = setInterval(() => {
+    void reportUsage();
     if (!executor.running.size) return;
     core.deps.tests.states([...executor.running.keys()]).then(
       (states) => {
@@ -116,6 +117,18 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
       () => undefined,
     );
   }, WATCHDOG_MS);
+
+  // live use of busy environments, for `environments { utilization }` (expires if this worker dies)
+  async function reportUsage(): Promise<void> {
+    const entries: { environmentId: string; usage: NonNullable<Awaited<ReturnType<ResourceManager['usage']>>> }[] = [];
+    for (const m of managers.values()) {
+      for (const lease of m.busy()) {
+        const usage = await m.usage(lease.handle.id).catch(() => null);
+        if (usage) entries.push({ environmentId: lease.handle.id, usage });
+      }
+    }
+    await core.deps.usage.put(entries, WATCHDOG_MS * 3).catch((err: Error) => log.warn({ err: err.message }, 'reporting usage failed'));
+  }
 
   const connection = { ...redisOptionsFromUrl(core.redisUrl), maxRetriesPerRequest: null };
   const lockMs = o.lockMs ?? 10_000;

@@ -225,7 +225,17 @@ describe('running tests in sandboxes', () => {
     const planId = await runPlan([{ name: 'long', type: 'UNIT', script: `echo begun; exec sleep ${marker}` }], { wait: false });
     const running = await waitForStatus(planId, 'RUNNING');
     const output = subscribe<any>(ws, `subscription($id: ID!) { testOutput(testId: $id) { testId stream data } }`, { id: running.id });
-    await sleep(200);
+    // its environment is BUSY with it, and reports its live resource use
+    let busy: any = null;
+    for (let i = 0; i < 60 && !busy?.utilization; i++) {
+      const envs = (await gqlOk(url, `{ environments(status: BUSY) { id status currentTest { id } utilization { cpuTimeMs memoryBytes peakMemoryBytes } } }`)).environments;
+      busy = envs.find((e: any) => e.currentTest?.id === running.id) ?? null;
+      if (!busy?.utilization) await sleep(100);
+    }
+    assert.ok(busy?.utilization, 'a busy environment reports its utilization');
+    assert.ok(busy.utilization.memoryBytes > 0, JSON.stringify(busy.utilization));
+    const idle = (await gqlOk(url, `{ environments(status: READY) { utilization { memoryBytes } } }`)).environments;
+    assert.ok(idle.every((e: any) => e.utilization === null), 'idle environments report none');
     const t0 = Date.now();
     const res = (await gqlOk(url, `mutation($id: ID!) { cancelTest(id: $id) { status } }`, { id: running.id })).cancelTest;
     assert.equal(res.status, 'CANCELLED');

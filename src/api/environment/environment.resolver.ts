@@ -22,9 +22,9 @@ export class EnvironmentResolver {
     return env.currentTestId ? ctx.services.tests.get(env.currentTestId) : null;
   }
 
-  @FieldResolver(() => ResourceUsage, { nullable: true })
-  utilization(@Root() env: EnvironmentView & { utilization?: ResourceUsage | null }): ResourceUsage | null {
-    return env.utilization ?? null;
+  @FieldResolver(() => ResourceUsage, { nullable: true, description: 'live use while it runs a test (reported every few seconds); null when idle' })
+  utilization(@Root() env: EnvironmentView, @Ctx() ctx: ApiContext): Promise<ResourceUsage | null> | null {
+    return env.status === 'BUSY' ? ctx.loaders.utilization.load(env.id) : null;
   }
 
   @Subscription(() => Environment, {
