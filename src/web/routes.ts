@@ -1,8 +1,10 @@
 import { createReadStream } from 'node:fs';
 import type { Express } from 'express';
+import { mountGraphiql } from './graphiql';
 
-/** Pages and files served beside the API: downloads of artifacts. */
+/** Pages and files served beside the API: GraphiQL, downloads of artifacts. */
 export function mountWeb(app: Express, o: { artifactPath?(id: string): Promise<{ path: string; name: string } | null> }): void {
+  mountGraphiql(app);
   app.get('/artifacts/:id', async (req, res) => {
     const found = o.artifactPath ? await o.artifactPath(String(req.params.id)).catch(() => null) : null;
     if (!found) {

@@ -253,6 +253,21 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
       status.close();
     });
 
+    it('serves a self-hosted GraphiQL whose every asset comes from this server', async () => {
+      const page = await fetch(`${url}/graphiql`);
+      assert.equal(page.status, 200);
+      const html = await page.text();
+      const assets = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1]);
+      assert.ok(assets.length >= 5, html);
+      for (const a of assets) {
+        assert.ok(a.startsWith('/graphiql/assets/'), `${a} is served here, not from a CDN`);
+        const r = await fetch(`${url}${a}`);
+        assert.equal(r.status, 200, a);
+        assert.ok((await r.arrayBuffer()).byteLength > 1000, a);
+      }
+      assert.equal((await fetch(`${url}/graphiql/assets/..%2Fpackage.json`)).status, 404);
+    });
+
     it('accepts a plan of 10,000 tests in one call', async () => {
       const tests = Array.from({ length: 10_000 }, (_, i) => unit(`test-${i}`, { timeoutSeconds: 60 }));
       const { submitPlan } = await gqlOk(url, SUBMIT, { input: { name: 'ten-thousand', tests } });
