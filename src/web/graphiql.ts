@@ -32,8 +32,22 @@ const PAGE = `<!doctype html>
   <script>
     const ws = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql';
     const fetcher = GraphiQL.createFetcher({ url: '/graphql', wsClient: graphqlWs.createClient({ url: ws }) });
-    const defaultQuery = '# The orchestrator at a glance. Subscriptions work too:\\n# subscription { testUpdated { name status result { exitCode errorMessage } } }\\n' +
-      '{\\n  systemStatus {\\n    activeTests queuedTests completedTests workers healthy\\n    pools { name kind capacity ready busy queuedTests }\\n    components { name healthy detail }\\n  }\\n  plans(first: 5) { nodes { id name status counts { passed failed total } } }\\n}\\n';
+    const defaultQuery = [
+      '# The orchestrator at a glance. Subscriptions work here too, e.g.',
+      '# subscription { testUpdated { name status } }',
+      '{',
+      '  systemStatus {',
+      '    activeTests queuedTests completedTests',
+      '    workers healthy',
+      '    pools { name capacity ready busy queuedTests }',
+      '    components { name healthy detail }',
+      '  }',
+      '  plans(first: 5) {',
+      '    nodes { id name status counts { passed failed total } }',
+      '  }',
+      '}',
+      '',
+    ].join('\n');
     ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, { fetcher, defaultQuery }));
   </script>
 </body>
