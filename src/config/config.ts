@@ -36,6 +36,8 @@ export interface Config {
   /** Request body limit of the HTTP API. */
   maxRequestBytes: number;
   workerHeartbeatMs: number;
+  /** BullMQ lock of a running job: a dead worker's tests come back to the queue after about this long. */
+  workerLockMs: number;
   /** Pools a worker process serves; undefined: every pool it has a driver for. */
   workerPools?: string[];
   reconcileIntervalMs: number;
@@ -70,6 +72,7 @@ const envSchema = z.object({
   MAX_REQUEST_BYTES: positive(256 * 1024 * 1024),
   WORKER_HEARTBEAT_MS: positive(5_000),
   RECONCILE_INTERVAL_MS: positive(5_000),
+  WORKER_LOCK_MS: int(1_000, 600_000, 10_000),
   WORKER_POOLS: z
     .string()
     .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')
@@ -148,5 +151,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerHeartbeatMs: e.WORKER_HEARTBEAT_MS,
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     workerPools: e.WORKER_POOLS?.split(','),
+    workerLockMs: e.WORKER_LOCK_MS,
   };
 }

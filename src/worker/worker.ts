@@ -22,7 +22,7 @@ export interface WorkerOptions {
   drivers?: Partial<Record<EnvironmentKind, EnvironmentDriver>>;
   /** How long a stopping worker lets running tests finish before it kills them and hands them back. */
   graceMs?: number;
-  /** BullMQ lock of a running job; a dead worker's jobs come back to the queue after about this long. */
+  /** BullMQ lock of a running job (default WORKER_LOCK_MS); a dead worker's jobs come back after about this long. */
   lockMs?: number;
 }
 
@@ -131,7 +131,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   }
 
   const connection = { ...redisOptionsFromUrl(core.redisUrl), maxRetriesPerRequest: null };
-  const lockMs = o.lockMs ?? 10_000;
+  const lockMs = o.lockMs ?? config.workerLockMs;
   const consumers = pools.map((pool) => {
     const capacity = managers.get(pool)!.pool.capacity;
     const w = new BullWorker(
