@@ -1,10 +1,15 @@
 import { createReadStream } from 'node:fs';
 import type { Express } from 'express';
+import { mountDashboard } from './dashboard';
 import { mountGraphiql } from './graphiql';
 
-/** Pages and files served beside the API: GraphiQL, downloads of artifacts. */
+/** Pages and files served beside the API: GraphiQL, the live dashboard, downloads of artifacts. */
 export function mountWeb(app: Express, o: { artifactPath?(id: string): Promise<{ path: string; name: string } | null> }): void {
   mountGraphiql(app);
+  mountDashboard(app);
+  app.get('/favicon.ico', (_req, res) => {
+    res.status(204).end();
+  });
   app.get('/artifacts/:id', async (req, res) => {
     const found = o.artifactPath ? await o.artifactPath(String(req.params.id)).catch(() => null) : null;
     if (!found) {

@@ -253,7 +253,12 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
       status.close();
     });
 
-    it('serves a self-hosted GraphiQL whose every asset comes from this server', async () => {
+    it('serves a self-hosted GraphiQL and the live dashboard, every asset from this server', async () => {
+      const dashboard = await fetch(`${url}/dashboard`);
+      assert.equal(dashboard.status, 200);
+      const board = await dashboard.text();
+      assert.doesNotMatch(board, /innerHTML/, 'names are user input: the dashboard writes text, never HTML');
+      for (const src of [...board.matchAll(/src="([^"]+)"/g)].map((m) => m[1])) assert.equal((await fetch(`${url}${src}`)).status, 200, src);
       const page = await fetch(`${url}/graphiql`);
       assert.equal(page.status, 200);
       const html = await page.text();
