@@ -34,6 +34,17 @@ case "$name" in
   */* | .* | "") echo "build-image: invalid image name '$name'" >&2; exit 2 ;;
 esac
 
+# The host user sandboxes run as when the orchestrator runs as root (SANDBOX_USER's default): a system
+# user of its own, so that a sandbox shares its uid with no other program (nobody is often taken).
+if [[ "$(id -u)" == 0 ]] && ! id orch-sandbox >/dev/null 2>&1; then
+  if command -v useradd >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --user-group orch-sandbox \
+      && log "created the system user orch-sandbox (sandboxes run as it)"
+  else
+    log "useradd not found: sandboxes will run as nobody (65534)"
+  fi
+fi
+
 if [[ -f "$target/image.json" && -x "$target/rootfs/bin/sh" ]]; then
   log "image '$name' already exists at $target"
   exit 0

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -36,6 +37,8 @@ export interface Config {
   /** Request body limit of the HTTP API. */
   maxRequestBytes: number;
   workerHeartbeatMs: number;
+  /** The host user sandboxes run as when the orchestrator runs as root. */
+  sandboxUser: { uid: number; gid: number; name: string };
   /** BullMQ lock of a running job: a dead worker's tests come back to the queue after about this long. */
   workerLockMs: number;
   /** Pools a worker process serves; undefined: every pool it has a driver for. */
@@ -73,6 +76,7 @@ const envSchema = z.object({
   WORKER_HEARTBEAT_MS: positive(5_000),
   RECONCILE_INTERVAL_MS: positive(5_000),
   WORKER_LOCK_MS: int(1_000, 600_000, 10_000),
+  SANDBOX_USER: z.string().regex(/^([a-z_][a-z0-9_-]{0,31}|\d+(:\d+)?)$/, 'a user name, or uid[:gid]').optional(),
   WORKER_POOLS: z
     .string()
     .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')
@@ -115,6 +119,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       if (!pools.some((p) => p.name === name)) problems.push(`WORKER_POOLS: no pool named "${name}" is configured`);
     }
   }
+  let sandboxUser: Config['sandboxUser'] = { uid: 65534, gid: 65534, name: 'nobody' };
+  try {
+    sandboxUser = resolveSandboxUser(parsed.success ? parsed.data.SANDBOX_USER : undefined, '/etc/passwd');
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
   if (problems.length || !parsed.success) throw new ConfigError(problems);
 
   const e = parsed.data;
@@ -152,5 +162,34 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reconcileIntervalMs: e.RECONCILE_INTERVAL_MS,
     workerPools: e.WORKER_POOLS?.split(','),
     workerLockMs: e.WORKER_LOCK_MS,
+    sandboxUser,
   };
+}
+
+/**
+ * SANDBOX_USER: a name from the passwd file or uid[:gid]. Unset: the system user `orch-sandbox` when it
+ * exists (`npm run images` creates it as root), else nobody (65534). Never root.
+ */
+export function resolveSandboxUser(value: string | undefined, passwdFile: string): Config['sandboxUser'] {
+  const numeric = value && /^(\d+)(?::(\d+))?$/.exec(value);
+  let user: Config['sandboxUser'] | undefined;
+  if (numeric) user = { uid: Number(numeric[1]), gid: Number(numeric[2] ?? numeric[1]), name: value };
+  else {
+    let passwd = '';
+    try {
+      passwd = readFileSync(passwdFile, 'utf8');
+    } catch {
+      /* no passwd file: only numeric ids can be resolved */
+    }
+    const find = (name: string) => {
+      const line = passwd.split('\n').find((l) => l.split(':')[0] === name);
+      if (!line) return undefined;
+      const [, , uid, gid] = line.split(':');
+      return { uid: Number(uid), gid: Number(gid), name };
+    };
+    user = value ? find(value) : (find('orch-sandbox') ?? { uid: 65534, gid: 65534, name: 'nobody' });
+    if (!user) throw new Error(`SANDBOX_USER: no user "${value}" in ${passwdFile}`);
+  }
+  if (user.uid === 0 || user.gid === 0) throw new Error('SANDBOX_USER: sandboxes never run as root (uid or gid 0)');
+  return user;
 }

@@ -42,7 +42,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   const drivers: Partial<Record<EnvironmentKind, EnvironmentDriver>> = o.drivers ?? {
     // in a driver host process: forking sandboxes from this (large) process would block it ~20 ms a test.
     // State under the temp dir (the driver's default): the sandbox user must reach it, DATA_DIR may not.
-    CONTAINER: new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: config.imageDir, buildMissingImages: true } }, log.child({ driver: 'container' })),
+    CONTAINER: new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: config.imageDir, buildMissingImages: true, sandboxUid: config.sandboxUser.uid, sandboxGid: config.sandboxUser.gid } }, log.child({ driver: 'container' })),
   };
   const { environments, runs } = core.deps;
   const stopping = new AbortController();
@@ -153,7 +153,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     w.on('error', (err) => log.warn({ err: err.message, pool }, 'queue consumer error'));
     return w;
   });
-  log.info({ pools, hostCpus: availableParallelism() }, 'worker started');
+  log.info({ pools, hostCpus: availableParallelism(), sandboxUser: config.sandboxUser }, 'worker started');
 
   let stopped: Promise<void> | null = null;
   return {

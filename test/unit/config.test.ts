@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/config';
+import { ConfigError, loadConfig, resolveSandboxUser } from '../../src/config/config';
 import { DEFAULT_POOLS } from '../../src/config/pools';
 
 /** The problems of a configuration that must be refused. */
@@ -229,5 +229,43 @@ describe('loadConfig pools', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('SANDBOX_USER', () => {
+  const passwd = (lines: string[]) => {
+    const dir = mkdtempSync(join(tmpdir(), 'orch-passwd-'));
+    const file = join(dir, 'passwd');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    return { file, done: () => rmSync(dir, { recursive: true, force: true }) };
+  };
+
+  it('defaults to orch-sandbox when it exists, else nobody', () => {
+    const withUser = passwd(['root:x:0:0::/root:/bin/sh', 'orch-sandbox:x:998:997::/nonexistent:/usr/sbin/nologin']);
+    const without = passwd(['root:x:0:0::/root:/bin/sh']);
+    try {
+      assert.deepEqual(resolveSandboxUser(undefined, withUser.file), { uid: 998, gid: 997, name: 'orch-sandbox' });
+      assert.deepEqual(resolveSandboxUser(undefined, without.file), { uid: 65534, gid: 65534, name: 'nobody' });
+    } finally {
+      withUser.done();
+      without.done();
+    }
+  });
+
+  it('takes a name or uid[:gid], and never root', () => {
+    const p = passwd(['root:x:0:0::/root:/bin/sh', 'runner:x:1234:1235::/home/runner:/bin/sh']);
+    try {
+      assert.deepEqual(resolveSandboxUser('runner', p.file), { uid: 1234, gid: 1235, name: 'runner' });
+      assert.deepEqual(resolveSandboxUser('2000:3000', p.file), { uid: 2000, gid: 3000, name: '2000:3000' });
+      assert.throws(() => resolveSandboxUser('ghost', p.file), /SANDBOX_USER: no user "ghost"/);
+      assert.throws(() => resolveSandboxUser('root', p.file), /never run as root/);
+      assert.throws(() => resolveSandboxUser('0', p.file), /never run as root/);
+    } finally {
+      p.done();
+    }
+  });
+
+  it('is validated with the rest of the configuration', () => {
+    assert.throws(() => loadConfig({ SANDBOX_USER: 'Bad Name!' }), /SANDBOX_USER: a user name, or uid\[:gid\]/);
   });
 });
