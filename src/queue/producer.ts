@@ -68,17 +68,6 @@ export class TestQueues {
     }
   }
 
-  /** Which of these tests have a job in their pool's queue (waiting, prioritized, active or delayed). */
-  async existing(pool: string, testIds: readonly string[]): Promise<Set<string>> {
-    const q = this.queue(pool);
-    const found = new Set<string>();
-    const states = await Promise.all(testIds.map((id) => q.getJobState(id)));
-    states.forEach((s, i) => {
-      if (s !== 'unknown' && s !== 'completed' && s !== 'failed') found.add(testIds[i]);
-    });
-    return found;
-  }
-
   /** Which of these tests have no job at all in their pool's queue (a job's hash is gone once it ended). */
   async missing(pool: string, testIds: readonly string[]): Promise<string[]> {
     if (!testIds.length) return [];
@@ -87,11 +76,6 @@ export class TestQueues {
     for (const id of testIds) pipeline.exists(q.toKey(id));
     const res = (await pipeline.exec()) ?? [];
     return testIds.filter((_, i) => res[i]?.[1] === 0);
-  }
-
-  async counts(pool: string): Promise<number> {
-    const c = await this.queue(pool).getJobCounts('waiting', 'prioritized', 'delayed');
-    return (c.waiting ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
   }
 
   async ping(): Promise<void> {

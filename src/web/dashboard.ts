@@ -2,6 +2,7 @@
 // test changes, all pushed over graphql-ws as they happen. Plain DOM and textContent only: test and
 // plan names are user input and never become HTML.
 import type { Express } from 'express';
+import { servePage } from './page';
 
 const PAGE = `<!doctype html>
 <html lang="en">
@@ -79,8 +80,5 @@ query('{ plans(first: 25) { nodes { ' + PLAN_FIELDS + ' } } }').then((r) => { fo
 `;
 
 export function mountDashboard(app: Express): void {
-  app.get('/dashboard', (_req, res) => {
-    res.setHeader('Content-Type', 'text/html; charset=utf-8');
-    res.send(PAGE);
-  });
+  servePage(app, '/dashboard', PAGE);
 }

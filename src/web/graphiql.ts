@@ -3,6 +3,7 @@
 // graphql-ws on the same /graphql endpoint.
 import { dirname, join } from 'node:path';
 import type { Express } from 'express';
+import { servePage } from './page';
 
 const dir = (pkg: string) => dirname(require.resolve(`${pkg}/package.json`));
 
@@ -55,10 +56,7 @@ const PAGE = `<!doctype html>
 `;
 
 export function mountGraphiql(app: Express): void {
-  app.get('/graphiql', (_req, res) => {
-    res.setHeader('Content-Type', 'text/html; charset=utf-8');
-    res.send(PAGE);
-  });
+  servePage(app, '/graphiql', PAGE);
   app.get('/graphiql/assets/:name', (req, res) => {
     const asset = ASSETS[String(req.params.name)];
     if (!asset) {
