@@ -128,5 +128,5 @@ export async function serveApi(core: Core, at: { host: string; port: number }): 
 
 /** The reconciler of an API process: repairs drift between the database and the queues. */
 export function createReconciler(core: Core): Reconciler {
-  return new Reconciler({ ...core.deps, prisma: core.db.prisma });
+  return new Reconciler(core.deps);
 }

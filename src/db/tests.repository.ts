@@ -32,6 +32,25 @@ export class TestsRepository {
     return row ? testView(row) : null;
   }
 
+  /** RUNNING tests (at most `limit`), with what handing one back needs. */
+  running(limit: number) {
+    return this.prisma.testCase.findMany({
+      where: { status: 'RUNNING' },
+      select: { id: true, planId: true, pool: true, attempts: true, maxRetries: true, priority: true },
+      take: limit,
+    });
+  }
+
+  /** QUEUED tests after `seq` in submission order (at most `limit`), with what queueing one needs. */
+  queuedAfter(seq: bigint, limit: number) {
+    return this.prisma.testCase.findMany({
+      where: { status: 'QUEUED', seq: { gt: seq } },
+      orderBy: { seq: 'asc' },
+      take: limit,
+      select: { id: true, planId: true, pool: true, priority: true, seq: true },
+    });
+  }
+
   /** Status and attempts of several tests in one query. */
   async states(ids: string[]): Promise<Map<string, { status: TestStatus; attempts: number }>> {
     const rows = await this.prisma.testCase.findMany({ where: { id: { in: ids } }, select: { id: true, status: true, attempts: true } });

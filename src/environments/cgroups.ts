@@ -10,9 +10,10 @@
 // A process joins a run group by writing its own pid to every `procsFiles` entry before it execs
 // the sandbox (see the container driver), so nothing the test starts escapes accounting or killing.
 
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathExists } from '../infra/fs-utils';
 
 export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
 export const DEFAULT_CGROUP_PARENT = 'test-orchestrator';
@@ -56,14 +57,6 @@ const V1_MARKERS: Record<string, string> = {
   freezer: 'cgroup.procs',
 };
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p, fsConstants.F_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function readText(p: string): Promise<string | null> {
   try {
@@ -116,13 +109,13 @@ export async function detectCgroupLayout(root = DEFAULT_CGROUP_ROOT): Promise<Cg
     // there. The root of a v1 pids or freezer hierarchy has no file of its own: cgroup.procs without
     // cgroup.controllers (which only v2 has) then.
     const marker = V1_MARKERS[ctrl];
-    if (!(await exists(path.join(dir, marker)))) continue;
-    if (marker === 'cgroup.procs' && (await exists(path.join(dir, 'cgroup.controllers')))) continue;
+    if (!(await pathExists(path.join(dir, marker)))) continue;
+    if (marker === 'cgroup.procs' && (await pathExists(path.join(dir, 'cgroup.controllers')))) continue;
     mounts.set(ctrl, dir);
   }
   if (V1_REQUIRED.every((c) => mounts.has(c))) {
     const unifiedDir = path.join(root, 'unified');
-    const unified = (await exists(path.join(unifiedDir, 'cgroup.procs'))) ? unifiedDir : null;
+    const unified = (await pathExists(path.join(unifiedDir, 'cgroup.procs'))) ? unifiedDir : null;
     return { version: 1, root, mounts, unified };
   }
   return null;
@@ -266,11 +259,11 @@ export class RunCgroup {
       const d = this.dir('v2')!;
       await write(path.join(d, 'memory.max'), String(memory));
       // Without swap the memory limit is a real limit (and the OOM killer acts on it).
-      if (await exists(path.join(d, 'memory.swap.max'))) await write(path.join(d, 'memory.swap.max'), '0');
+      if (await pathExists(path.join(d, 'memory.swap.max'))) await write(path.join(d, 'memory.swap.max'), '0');
       await write(path.join(d, 'pids.max'), String(pids));
-      if (await exists(path.join(d, 'cpu.max'))) await write(path.join(d, 'cpu.max'), `${quota} ${period}`);
+      if (await pathExists(path.join(d, 'cpu.max'))) await write(path.join(d, 'cpu.max'), `${quota} ${period}`);
       if (cpuset) {
-        if (!(await exists(path.join(d, 'cpuset.cpus')))) throw new Error('dedicated CPUs asked for but the cpuset controller is not available');
+        if (!(await pathExists(path.join(d, 'cpuset.cpus')))) throw new Error('dedicated CPUs asked for but the cpuset controller is not available');
         await write(path.join(d, 'cpuset.cpus'), cpuset);
       }
       return;
@@ -278,7 +271,7 @@ export class RunCgroup {
     const mem = this.dir('memory')!;
     await write(path.join(mem, 'memory.limit_in_bytes'), String(memory));
     // memsw (memory + swap) only exists with swap accounting; must be >= limit_in_bytes.
-    if (await exists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
+    if (await pathExists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
       await write(path.join(mem, 'memory.memsw.limit_in_bytes'), String(memory));
     }
     await write(path.join(mem, 'memory.swappiness'), '0').catch(() => undefined);
@@ -346,7 +339,7 @@ export class RunCgroup {
       const pids = await this.pids();
       if (pids.length === 0) return true;
       if (Date.now() > deadline) return false;
-      if (killFile && (await exists(killFile))) {
+      if (killFile && (await pathExists(killFile))) {
         await write(killFile, '1').catch(() => undefined);
       } else {
         await this.killV1(pids);
@@ -377,7 +370,7 @@ export class RunCgroup {
     if (this.removed) return;
     const errors: string[] = [];
     for (const dir of [...this.dirs.values()].reverse()) {
-      if (!(await exists(dir))) continue;
+      if (!(await pathExists(dir))) continue;
       let ok = false;
       for (let i = 0; i < 50 && !ok; i++) {
         try {
@@ -403,7 +396,7 @@ export class RunCgroup {
   }
 
   private async killProcsIn(dir: string): Promise<void> {
-    if (await exists(path.join(dir, 'cgroup.kill'))) {
+    if (await pathExists(path.join(dir, 'cgroup.kill'))) {
       await write(path.join(dir, 'cgroup.kill'), '1').catch(() => undefined);
       return;
     }
@@ -434,7 +427,7 @@ export async function removeStaleGroups(layout: CgroupLayout, parent: string, pr
     }
     for (const name of entries.filter((n) => n.startsWith(prefix))) {
       const dir = path.join(base, name);
-      if (await exists(path.join(dir, 'cgroup.kill'))) await write(path.join(dir, 'cgroup.kill'), '1').catch(() => undefined);
+      if (await pathExists(path.join(dir, 'cgroup.kill'))) await write(path.join(dir, 'cgroup.kill'), '1').catch(() => undefined);
       else {
         const text = (await readText(path.join(dir, 'cgroup.procs'))) ?? '';
         for (const pid of text.split('\n').filter(Boolean).map(Number)) {

@@ -1,12 +1,11 @@
 import { isUuid } from '../db/cursor';
 import type { EnvironmentView } from '../events/types';
-import type { EnvironmentStatus } from '../generated/prisma/enums';
 import type { ServiceDeps } from './context';
 
 export class EnvironmentService {
   constructor(private readonly d: ServiceDeps) {}
 
-  list(pool: string | null | undefined, status: EnvironmentStatus | null | undefined): Promise<EnvironmentView[]> {
+  list(pool: string | null | undefined, status: EnvironmentView['status'] | null | undefined): Promise<EnvironmentView[]> {
     return this.d.status.environments({ pool, status });
   }
 

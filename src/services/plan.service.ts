@@ -44,13 +44,13 @@ export class PlanService {
     }
 
     const tests: NewTestRow[] = [];
-    const unschedulable: string[] = [];
+    const unschedulable: string[] = []; // the first few, for the message
+    let unschedulableCount = 0;
     input.tests.forEach((t, i) => {
       const req = t.requirements ?? {};
       const pool = matchPool(config.pools, t.type, req);
       if (!pool) {
-        if (unschedulable.length < 5) unschedulable.push(`tests[${i}] "${t.name}": no pool can run it (${explainUnschedulable(config.pools, t.type, req)})`);
-        else unschedulable.push('');
+        if (unschedulableCount++ < 5) unschedulable.push(`tests[${i}] "${t.name}": no pool can run it (${explainUnschedulable(config.pools, t.type, req)})`);
         return;
       }
       tests.push({
@@ -67,10 +67,9 @@ export class PlanService {
         pool: pool.name,
       });
     });
-    if (unschedulable.length) {
-      const shown = unschedulable.filter(Boolean);
-      const more = unschedulable.length - shown.length;
-      throw new UserError('UNSCHEDULABLE', `${shown.join('; ')}${more ? `; and ${more} more` : ''}`, { tests: unschedulable.length });
+    if (unschedulableCount) {
+      const more = unschedulableCount - unschedulable.length;
+      throw new UserError('UNSCHEDULABLE', `${unschedulable.join('; ')}${more ? `; and ${more} more` : ''}`, { tests: unschedulableCount });
     }
 
     const priority = input.priority ?? 0;

@@ -2,20 +2,13 @@
 // seconds: dead workers are retired, RUNNING tests whose job vanished are handed back, QUEUED tests
 // with no job are queued again (after a Redis restart that lost its data, all of them).
 
-import type { Logger } from 'pino';
-import type { Config } from '../config/config';
 import { afterInfrastructureFault } from '../domain/outcome';
-import type { PrismaClient } from '../generated/prisma/client';
 import type { ServiceDeps } from './context';
 import { publishTestChanges } from './transitions';
 
 const BATCH = 2_000;
 
-export interface ReconcilerDeps extends Pick<ServiceDeps, 'tests' | 'plans' | 'events' | 'queues' | 'runs' | 'environments' | 'now'> {
-  config: Config;
-  logger: Logger;
-  prisma: PrismaClient;
-}
+export type ReconcilerDeps = Pick<ServiceDeps, 'config' | 'logger' | 'tests' | 'plans' | 'events' | 'queues' | 'runs' | 'environments' | 'now'>;
 
 export class Reconciler {
   private timer: NodeJS.Timeout | null = null;
@@ -72,11 +65,7 @@ export class Reconciler {
 
   /** RUNNING with no job in its queue: the job was lost (Redis lost its data); another attempt or ERROR. */
   private async handBackLostRunning(): Promise<void> {
-    const running = await this.d.prisma.testCase.findMany({
-      where: { status: 'RUNNING' },
-      select: { id: true, planId: true, pool: true, attempts: true, maxRetries: true, priority: true },
-      take: 10_000,
-    });
+    const running = await this.d.tests.running(10_000);
     for (const [pool, tests] of groupBy(running, (t) => t.pool)) {
       if (!this.d.queues.pools.includes(pool)) continue;
       const missing = new Set(await this.d.queues.missing(pool, tests.map((t) => t.id)));
@@ -102,12 +91,7 @@ export class Reconciler {
     let scanned = 0;
     let requeued = 0;
     for (;;) {
-      const batch = await this.d.prisma.testCase.findMany({
-        where: { status: 'QUEUED', seq: { gt: cursor } },
-        orderBy: { seq: 'asc' },
-        take: BATCH,
-        select: { id: true, planId: true, pool: true, priority: true, seq: true },
-      });
+      const batch = await this.d.tests.queuedAfter(cursor, BATCH);
       scanned += batch.length;
       for (const [pool, tests] of groupBy(batch, (t) => t.pool)) {
         if (!this.d.queues.pools.includes(pool)) {

@@ -83,7 +83,7 @@ export class TestExecutor {
       log.warn({ attempt: attempts }, 'taking over a test whose worker was lost');
       await d.runs.finishLost(spec.id, attempts, `environment fault: the worker running attempt ${attempts} was lost`);
       if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
-        await this.finishAs(spec, attempts, 'ERROR', { finishedAt: d.now() }, log);
+        await this.endInError(spec, attempts, log);
         return;
       }
     }
@@ -143,7 +143,7 @@ export class TestExecutor {
         await d.runs.finish(runId, failedRun('ERROR', message, true), []);
         void manager.fail(lease, message);
         if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
-          await this.finishAs(spec, attempts, 'ERROR', { finishedAt: d.now() }, runLog);
+          await this.endInError(spec, attempts, runLog);
           return;
         }
         const back = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt: attempts }, { status: 'QUEUED', environmentId: null });
@@ -221,9 +221,9 @@ export class TestExecutor {
     log.info({ status, exitCode: outcome.exitCode, signal: outcome.signal, durationMs: Math.round(outcome.durationMs) }, 'test finished');
   }
 
-  /** A terminal status for a test that could not run (retry budget spent). */
-  private async finishAs(spec: TestSpecRow, attempt: number, status: 'ERROR', data: { finishedAt: Date }, log: Logger): Promise<void> {
-    const t = await this.d.tests.transition(spec.id, { from: ['RUNNING', 'QUEUED'], attempt }, { status, ...data });
+  /** ERROR for a test whose retry budget for environment faults is spent. */
+  private async endInError(spec: TestSpecRow, attempt: number, log: Logger): Promise<void> {
+    const t = await this.d.tests.transition(spec.id, { from: ['RUNNING', 'QUEUED'], attempt }, { status: 'ERROR', finishedAt: this.d.now() });
     if (t) await publishTestChanges(this.d, spec.planId, [t]);
     log.error({ attempt, maxRetries: spec.maxRetries }, 'test ends in ERROR: its retry budget for environment faults is spent');
   }

@@ -4,16 +4,11 @@
 import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { loadConfig } from '../../src/config/config';
 
-/**
- * IMAGE_DIR, else (as scripts/build-image.sh) /var/cache/test-orchestrator/images for root (the
- * sandbox user must reach it), else ${XDG_CACHE_HOME:-$HOME/.cache}/test-orchestrator/images.
- */
+/** The image cache the program would use here (IMAGE_DIR, else its default: see src/config/config.ts). */
 export function testImageDir(): string {
-  if (process.env.IMAGE_DIR) return path.resolve(process.env.IMAGE_DIR);
-  if (process.getuid?.() === 0) return '/var/cache/test-orchestrator/images';
-  const cache = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  return path.join(cache, 'test-orchestrator', 'images');
+  return loadConfig({ IMAGE_DIR: process.env.IMAGE_DIR, XDG_CACHE_HOME: process.env.XDG_CACHE_HOME }).imageDir;
 }
 
 export const TEST_IMAGE = process.env.TEST_IMAGE || 'debian-bookworm';

@@ -28,6 +28,7 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathExists } from '../../infra/fs-utils';
 import {
   InfrastructureError,
   type EnvironmentDriver,
@@ -156,14 +157,6 @@ function signalName(n: number): string {
   return SIGNAL_NAMES[n] ?? `SIG${n}`;
 }
 
-async function pathExists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p, fsConstants.F_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export class ContainerDriver implements EnvironmentDriver {
   readonly kind = 'CONTAINER' as const;

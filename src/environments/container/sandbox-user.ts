@@ -81,11 +81,15 @@ export async function findUntraversable(
   return { dir, blocker: await firstBlockingAncestor(dir, user) };
 }
 
+/** `/`, then each directory on the way down to `dir`, `dir` last. */
+function ancestorsOf(dir: string): string[] {
+  const parts = path.resolve(dir).split(path.sep).filter(Boolean);
+  return [path.sep, ...parts.map((_, i) => path.join(path.sep, ...parts.slice(0, i + 1)))];
+}
+
 /** The first directory on the way to `dir` whose mode bits deny search to `user` (best effort). */
 async function firstBlockingAncestor(dir: string, user: SandboxUser): Promise<string | null> {
-  const parts = path.resolve(dir).split(path.sep).filter(Boolean);
-  for (let i = 0; i <= parts.length; i++) {
-    const current = path.join(path.sep, ...parts.slice(0, i));
+  for (const current of ancestorsOf(dir)) {
     let st;
     try {
       st = await fs.stat(current);
