@@ -33,6 +33,8 @@ export interface Config {
   limits: SubmissionLimits;
   /** Bytes of stdout and of stderr kept in a test's result. */
   maxOutputBytes: number;
+  /** What one test's artifacts may hold (MAX_ARTIFACT_BYTES, MAX_ARTIFACT_FILES); the rest is left out and said. */
+  artifactLimits: { maxBytes: number; maxFiles: number };
   logLevel: string;
   /** Request body limit of the HTTP API. */
   maxRequestBytes: number;
@@ -70,6 +72,8 @@ const envSchema = z.object({
   POOLS_FILE: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_OUTPUT_BYTES: positive(1024 * 1024),
+  MAX_ARTIFACT_BYTES: positive(1024 * 1024 * 1024),
+  MAX_ARTIFACT_FILES: int(1, 100_000, 1000),
   MAX_TESTS_PER_PLAN: positive(50_000),
   DEFAULT_TIMEOUT_SECONDS: int(1, 86_400, 600),
   MAX_REQUEST_BYTES: positive(256 * 1024 * 1024),
@@ -156,6 +160,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxPriority: 1000,
     },
     maxOutputBytes: e.MAX_OUTPUT_BYTES,
+    artifactLimits: { maxBytes: e.MAX_ARTIFACT_BYTES, maxFiles: e.MAX_ARTIFACT_FILES },
     logLevel: e.LOG_LEVEL,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     workerHeartbeatMs: e.WORKER_HEARTBEAT_MS,

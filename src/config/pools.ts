@@ -18,6 +18,12 @@ export const poolSchema = z.object({
   capacity: z.number().int().min(1).max(1024),
   /** Processes (and threads) one test may have at once. */
   pids: z.number().int().min(8).max(100_000).default(512),
+  /**
+   * Disk of one test's working directory in MiB (16 MiB – 1 TiB), enforced by the kernel: a
+   * loop-mounted ext4 file per environment, sparse, so the host only holds what tests write.
+   * Default 2048: room for a build tree; three environments of the default pools need at most 6 GB.
+   */
+  diskMb: z.number().int().min(16).max(1024 * 1024).default(2048),
   testTypes: z.array(z.enum(TEST_TYPES)).min(1),
 });
 
@@ -49,6 +55,7 @@ export const DEFAULT_POOLS: PoolDefinition[] = [
     tags: ['linux', 'debian'],
     capacity: 2,
     pids: 256,
+    diskMb: 2048,
     testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
   },
   {
@@ -61,6 +68,7 @@ export const DEFAULT_POOLS: PoolDefinition[] = [
     tags: ['linux', 'debian', 'dedicated-cpu'],
     capacity: 1,
     pids: 256,
+    diskMb: 2048,
     testTypes: ['PERFORMANCE'],
   },
 ];

@@ -10,6 +10,9 @@ export interface RunFacts {
   stderr: string;
   timeoutSeconds: number;
   memoryMb: number;
+  /** The working directory's disk was full at the end (writes failed with ENOSPC). */
+  diskFull?: boolean;
+  diskMb?: number;
 }
 
 /** The terminal status of a run the script finished (or was killed in), and its one-line reason. */
@@ -18,6 +21,10 @@ export function classifyRun(r: RunFacts): { status: Extract<TestStatus, 'PASSED'
   if (r.exitCode === 0 && !r.signal) return { status: 'PASSED', errorMessage: null };
   if (r.oomKilled) return { status: 'FAILED', errorMessage: `exceeded its memory limit of ${r.memoryMb} MB and was killed` };
   const last = lastLine(r.stderr);
+  if (r.diskFull) {
+    const limit = r.diskMb ? `its disk limit of ${r.diskMb} MB` : 'its disk limit';
+    return { status: 'FAILED', errorMessage: `hit ${limit} (No space left on device)${last ? `: ${last}` : ''}` };
+  }
   if (r.signal) return { status: 'FAILED', errorMessage: `killed by ${r.signal}${last ? `: ${last}` : ''}` };
   return { status: 'FAILED', errorMessage: last ? `exit code ${r.exitCode}: ${last}` : `exit code ${r.exitCode}` };
 }
@@ -30,6 +37,13 @@ export function lastLine(text: string, max = 300): string | null {
     if (l) return l.length > max ? `${l.slice(0, max)}…` : l;
   }
   return null;
+}
+
+/** The error message with what artifact collection left out, said after it (or alone). */
+export function withArtifactNotes(errorMessage: string | null, notes: readonly string[] | undefined): string | null {
+  if (!notes?.length) return errorMessage;
+  const said = `artifacts: ${notes.join('; ')}`;
+  return errorMessage ? `${errorMessage} — ${said}` : said;
 }
 
 /**

@@ -14,6 +14,19 @@ export interface EnvironmentShape {
   image: string;
   /** Maximum number of processes (and threads) inside one environment. */
   pids: number;
+  /** Disk of one environment's working directory in MiB, enforced by the kernel; default DEFAULT_DISK_MB. */
+  diskMb?: number;
+}
+
+/** Disk of an environment whose shape gives none. */
+export const DEFAULT_DISK_MB = 2048;
+
+/** What one test may leave as artifacts; beyond it files are left out (and the result says so). */
+export interface ArtifactLimits {
+  /** Bytes of all collected files together. */
+  maxBytes: number;
+  /** Number of collected files (core dumps and service logs included). */
+  maxFiles: number;
 }
 
 /** A live environment owned by a driver. `id` is the Environment row id. */
@@ -45,6 +58,8 @@ export interface RunSpec {
   artifactPaths: string[];
   /** Host directory where collected artifacts (and core dumps) are written. */
   artifactDir: string;
+  /** Caps on what is collected; default DEFAULT_ARTIFACT_LIMITS (container/artifacts.ts). */
+  artifactLimits?: ArtifactLimits;
   /** Bytes of stdout and of stderr kept each; the rest is counted and dropped. */
   maxOutputBytes: number;
   /** Performance tests: pin to dedicated CPUs. */
@@ -81,6 +96,10 @@ export interface RunOutcome {
   cpuTimeMs: number | null;
   peakMemoryBytes: number | null;
   files: CollectedFile[];
+  /** The working directory's disk was full when the run ended (writes failed with ENOSPC). */
+  diskFull?: boolean;
+  /** What artifact collection left out or cut, one short sentence each (at most ~10). */
+  artifactNotes?: string[];
 }
 
 export interface ResourceUsage {

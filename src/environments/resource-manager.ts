@@ -38,7 +38,7 @@ export class ResourceManager {
 
   constructor(private readonly o: ResourceManagerOptions) {
     const p = o.pool;
-    this.shape = { pool: p.name, kind: p.kind, arch: p.arch, cpus: p.cpus, memoryMb: p.memoryMb, image: p.image, pids: p.pids };
+    this.shape = { pool: p.name, kind: p.kind, arch: p.arch, cpus: p.cpus, memoryMb: p.memoryMb, image: p.image, pids: p.pids, diskMb: p.diskMb };
   }
 
   get pool(): PoolDefinition {

@@ -1,6 +1,8 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, writeFileSync, copyFileSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createWriteStream, existsSync, mkdirSync, promises as fs, renameSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 /** Artifacts and large outputs, content-addressed in a directory: the key is the sha256 of the bytes. */
 export class ArtifactStore {
@@ -13,10 +15,41 @@ export class ArtifactStore {
     return join(this.root, key.slice(0, 2), key);
   }
 
+  /**
+   * Stores a file: one streamed pass hashes it and writes a temporary copy, which becomes the
+   * content's key (or is dropped when that content is stored already). Never a synchronous copy:
+   * a large artifact must not stall the process's event loop (the API may share it). The source
+   * is opened without following a final symbolic link.
+   */
   async putFile(path: string): Promise<{ key: string; sha256: string }> {
-    const sha256 = await hashFile(path);
-    this.place(sha256, (tmp) => copyFileSync(path, tmp));
-    return { key: sha256, sha256 };
+    const src = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const tmpDir = join(this.root, 'tmp');
+    await fs.mkdir(tmpDir, { recursive: true });
+    const tmp = join(tmpDir, `${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+    try {
+      if (!(await src.stat()).isFile()) throw new Error(`not a regular file: ${path}`);
+      const h = createHash('sha256');
+      const hashing = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          h.update(chunk);
+          done(null, chunk);
+        },
+      });
+      await pipeline(src.createReadStream({ autoClose: false }), hashing, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
+      const sha256 = h.digest('hex');
+      const dest = this.pathOf(sha256);
+      if (existsSync(dest)) await fs.rm(tmp, { force: true });
+      else {
+        await fs.mkdir(dirname(dest), { recursive: true });
+        await fs.rename(tmp, dest);
+      }
+      return { key: sha256, sha256 };
+    } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+      throw err;
+    } finally {
+      await src.close().catch(() => undefined);
+    }
   }
 
   putBytes(data: Buffer | string): { key: string; sha256: string; size: number } {
@@ -39,14 +72,4 @@ export class ArtifactStore {
   remove(key: string): void {
     rmSync(this.pathOf(key), { force: true });
   }
-}
-
-function hashFile(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (c) => h.update(c))
-      .on('end', () => resolve(h.digest('hex')))
-      .on('error', reject);
-  });
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { dedicatedCpuSet } from '../domain/cpus';
-import { afterInfrastructureFault, classifyRun } from '../domain/outcome';
+import { afterInfrastructureFault, classifyRun, withArtifactNotes } from '../domain/outcome';
 import { isTerminal, type TestStatus } from '../domain/status';
 import type { PlansRepository } from '../db/plans.repository';
 import type { RunResult, RunsRepository, StoredArtifact } from '../db/runs.repository';
@@ -126,6 +126,7 @@ export class TestExecutor {
             services: spec.services as ServiceSpec[],
             artifactPaths: spec.artifactPaths,
             artifactDir,
+            artifactLimits: d.config.artifactLimits,
             maxOutputBytes: d.config.maxOutputBytes,
             dedicatedCpus: spec.type === 'PERFORMANCE' ? dedicatedCpuSet(lease.slot, manager.pool.cpus, d.hostCpus) : undefined,
             hardened: spec.type === 'SECURITY',
@@ -194,13 +195,15 @@ export class TestExecutor {
       stderr: outcome.stderr,
       timeoutSeconds: spec.timeoutSeconds,
       memoryMb: manager.pool.memoryMb,
+      diskFull: outcome.diskFull,
+      diskMb: manager.pool.diskMb,
     });
     const artifacts: StoredArtifact[] = [];
     for (const f of outcome.files) {
       const { key, sha256 } = await d.store.putFile(f.path);
       artifacts.push({ name: f.name, kind: f.kind, sizeBytes: f.sizeBytes, sha256, storageKey: key });
     }
-    const result = resultOf(outcome, status, errorMessage, false);
+    const result = resultOf(outcome, status, withArtifactNotes(errorMessage, outcome.artifactNotes), false);
     for (const stream of ['stdout', 'stderr'] as const) {
       const full = outcome[stream];
       if (Buffer.byteLength(full) > ROW_OUTPUT_BYTES) {

@@ -162,7 +162,7 @@ describe('loadConfig errors', () => {
 describe('loadConfig pools', () => {
   it('takes pools from POOLS, with defaults for arch, tags and pids', () => {
     const c = loadConfig({ POOLS: JSON.stringify([pool()]) });
-    assert.deepEqual(c.pools, [{ ...pool(), arch: 'x86_64', tags: [], pids: 512 }]);
+    assert.deepEqual(c.pools, [{ ...pool(), arch: 'x86_64', tags: [], pids: 512, diskMb: 2048 }]);
   });
 
   it('treats a blank POOLS as unset', () => {

@@ -6,11 +6,21 @@
 // (a test could point one at a host file) and only regular files are copied, each opened with
 // O_NOFOLLOW and checked again after opening. It runs after the sandbox is dead; the work dir is
 // owned by the sandbox's host user, which no other process should use (see sandbox-user.ts).
+//
+// Bounded: at most `maxFiles` files and `maxBytes` bytes per test, and never more bytes of a file
+// than it has allocated on disk (st_blocks * 512): a sparse 1 TiB file is cut to what it really
+// holds. Copies are streams (never a synchronous copy). What was left out or cut is returned as
+// short notes for the result.
 
 import { constants, createWriteStream, promises as fs } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import path from 'node:path';
-import type { CollectedFile } from '../driver.js';
+import type { ArtifactLimits, CollectedFile } from '../driver.js';
+
+/** MAX_ARTIFACT_BYTES / MAX_ARTIFACT_FILES defaults (src/config/config.ts passes the configured ones). */
+export const DEFAULT_ARTIFACT_LIMITS: ArtifactLimits = { maxBytes: 1024 * 1024 * 1024, maxFiles: 1000 };
+/** Notes kept per test; the rest are counted in one more. */
+const MAX_NOTES = 10;
 
 /** Upper bound on directory entries visited, so a work dir with millions of files cannot stall us. */
 const MAX_ENTRIES = 100_000;
@@ -55,52 +65,93 @@ export interface CollectInput {
   exclude?: string[];
   /** Extra host files to copy in as LOG (service logs): source path → name in artifactDir. */
   logs?: Array<{ source: string; name: string }>;
+  limits?: ArtifactLimits;
   onRejected?: (pattern: string, reason: string) => void;
 }
 
+export interface CollectResult {
+  files: CollectedFile[];
+  /** What was left out or cut, for the result (at most MAX_NOTES + 1 lines). */
+  notes: string[];
+}
+
 /** Lists regular files below `root` (relative, `/`-separated) without following links. */
-async function walk(root: string): Promise<string[]> {
+async function walk(root: string, notes: string[]): Promise<string[]> {
   const out: string[] = [];
   const stack: string[] = [''];
   let seen = 0;
+  let unreadable = 0;
   while (stack.length > 0) {
     const rel = stack.pop()!;
     let entries;
     try {
       entries = await fs.readdir(path.join(root, rel), { withFileTypes: true });
     } catch {
+      unreadable += 1; // too deep (ENAMETOOLONG), unreadable, or replaced meanwhile: said in a note
       continue;
     }
     for (const e of entries) {
-      if (++seen > MAX_ENTRIES) return out;
+      if (++seen > MAX_ENTRIES) {
+        notes.push(`only the first ${MAX_ENTRIES} entries of the work dir were looked at`);
+        return out.sort();
+      }
       const child = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) stack.push(child);
       else if (e.isFile()) out.push(child);
       // symlinks, sockets, fifos, devices: skipped
     }
   }
+  if (unreadable) notes.push(`${unreadable} director${unreadable === 1 ? 'y' : 'ies'} of the work dir could not be read (too deep or unreadable)`);
   return out.sort();
 }
 
+type CopyResult = { bytes: number; size: number; allocated: number } | { skipped: string };
+
 /**
- * Copies one regular file. The source is opened without following a final symbolic link and
- * without blocking on a FIFO, then checked to be a regular file: the work dir belongs to the
- * sandbox user, so an entry seen as a file by the walk is never trusted to still be one.
+ * Copies at most `budget` bytes of one regular file, and never more than it has allocated. The
+ * source is opened without following a final symbolic link and without blocking on a FIFO, then
+ * checked to be a regular file: the work dir belongs to the sandbox user, so an entry seen as a
+ * file by the walk is never trusted to still be one. The destination is created anew (O_EXCL).
  */
-async function copyOne(source: string, dest: string): Promise<number | null> {
-  const src = await fs.open(source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => null);
-  if (!src) return null;
+async function copyOne(source: string, dest: string, budget: number): Promise<CopyResult> {
+  let src;
   try {
-    if (!(await src.stat()).isFile()) return null;
+    src = await fs.open(source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (err) {
+    return { skipped: `cannot be opened (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` };
+  }
+  try {
+    const st = await src.stat();
+    if (!st.isFile()) return { skipped: 'is no longer a regular file' };
+    const allocated = st.blocks * 512;
+    const bytes = Math.max(0, Math.min(st.size, allocated, budget));
     await fs.mkdir(path.dirname(dest), { recursive: true });
-    await pipeline(src.createReadStream({ autoClose: false }), createWriteStream(dest));
-    return (await fs.stat(dest)).size;
+    const out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });
+    if (bytes === 0) {
+      out.end();
+      await new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
+    } else {
+      await pipeline(src.createReadStream({ start: 0, end: bytes - 1, autoClose: false }), out);
+    }
+    return { bytes, size: st.size, allocated };
   } finally {
     await src.close().catch(() => undefined);
   }
 }
 
-export async function collectArtifacts(input: CollectInput): Promise<CollectedFile[]> {
+function formatBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return i === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export async function collectArtifacts(input: CollectInput): Promise<CollectResult> {
+  const limits = input.limits ?? DEFAULT_ARTIFACT_LIMITS;
   const compiled: RegExp[] = [];
   for (const p of input.patterns) {
     const c = compileArtifactPattern(p);
@@ -109,37 +160,68 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectedFi
   }
   const exclude = new Set(input.exclude ?? []);
   const files: CollectedFile[] = [];
-  const all = await walk(input.workDir);
+  const notes: string[] = [];
+  let extraNotes = 0;
+  const note = (text: string) => {
+    if (notes.length < MAX_NOTES) notes.push(text);
+    else extraNotes += 1;
+  };
+  const walkNotes: string[] = [];
+  const all = await walk(input.workDir, walkNotes);
+  walkNotes.forEach(note);
   const artifactRoot = path.resolve(input.artifactDir);
   let madeDir = false;
-  const ensureDir = async () => {
+  let bytesLeft = limits.maxBytes;
+  let overFiles = 0;
+  let overBytes = 0;
+
+  const take = async (source: string, name: string, kind: CollectedFile['kind']) => {
+    const dest = path.join(artifactRoot, name);
+    if (!dest.startsWith(artifactRoot + path.sep)) return;
+    if (files.length >= limits.maxFiles) {
+      overFiles += 1;
+      return;
+    }
+    if (bytesLeft <= 0) {
+      overBytes += 1;
+      return;
+    }
     if (!madeDir) await fs.mkdir(artifactRoot, { recursive: true });
     madeDir = true;
+    const r = await copyOne(source, dest, bytesLeft);
+    if ('skipped' in r) {
+      note(`${name} left out: it ${r.skipped}`);
+      return;
+    }
+    bytesLeft -= r.bytes;
+    if (r.bytes < r.size) {
+      const why = r.allocated < r.size && r.bytes === Math.min(r.size, r.allocated)
+        ? `a sparse file, ${formatBytes(r.allocated)} allocated`
+        : `the artifact byte limit of ${formatBytes(limits.maxBytes)} per test was reached`;
+      note(`${name} cut to ${formatBytes(r.bytes)} of ${formatBytes(r.size)} (${why})`);
+    }
+    files.push({ name, kind, path: dest, sizeBytes: r.bytes });
   };
+
   for (const rel of all) {
     if (exclude.has(rel)) continue;
     const isCore = !rel.includes('/') && CORE_NAME.test(rel);
     if (!isCore && !compiled.some((re) => re.test(rel))) continue;
-    const dest = path.join(artifactRoot, rel);
-    if (!dest.startsWith(artifactRoot + path.sep)) continue;
-    await ensureDir();
-    const sizeBytes = await copyOne(path.join(input.workDir, rel), dest);
-    if (sizeBytes === null) continue;
-    files.push({ name: rel, kind: isCore ? 'CORE_DUMP' : 'FILE', path: dest, sizeBytes });
+    await take(path.join(input.workDir, rel), rel, isCore ? 'CORE_DUMP' : 'FILE');
   }
   for (const log of input.logs ?? []) {
     try {
       const st = await fs.lstat(log.source);
       if (!st.isFile()) continue;
     } catch {
-      continue;
+      continue; // the service wrote no log
     }
-    const dest = path.join(artifactRoot, log.name);
-    if (!dest.startsWith(artifactRoot + path.sep)) continue;
-    await ensureDir();
-    const sizeBytes = await copyOne(log.source, dest);
-    if (sizeBytes === null) continue;
-    files.push({ name: log.name, kind: 'LOG', path: dest, sizeBytes });
+    await take(log.source, log.name, 'LOG');
   }
-  return files;
+  // Counts first: they matter more than any single file's note.
+  const counts: string[] = [];
+  if (overFiles) counts.push(`${overFiles} more matching file${overFiles === 1 ? '' : 's'} left out (limit ${limits.maxFiles} files per test)`);
+  if (overBytes) counts.push(`${overBytes} more matching file${overBytes === 1 ? '' : 's'} left out (limit ${formatBytes(limits.maxBytes)} per test reached)`);
+  if (extraNotes) notes.push(`and ${extraNotes} more note${extraNotes === 1 ? '' : 's'}`);
+  return { files, notes: [...counts, ...notes] };
 }

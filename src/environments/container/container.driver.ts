@@ -30,6 +30,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathExists } from '../../infra/fs-utils';
 import {
+  DEFAULT_DISK_MB,
   InfrastructureError,
   type EnvironmentDriver,
   type EnvironmentHandle,
@@ -52,6 +53,7 @@ import {
   type CgroupLayout,
 } from '../cgroups.js';
 import { collectArtifacts } from './artifacts.js';
+import { CTL_FS_MB, createWorkFs, destroyWorkFs, isNearlyFull, mountsBelow, removeTree, unmount, type WorkFs } from './work-fs.js';
 import { SANDBOX_CTL_DIR, buildBwrapArgs, isValidEnvName } from './bwrap-args.js';
 import { buildHint, checkImage, ensureImage, type DriverLogger } from './image.js';
 import { instanceStatus, newInstanceName } from './instance.js';
@@ -125,6 +127,8 @@ interface ActiveRun {
 
 interface EnvState {
   handle: EnvironmentHandle;
+  /** The environment's own filesystem (work and ctl dirs live on it); null: plain dirs, no disk limit. */
+  disk: WorkFs | null;
   workDir: string;
   ctlDir: string;
   runSeq: number;
@@ -185,6 +189,9 @@ export class ContainerDriver implements EnvironmentDriver {
   private readonly envs = new Map<string, EnvState>();
   private layout: Promise<CgroupLayout> | null = null;
   private seccompFile: Promise<string | null> | null = null;
+  /** Environments get a loop-mounted filesystem of diskMb (needs root; see work-fs.ts). */
+  private readonly diskLimits: boolean;
+  private diskProbe: Promise<void> | null = null;
 
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
@@ -202,6 +209,7 @@ export class ContainerDriver implements EnvironmentDriver {
     this.buildMissingImages = options.buildMissingImages ?? false;
     this.sandboxUser = resolveSandboxUser(options);
     this.setprivPath = options.setprivPath ?? DEFAULT_SETPRIV_PATH;
+    this.diskLimits = process.getuid?.() === 0;
   }
 
   /** The host uid/gid sandboxed processes run as (the driver's own when it does not run as root). */
@@ -268,6 +276,32 @@ export class ContainerDriver implements EnvironmentDriver {
       this.logger.info({ cgroups: describeLayout(layout), instance: this.instance }, 'container driver preflight ok');
     }
     await this.sweepOnce();
+    await this.probeDiskLimits();
+  }
+
+  /** Once per instance: a small filesystem made, mounted and thrown away, or a clear error. */
+  private probeDiskLimits(): Promise<void> {
+    if (!this.diskLimits) {
+      this.diskProbe ??= Promise.resolve().then(() =>
+        this.logger.warn({ instance: this.instance }, 'container driver not running as root: the disk of environments is not limited (diskMb ignored)'),
+      );
+      return this.diskProbe;
+    }
+    this.diskProbe ??= (async () => {
+      await this.ensureStateRoot();
+      const dir = path.join(this.stateRoot, 'disk-probe');
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      const probe: WorkFs = { image: path.join(dir, 'disk.img'), mountPoint: path.join(dir, 'work'), sizeMb: 16, ctlMountPoint: path.join(dir, 'run'), ctlSizeMb: 1 };
+      try {
+        await createWorkFs(probe);
+      } finally {
+        await removeDirAndMounts(dir).catch((err: Error) => this.logger.error({ err: err.message }, 'disk probe: cannot remove its filesystems'));
+      }
+    })().catch((err: Error) => {
+      this.diskProbe = null;
+      throw new Error(`cannot limit the disk of environments (a loop-mounted ext4 file per environment): ${err.message}`);
+    });
+    return this.diskProbe;
   }
 
   async provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle> {
@@ -276,18 +310,31 @@ export class ContainerDriver implements EnvironmentDriver {
     const image = await checkImage(this.imageDir, shape.image);
     if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(this.imageDir, shape.image)}`);
     const stateDir = path.join(this.stateRoot, id);
+    // With disk limits: work is the mount point of the environment's ext4 file, ctl a directory on
+    // a small tmpfs at `run` (the sandbox writes nothing else on the host).
+    const disk: WorkFs | null = this.diskLimits
+      ? {
+          image: path.join(stateDir, 'disk.img'),
+          mountPoint: path.join(stateDir, 'work'),
+          sizeMb: shape.diskMb ?? DEFAULT_DISK_MB,
+          ctlMountPoint: path.join(stateDir, 'run'),
+          ctlSizeMb: CTL_FS_MB,
+        }
+      : null;
     const state: EnvState = {
       handle: { id, shape, stateDir },
+      disk,
       workDir: path.join(stateDir, 'work'),
-      ctlDir: path.join(stateDir, 'ctl'),
+      ctlDir: disk ? path.join(disk.ctlMountPoint, 'ctl') : path.join(stateDir, 'ctl'),
       runSeq: 0,
       active: null,
     };
     try {
       await this.ensureStateRoot();
-      await fs.rm(stateDir, { recursive: true, force: true });
+      await removeDirAndMounts(stateDir);
       await fs.mkdir(stateDir, { mode: 0o711 });
       await fs.chmod(stateDir, 0o711); // whatever the umask: the sandbox user must traverse it
+      if (disk) await createWorkFs(disk);
       await this.makeSandboxDir(state.workDir);
       if (this.useCgroups) {
         const layout = await this.cgroupLayout();
@@ -489,9 +536,17 @@ export class ContainerDriver implements EnvironmentDriver {
         exitCode = exit.code;
       }
 
+      // Before collecting (which writes nothing there): did the test fill its disk?
+      const diskFull = state.disk
+        ? await isNearlyFull(state.disk.mountPoint).catch((err: Error) => {
+            log.warn({ envId: env.id, err: err.message }, 'cannot read how full the disk is');
+            return false;
+          })
+        : false;
       let files: RunOutcome['files'] = [];
+      let artifactNotes: string[] = [];
       try {
-        files = await collectArtifacts({
+        ({ files, notes: artifactNotes } = await collectArtifacts({
           workDir: state.workDir,
           artifactDir: spec.artifactDir,
           patterns: spec.artifactPaths,
@@ -500,8 +555,10 @@ export class ContainerDriver implements EnvironmentDriver {
             source: path.join(state.ctlDir, serviceLogName(i)),
             name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
           })),
+          limits: spec.artifactLimits,
           onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
-        });
+        }));
+        if (artifactNotes.length) log.warn({ testId: spec.testId, notes: artifactNotes }, 'artifacts left out or cut');
       } catch (err) {
         log.error({ testId: spec.testId, err: (err as Error).message }, 'artifact collection failed');
         throw new InfrastructureError(`cannot collect artifacts: ${(err as Error).message}`, { cause: err });
@@ -520,6 +577,8 @@ export class ContainerDriver implements EnvironmentDriver {
         cpuTimeMs: stats?.cpuTimeMs ?? null,
         peakMemoryBytes: stats?.peakMemoryBytes ?? null,
         files,
+        diskFull,
+        artifactNotes,
       };
       log.info(
         {
@@ -555,10 +614,17 @@ export class ContainerDriver implements EnvironmentDriver {
     await this.stopActive(state, 'reset');
     try {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`);
-      await fs.rm(state.workDir, { recursive: true, force: true });
-      await fs.rm(state.ctlDir, { recursive: true, force: true });
+      if (state.disk) {
+        // A fresh filesystem: quicker than deleting what the test left, whatever its size or depth.
+        await destroyWorkFs(state.disk);
+        await createWorkFs(state.disk);
+      } else {
+        await removeTree(state.workDir);
+        await removeTree(state.ctlDir);
+      }
       await this.makeSandboxDir(state.workDir);
     } catch (err) {
+      this.logger.error({ envId: env.id, err: (err as Error).message }, 'reset failed: the environment is unusable');
       throw new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -627,8 +693,9 @@ export class ContainerDriver implements EnvironmentDriver {
     }
     try {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`);
-      await fs.rm(dir, { recursive: true, force: true });
+      await removeDirAndMounts(dir);
     } catch (err) {
+      this.logger.error({ envId: env.id, err: (err as Error).message }, 'destroy failed: its files stay on the host');
       throw new InfrastructureError(`cannot destroy environment ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -646,7 +713,8 @@ export class ContainerDriver implements EnvironmentDriver {
     if (layout) await removeGroupTree(layout, this.cgroupParent).catch((err: Error) => errors.push(err.message));
     this.stateRootReady = null;
     this.seccompFile = null;
-    await fs.rm(this.stateRoot, { recursive: true, force: true }).catch((err: Error) => errors.push(err.message));
+    this.diskProbe = null;
+    await removeDirAndMounts(this.stateRoot).catch((err: Error) => errors.push(err.message));
     if (errors.length) throw new Error(`container driver close: ${errors.join('; ')}`);
   }
 
@@ -699,12 +767,13 @@ export class ContainerDriver implements EnvironmentDriver {
         const st = await fs.lstat(dir);
         // Never follow a link; and only what this user created (a root driver's dirs are root's).
         if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
-        // fs.rm never follows symbolic links. The sandbox-owned parts (work, ctl) are below
-        // root-owned 0711 dirs with unguessable names, and their processes were killed above.
-        await fs.rm(dir, { recursive: true, force: true });
+        // Their filesystems are unmounted first; rm never follows symbolic links nor crosses
+        // into another mount. The sandbox-owned parts (work, ctl) are below root-owned 0711 dirs
+        // with unguessable names, and their processes were killed above.
+        await removeDirAndMounts(dir);
         removed.stateDirs.push(dir);
       } catch (err) {
-        log.warn({ dir, err: (err as Error).message }, 'sweep: cannot remove the state dir of a dead driver');
+        log.error({ dir, err: (err as Error).message }, 'sweep: cannot remove the state dir of a dead driver');
       }
     }
     if (removed.cgroups.length || removed.stateDirs.length) {
@@ -805,6 +874,12 @@ async function nearestExisting(dir: string): Promise<string> {
   let current = path.resolve(dir);
   while (!(await pathExists(current)) && path.dirname(current) !== current) current = path.dirname(current);
   return current;
+}
+
+/** Unmounts every filesystem at or below `dir` (deepest first), then removes the tree. */
+async function removeDirAndMounts(dir: string): Promise<void> {
+  for (const mp of await mountsBelow(dir)) await unmount(mp);
+  await removeTree(dir);
 }
 
 function defaultStateRoot(): string {
