@@ -1,0 +1,191 @@
+// The container driver's disk limits (issue 6, items 9 and 10): a test that writes past its pool's
+// diskMb gets ENOSPC and the host holds no more than the limit; artifact collection is capped
+// (files, bytes, a file's allocated size) and says what it left out; a tree deeper than PATH_MAX
+// is cleaned by reset, destroy and the start-up sweep; a removal that fails is an environment
+// fault. Small limits, so it runs fast.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ContainerDriver } from '../../src/environments/container/container.driver.js';
+import { checkImage } from '../../src/environments/container/image.js';
+import { createWorkFs, mountsBelow } from '../../src/environments/container/work-fs.js';
+import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import { classifyRun, withArtifactNotes } from '../../src/domain/outcome.js';
+import { TEST_IMAGE, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
+
+const DISK_MB = 32;
+const shape: EnvironmentShape = { pool: 'disk', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 256, image: TEST_IMAGE, pids: 64, diskMb: DISK_MB };
+const asRoot = process.getuid?.() === 0;
+
+/** Bytes a path holds on the host's disk (allocated blocks, not apparent size), whole tree. */
+function hostBytes(p: string): number {
+  const r = spawnSync('du', ['-s', '-B1', '-x', p], { encoding: 'utf8' });
+  return Number(r.stdout.split('\t')[0]);
+}
+
+/** A perl one-liner (perl-base is in every Debian image) making a tree deeper than PATH_MAX here. */
+const DEEP_TREE = `perl -e 'for (1..60) { mkdir "d" x 100 or die "mkdir: $!"; chdir "d" x 100 or die "chdir: $!" } open(F, ">", "leaf") or die; print F "x"; close F; print "deep ok\\n"'`;
+
+describe('ContainerDriver disk limits', () => {
+  let skip: string | null = null;
+  let tmp: TempDir;
+  let state: TempDir;
+  let driver: ContainerDriver;
+  let env: EnvironmentHandle;
+  const errors: string[] = [];
+  const logger = { info() {}, warn() {}, error: (o: object, m: string) => errors.push(`${m} ${JSON.stringify(o)}`) };
+
+  before(async () => {
+    if (!asRoot) skip = 'disk limits need root (loop mounts)';
+    else if (!(await checkImage(testImageDir(), TEST_IMAGE)).ok) skip = `image ${TEST_IMAGE} missing in ${testImageDir()}`;
+    tmp = makeTempDir('orch-disk-');
+    state = makeTempDir('orch-disk-state-', { traversable: true });
+    if (skip) return;
+    driver = new ContainerDriver({ imageDir: testImageDir(), logger, stateDir: state.path, cgroupParent: `test-orchestrator-disk-${process.pid}` });
+    await driver.preflight(shape);
+    env = await driver.provision(`disk-${process.pid}`, shape);
+  });
+  after(async () => {
+    if (driver) await driver.close();
+    assert.deepEqual(await mountsBelow(state.path), [], 'no mount left below the state dir');
+    state.cleanup();
+    tmp.cleanup();
+  });
+
+  let runs = 0;
+  const spec = (over: Partial<RunSpec> & { script: string }): RunSpec => ({
+    testId: 'disk',
+    attempt: 1,
+    env: {},
+    timeoutMs: 60_000,
+    services: [],
+    artifactPaths: [],
+    artifactDir: path.join(tmp.path, `art-${++runs}`),
+    maxOutputBytes: 65536,
+    ...over,
+  });
+
+  it('a write past diskMb fails with ENOSPC inside, the result says the disk limit was hit, and the host holds no more than the limit', async (t) => {
+    if (skip) return t.skip(skip);
+    await driver.reset(env);
+    const o = await driver.run(env, spec({ script: 'dd if=/dev/zero of=big bs=1M count=200 && echo wrote-all; dd if=/dev/zero of=/run/orchestrator/big bs=1M count=200 2>&1 | tail -1 >&2; exit 1' }));
+    assert.doesNotMatch(o.stdout, /wrote-all/);
+    assert.match(o.stderr, /No space left on device/);
+    assert.equal(o.diskFull, true);
+    const held = hostBytes(env.stateDir);
+    assert.ok(held <= (DISK_MB + 4) * 1024 * 1024, `the host holds ${held} bytes for an environment of ${DISK_MB} MB`);
+    const { status, errorMessage } = classifyRun({ ...o, timeoutSeconds: 60, memoryMb: 256, diskMb: DISK_MB });
+    assert.equal(status, 'FAILED');
+    assert.match(errorMessage ?? '', new RegExp(`disk limit of ${DISK_MB} MB \\(No space left on device\\)`));
+    // reset gives the next test an empty disk
+    await driver.reset(env);
+    const next = await driver.run(env, spec({ script: 'ls -A /work | grep -v "^.test-script$"; df -k /work | tail -1' }));
+    assert.equal(next.exitCode, 0, next.stderr);
+    assert.equal(next.diskFull, false);
+    assert.doesNotMatch(next.stdout, /big|lost\+found/);
+  });
+
+  it('a sparse 1 TiB artifact is cut to what it holds, and the result says so', async (t) => {
+    if (skip) return t.skip(skip);
+    await driver.reset(env);
+    const s = spec({ script: 'truncate -s 1T sparse.bin && echo hello > small.txt', artifactPaths: ['sparse.bin', 'small.txt'] });
+    const o = await driver.run(env, s);
+    assert.equal(o.exitCode, 0, o.stderr);
+    const byName = new Map(o.files.map((f) => [f.name, f]));
+    assert.equal(byName.get('small.txt')?.sizeBytes, 6);
+    assert.ok((byName.get('sparse.bin')?.sizeBytes ?? 0) < 1024 * 1024, JSON.stringify(o.files));
+    assert.ok(hostBytes(s.artifactDir) < 1024 * 1024, 'the artifact dir holds less than 1 MiB');
+    assert.ok(statSync(path.join(s.artifactDir, 'sparse.bin')).size < 1024 * 1024, 'the copy is not 1 TiB long either');
+    assert.ok(o.artifactNotes?.some((n) => /sparse\.bin cut to .* of 1\.0 TiB \(a sparse file/.test(n)), JSON.stringify(o.artifactNotes));
+    assert.match(withArtifactNotes(null, o.artifactNotes) ?? '', /^artifacts: sparse\.bin cut to/);
+  });
+
+  it('caps the number of files and the bytes collected per test, and says what was left out', async (t) => {
+    if (skip) return t.skip(skip);
+    await driver.reset(env);
+    const many = spec({
+      script: 'mkdir out && for i in $(seq 1 50); do echo $i > out/f$i; done; ln -s /etc/shadow out/link; mkfifo out/fifo',
+      artifactPaths: ['out'],
+      artifactLimits: { maxBytes: 1 << 20, maxFiles: 5 },
+    });
+    const o = await driver.run(env, many);
+    assert.equal(o.exitCode, 0, o.stderr);
+    assert.equal(o.files.length, 5);
+    assert.equal(readdirSync(path.join(many.artifactDir, 'out')).length, 5);
+    assert.ok(o.artifactNotes?.includes('45 more matching files left out (limit 5 files per test)'), JSON.stringify(o.artifactNotes));
+
+    await driver.reset(env);
+    const big = spec({
+      script: 'for i in 1 2 3 4; do head -c 3000000 /dev/urandom > b$i; done',
+      artifactPaths: ['b*'],
+      artifactLimits: { maxBytes: 5_000_000, maxFiles: 100 },
+    });
+    const b = await driver.run(env, big);
+    assert.equal(b.exitCode, 0, b.stderr);
+    const total = b.files.reduce((n, f) => n + f.sizeBytes, 0);
+    assert.equal(total, 5_000_000);
+    assert.ok(hostBytes(big.artifactDir) <= 5_000_000 + 64 * 1024, 'no more than the byte cap on the host');
+    assert.ok(b.artifactNotes?.some((n) => /^b2 cut to 1\.9 MiB of 2\.9 MiB \(the artifact byte limit of 4\.8 MiB per test was reached\)$/.test(n)), JSON.stringify(b.artifactNotes));
+    assert.ok(b.artifactNotes?.includes('2 more matching files left out (limit 4.8 MiB per test reached)'), JSON.stringify(b.artifactNotes));
+  });
+
+  it('a tree deeper than PATH_MAX is cleaned by reset and destroy, and nothing is left on the host', async (t) => {
+    if (skip) return t.skip(skip);
+    const other = await driver.provision(`deep-${process.pid}`, shape);
+    const o = await driver.run(other, spec({ script: `${DEEP_TREE}; cd /run/orchestrator && ${DEEP_TREE}`, artifactPaths: ['**'] }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    assert.match(o.stdout, /deep ok\ndeep ok/);
+    await driver.reset(other);
+    assert.deepEqual(readdirSync(path.join(other.stateDir, 'work')), []);
+    await driver.destroy(other);
+    assert.equal(existsSync(other.stateDir), false, 'the environment dir is gone');
+    assert.deepEqual((await mountsBelow(state.path)).filter((m) => m.startsWith(other.stateDir)), []);
+  });
+
+  it('a reset that cannot remove the disk is an environment fault, with an error in the log', async (t) => {
+    if (skip) return t.skip(skip);
+    const other = await driver.provision(`busy-${process.pid}`, shape);
+    // Something outside the sandbox holds the filesystem: it cannot be unmounted.
+    const held = openSync(path.join(other.stateDir, 'work', 'held'), 'w');
+    errors.length = 0;
+    try {
+      await assert.rejects(driver.reset(other), (err: Error) => err instanceof InfrastructureError && /cannot reset environment .*cannot unmount/.test(err.message));
+      assert.ok(errors.some((e) => /reset failed: the environment is unusable/.test(e)), errors.join('\n'));
+    } finally {
+      closeSync(held);
+    }
+    await driver.destroy(other);
+    assert.equal(existsSync(other.stateDir), false);
+  });
+
+  it('the start-up sweep unmounts and removes what a dead driver left, deep trees included', async (t) => {
+    if (skip) return t.skip(skip);
+    const ns = /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))![1];
+    const deadPid = Number(String(spawnSync('/bin/sh', ['-c', 'echo $$']).stdout).trim());
+    const dead = `p${deadPid}.12345.${ns}.0000d15c`;
+    const sweepBase = path.join(tmp.path, 'sweep-state');
+    const envDir = path.join(sweepBase, dead, 'some-env');
+    mkdirSync(envDir, { recursive: true, mode: 0o711 });
+    await createWorkFs({ image: path.join(envDir, 'disk.img'), mountPoint: path.join(envDir, 'work'), sizeMb: 16, ctlMountPoint: path.join(envDir, 'run'), ctlSizeMb: 1 });
+    for (const where of [path.join(envDir, 'work'), envDir]) {
+      const r = spawnSync('/bin/sh', ['-c', DEEP_TREE], { cwd: where, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    }
+    writeFileSync(path.join(envDir, 'work', 'left.txt'), 'x');
+    assert.equal((await mountsBelow(sweepBase)).length, 2);
+    const sweeper = new ContainerDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: sweepBase, cgroupParent: `test-orchestrator-disk-${process.pid}` });
+    try {
+      const removed = await sweeper.sweepDeadInstances();
+      assert.deepEqual(removed.stateDirs, [path.join(sweepBase, dead)]);
+      assert.deepEqual(await mountsBelow(sweepBase), []);
+      assert.equal(existsSync(path.join(sweepBase, dead)), false);
+    } finally {
+      await sweeper.close();
+    }
+    // and the loop device went with it
+    assert.doesNotMatch(readFileSync('/proc/self/mountinfo', 'utf8'), new RegExp(dead));
+  });
+});
