@@ -13,6 +13,7 @@
 // `sections` below. A section gets a running server on one database and records figures.
 import { cpus, loadavg } from 'node:os';
 import { apiSubmit } from './api-submit.bench';
+import { diskReset } from './disk-reset.bench';
 import {
   Cleanup,
   DATABASES,
@@ -34,6 +35,7 @@ export const sections: Record<string, Section> = {
   worker: workerThroughput,
   'api-submit': apiSubmit,
   'status-1m': status1m,
+  'disk-reset': diskReset,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3 };
@@ -135,6 +137,9 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     const ratio = get('ratio');
     const e2e = get('e2e');
     if (ratio && e2e) parts.push(`worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone`);
+    const resetBig = get('reset-big');
+    const resetSmall = get('reset-small');
+    if (resetBig && resetSmall) parts.push(`reset after 1 GB + 100,000 files ${fmtMs(resetBig.value)}, after a small test ${fmtMs(resetSmall.value)}`);
     const toRunning = get('to-running');
     if (toRunning) parts.push(`submit→RUNNING p50 ${fmtMs(toRunning.value)} (${toRunning.detail})`);
     const failed = failures.filter((f) => f.startsWith(`${db}:`));

@@ -148,8 +148,10 @@ describe('ContainerDriver disk limits', () => {
   it('a reset that cannot remove the disk is an environment fault, with an error in the log', async (t) => {
     if (skip) return t.skip(skip);
     const other = await driver.provision(`busy-${process.pid}`, shape);
-    // Something outside the sandbox holds the filesystem: it cannot be unmounted.
-    const held = openSync(path.join(other.stateDir, 'work', 'held'), 'w');
+    // Enough files that reset makes a new filesystem; something outside the sandbox holds the old one.
+    const o = await driver.run(other, spec({ script: 'mkdir many && cd many && seq 1 400 | xargs touch' }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    const held = openSync(path.join(other.stateDir, 'work'), 'r');
     errors.length = 0;
     try {
       await assert.rejects(driver.reset(other), (err: Error) => err instanceof InfrastructureError && /cannot reset environment .*cannot unmount/.test(err.message));

@@ -53,7 +53,7 @@ import {
   type CgroupLayout,
 } from '../cgroups.js';
 import { collectArtifacts } from './artifacts.js';
-import { CTL_FS_MB, createWorkFs, destroyWorkFs, isNearlyFull, mountsBelow, removeTree, unmount, type WorkFs } from './work-fs.js';
+import { CTL_FS_MB, clearInPlace, createWorkFs, destroyWorkFs, isNearlyFull, mountsBelow, removeTree, unmount, type WorkFs } from './work-fs.js';
 import { SANDBOX_CTL_DIR, buildBwrapArgs, isValidEnvName } from './bwrap-args.js';
 import { buildHint, checkImage, ensureImage, type DriverLogger } from './image.js';
 import { instanceStatus, newInstanceName } from './instance.js';
@@ -615,9 +615,15 @@ export class ContainerDriver implements EnvironmentDriver {
     try {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`);
       if (state.disk) {
-        // A fresh filesystem: quicker than deleting what the test left, whatever its size or depth.
-        await destroyWorkFs(state.disk);
-        await createWorkFs(state.disk);
+        // After a big test a fresh filesystem: quicker than deleting what it left, whatever its
+        // size or depth. After a small one the few files go in place.
+        const cleared = await clearInPlace(state.disk, state.ctlDir, (what, err) =>
+          this.logger.info({ envId: env.id, err: err.message }, what),
+        );
+        if (!cleared) {
+          await destroyWorkFs(state.disk);
+          await createWorkFs(state.disk);
+        }
       } else {
         await removeTree(state.workDir);
         await removeTree(state.ctlDir);

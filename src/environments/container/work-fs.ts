@@ -180,6 +180,32 @@ export async function removeTree(dir: string): Promise<void> {
   throw new Error(`cannot remove ${abs}${failure}`);
 }
 
+/** Below these a reset empties the filesystem in place (~1 ms) instead of making a new one (~40 ms). */
+const IN_PLACE_MAX_INODES = 256;
+const IN_PLACE_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * After a small test: empties the work fs and the control dir in place and returns true. Returns
+ * false (nothing to trust: make a fresh filesystem) when the test left many files or bytes, or
+ * when anything cannot be removed in place (a tree deeper than PATH_MAX, say).
+ */
+export async function clearInPlace(fsSpec: WorkFs, ctlDir: string, log: (what: string, err: Error) => void): Promise<boolean> {
+  const s = await fs.statfs(fsSpec.mountPoint);
+  const usedInodes = s.files - s.ffree;
+  const usedBytes = (s.blocks - s.bfree) * s.bsize;
+  if (usedInodes > IN_PLACE_MAX_INODES || usedBytes > IN_PLACE_MAX_BYTES + s.blocks * s.bsize * 0.05) return false;
+  try {
+    for (const name of await fs.readdir(fsSpec.mountPoint)) {
+      await fs.rm(path.join(fsSpec.mountPoint, name), { recursive: true, force: true });
+    }
+    await fs.rm(ctlDir, { recursive: true, force: true });
+    return true;
+  } catch (err) {
+    log('cannot empty the disk in place: making a new one', err as Error);
+    return false;
+  }
+}
+
 /**
  * True when the filesystem is (nearly) full: less than max(2 MiB, 1%) of its blocks or no inode
  * left. ext4 refuses a large write with ENOSPC while a few hundred KB remain (delayed-allocation
