@@ -34,7 +34,7 @@ export function completeUtf8Length(bytes: Uint8Array): number {
   for (let back = 1; back <= Math.min(3, n); back++) {
     const b = bytes[n - back];
     if ((b & 0xc0) === 0x80) continue; // a continuation byte: look further back for its lead
-    const need = b >= 0xf0 && b <= 0xf4 ? 4 : b >= 0xe0 ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 1;
+    const need = b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 1;
     return need > back ? n - back : n;
   }
   return n;

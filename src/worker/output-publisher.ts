@@ -16,7 +16,7 @@ export class OutputPublisher {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly events: EventBus,
+    private readonly events: Pick<EventBus, 'emit'>,
     private readonly testId: string,
   ) {}
 
