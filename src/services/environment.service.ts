@@ -1,11 +1,14 @@
 import { isUuid } from '../db/cursor';
+import { NUL_MESSAGE } from '../domain/input-strings';
 import type { EnvironmentView } from '../events/types';
 import type { ServiceDeps } from './context';
+import { UserError } from './errors';
 
 export class EnvironmentService {
   constructor(private readonly d: ServiceDeps) {}
 
-  list(pool: string | null | undefined, status: EnvironmentView['status'] | null | undefined): Promise<EnvironmentView[]> {
+  async list(pool: string | null | undefined, status: EnvironmentView['status'] | null | undefined): Promise<EnvironmentView[]> {
+    if (pool?.includes('\0')) throw new UserError('BAD_USER_INPUT', `pool ${NUL_MESSAGE}`, { field: 'pool' });
     return this.d.status.environments({ pool, status });
   }
 
