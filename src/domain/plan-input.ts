@@ -1,6 +1,6 @@
 // Validation of a submitted plan. Pure: returns every problem found, each naming the field and the test.
 
-import { fieldsWithNul, NUL_MESSAGE } from './input-strings';
+import { badStrings, quotable } from './input-strings';
 import type { Kind, Requirements, TestType } from './matching';
 
 export interface ServiceInput {
@@ -80,20 +80,20 @@ export function artifactPathProblem(p: string): string | null {
 }
 
 export function validatePlan(input: SubmitPlanInput, limits: ValidationLimits): FieldProblem[] {
-  // one rule for every string of the input; a field with a NUL gets that problem only
-  const nul = fieldsWithNul(input);
-  if (!nul.length) return checkPlan(input, limits);
+  // one rule for every string of the input (storable text); such a field gets that problem only
+  const bad = badStrings(input);
+  if (!bad.length) return checkPlan(input, limits);
   const testName = (field: string) => {
     const i = /^tests\[(\d+)\]/.exec(field)?.[1];
     const name = i === undefined ? undefined : input.tests?.[Number(i)]?.name;
-    return typeof name === 'string' ? name.replace(/\0/g, '\uFFFD') : undefined;
+    return typeof name === 'string' ? quotable(name) : undefined;
   };
-  const nulSet = new Set(nul);
+  const fields = new Set(bad.map((b) => b.field));
   return [
-    ...nul.map((field) => ({ field, test: testName(field), message: NUL_MESSAGE })),
+    ...bad.map(({ field, message }) => ({ field, test: testName(field), message })),
     ...checkPlan(input, limits)
-      .filter((p) => !nulSet.has(p.field))
-      .map((p) => (p.test === undefined ? p : { ...p, test: p.test.replace(/\0/g, '\uFFFD') })),
+      .filter((p) => !fields.has(p.field))
+      .map((p) => (p.test === undefined ? p : { ...p, test: quotable(p.test) })),
   ];
 }
 

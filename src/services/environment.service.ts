@@ -1,5 +1,5 @@
 import { isUuid } from '../db/cursor';
-import { NUL_MESSAGE } from '../domain/input-strings';
+import { stringProblem } from '../domain/input-strings';
 import type { EnvironmentView } from '../events/types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
@@ -8,7 +8,8 @@ export class EnvironmentService {
   constructor(private readonly d: ServiceDeps) {}
 
   async list(pool: string | null | undefined, status: EnvironmentView['status'] | null | undefined): Promise<EnvironmentView[]> {
-    if (pool?.includes('\0')) throw new UserError('BAD_USER_INPUT', `pool ${NUL_MESSAGE}`, { field: 'pool' });
+    const problem = pool ? stringProblem(pool) : null;
+    if (problem) throw new UserError('BAD_USER_INPUT', `pool ${problem}`, { field: 'pool' });
     return this.d.status.environments({ pool, status });
   }
 

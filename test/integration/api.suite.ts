@@ -143,7 +143,7 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
       assert.deepEqual(await stored(), { plans: before.plans + 2, tests: before.tests + 2 });
     });
 
-    it('refuses a NUL in any input string with BAD_USER_INPUT naming the field, and stores nothing', async () => {
+    it('refuses a NUL (or an unpaired surrogate) in any input string with BAD_USER_INPUT naming the field, and stores nothing', async () => {
       const before = await stored();
       const nul = 'x\u0000y';
       const svc = (over: Record<string, unknown>) => ({ name: 'i', type: 'INTEGRATION', script: 'true', services: [{ name: 'db', command: 'sleep 9', ...over }] });
@@ -169,6 +169,10 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
         assert.ok(problems.some((p) => p.field === field && /NUL/.test(p.message)), `${field}: ${JSON.stringify(problems)}`);
         assert.match(r.errors[0].message, new RegExp(`${field.replace(/[[\].]/g, '\\$&')}.* must not contain NUL`), field);
       }
+      // an unpaired surrogate (JSON can carry one; jsonb and UTF-8 cannot) is refused by the same rule
+      const lone: any = await gql(url, SUBMIT, { input: { name: 'p', tests: [unit('a', { script: 'echo \udc00' })] } });
+      assert.equal(lone.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(lone));
+      assert.match(lone.errors[0].message, /tests\[0\]\.script \("a"\) must be valid Unicode text/);
       const env = await gql(url, `query($p: String) { environments(pool: $p) { id } }`, { p: 'x\u0000' });
       assert.deepEqual([env.errors?.[0]?.extensions?.code, env.errors?.[0]?.extensions?.field], ['BAD_USER_INPUT', 'pool'], JSON.stringify(env));
       assert.deepEqual(await stored(), before);

@@ -1,7 +1,7 @@
 // The idempotency digest (src/domain/plan-digest.ts) and the one NUL rule (src/domain/input-strings.ts).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { fieldsWithNul } from '../../src/domain/input-strings';
+import { badStrings } from '../../src/domain/input-strings';
 import { canonicalJson, planDigest } from '../../src/domain/plan-digest';
 import type { SubmitPlanInput } from '../../src/domain/plan-input';
 
@@ -30,11 +30,17 @@ describe('planDigest', () => {
   });
 });
 
-describe('fieldsWithNul', () => {
-  it('names every string holding a NUL, at any depth, in order', () => {
-    const input = { name: 'a\0', tests: [{ name: 'ok', services: [{ command: 'x', readyCheck: '\0' }], tags: ['t', 'u\0'] }], n: 3, z: null };
-    assert.deepEqual(fieldsWithNul(input), ['name', 'tests[0].services[0].readyCheck', 'tests[0].tags[1]']);
-    assert.deepEqual(fieldsWithNul({ name: 'clean', tests: [] }), []);
+describe('badStrings', () => {
+  const fieldsWithNul = (v: unknown) => badStrings(v).map((b) => b.field);
+  it('names every string holding a NUL or an unpaired surrogate, at any depth, in order', () => {
+    const input = { name: 'a\0', tests: [{ name: 'ok', services: [{ command: 'x', readyCheck: '\0' }], tags: ['t', 'u\0', '\ud800'] }], n: 3, z: null };
+    assert.deepEqual(badStrings(input), [
+      { field: 'name', message: 'must not contain NUL (\\u0000)' },
+      { field: 'tests[0].services[0].readyCheck', message: 'must not contain NUL (\\u0000)' },
+      { field: 'tests[0].tags[1]', message: 'must not contain NUL (\\u0000)' },
+      { field: 'tests[0].tags[2]', message: 'must be valid Unicode text (it holds an unpaired surrogate, \\uD800 to \\uDFFF)' },
+    ]);
+    assert.deepEqual(fieldsWithNul({ name: 'clean é 😀', tests: [] }), []);
     assert.deepEqual(fieldsWithNul('\0'), ['(input)']);
   });
 
