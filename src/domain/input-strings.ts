@@ -5,6 +5,7 @@
 const MAX_REPORTED = 100;
 /** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 
 export const NUL_MESSAGE = 'must not contain NUL (\\u0000)';
 export const SURROGATE_MESSAGE = 'must be valid Unicode text (it holds an unpaired surrogate, \\uD800 to \\uDFFF)';
@@ -12,7 +13,7 @@ export const SURROGATE_MESSAGE = 'must be valid Unicode text (it holds an unpair
 /** Why this string cannot be taken as text, or null. */
 export function stringProblem(s: string): string | null {
   if (s.includes('\0')) return NUL_MESSAGE;
-  if (new RegExp(LONE_SURROGATE.source).test(s)) return SURROGATE_MESSAGE;
+  if (ANY_SURROGATE.test(s) && new RegExp(LONE_SURROGATE.source).test(s)) return SURROGATE_MESSAGE; // the quick scan first
   return null;
 }
 
