@@ -23,6 +23,8 @@ export interface NewPlan {
   name: string;
   priority: number;
   idempotencyKey: string | null;
+  /** Digest of the content submitted with the key (see domain/plan-digest). */
+  idempotencyDigest: string | null;
   tests: NewTestRow[];
 }
 
@@ -52,7 +54,7 @@ export class PlansRepository {
       const created = await this.prisma.$transaction(
         async (tx) => {
           const row = await tx.executionPlan.create({
-            data: { id: plan.id, name: plan.name, priority: plan.priority, idempotencyKey: plan.idempotencyKey, testCount: plan.tests.length },
+            data: { id: plan.id, name: plan.name, priority: plan.priority, idempotencyKey: plan.idempotencyKey, idempotencyDigest: plan.idempotencyDigest, testCount: plan.tests.length },
           });
           const rows = plan.tests.map((t) => ({
             id: t.id,
@@ -99,9 +101,10 @@ export class PlansRepository {
     }
   }
 
-  async findByIdempotencyKey(key: string): Promise<PlanView | null> {
+  /** The plan created with this key, and the digest of what was submitted with it (null: before digests were kept). */
+  async findByIdempotencyKey(key: string): Promise<{ plan: PlanView; digest: string | null } | null> {
     const row = await this.prisma.executionPlan.findUnique({ where: { idempotencyKey: key } });
-    return row ? planView(row, await this.counts(row.id)) : null;
+    return row ? { plan: planView(row, await this.counts(row.id)), digest: row.idempotencyDigest } : null;
   }
 
   async get(id: string): Promise<PlanView | null> {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { withoutNul } from '../domain/output-text';
 import type { TestStatus } from '../domain/status';
 import type { TestView } from '../events/types';
 import type { PrismaClient } from '../generated/prisma/client';
@@ -73,7 +74,8 @@ export class RunsRepository {
    * The end of an attempt in one statement: its run row gets the result (once), and the test moves to
    * `r.status` only while it is RUNNING at `attempt` (the fence). Returns the test, or null when fenced.
    */
-  async finishAttempt(testId: string, attempt: number, runId: string, r: RunResult): Promise<TestView | null> {
+  async finishAttempt(testId: string, attempt: number, runId: string, result: RunResult): Promise<TestView | null> {
+    const r = storable(result);
     const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
       `WITH r AS (
          UPDATE "test_run" SET "status" = $3::"TestStatus", "exit_code" = $4, "signal" = $5, "stdout" = $6, "stderr" = $7,
@@ -114,7 +116,8 @@ export class RunsRepository {
    * Records what happened to one attempt (also a stale one: the test row itself is fenced separately).
    * Returns the artifacts with their ids.
    */
-  async finish(runId: string, r: RunResult, artifacts: StoredArtifact[]): Promise<(StoredArtifact & { id: string })[]> {
+  async finish(runId: string, result: RunResult, artifacts: StoredArtifact[]): Promise<(StoredArtifact & { id: string })[]> {
+    const r = storable(result);
     const withIds = artifacts.map((a) => ({ id: randomUUID(), runId, ...a }));
     const update = this.prisma.testRun.updateMany({
         where: { id: runId, finishedAt: null }, // a run is written once: a lost attempt's late result does not replace its record
@@ -143,11 +146,22 @@ export class RunsRepository {
   async finishLost(testId: string, attempt: number, errorMessage: string): Promise<void> {
     await this.prisma.testRun.updateMany({
       where: { testId, attempt, finishedAt: null },
-      data: { status: 'ERROR', infrastructure: true, errorMessage, finishedAt: new Date() },
+      data: { status: 'ERROR', infrastructure: true, errorMessage: withoutNul(errorMessage), finishedAt: new Date() },
     });
   }
 
   async artifact(id: string): Promise<{ name: string; storageKey: string } | null> {
     return this.prisma.artifact.findUnique({ where: { id }, select: { name: true, storageKey: true } });
   }
+}
+
+/** Text columns cannot hold NUL: whatever path a result took (an error message quoting the sandbox), none reaches them. */
+function storable(r: RunResult): RunResult {
+  return {
+    ...r,
+    stdout: withoutNul(r.stdout),
+    stderr: withoutNul(r.stderr),
+    signal: r.signal === null ? null : withoutNul(r.signal),
+    errorMessage: r.errorMessage === null ? null : withoutNul(r.errorMessage),
+  };
 }

@@ -89,8 +89,12 @@ export interface RunOutcome {
   aborted: boolean;
   /** The memory limit was hit (the kernel's OOM killer ended a process). */
   oomKilled: boolean;
+  /** The kept bytes decoded as UTF-8 (lossy for binary output); `stdoutBytes` is what the test wrote. */
   stdout: string;
   stderr: string;
+  /** The kept bytes exactly as the test wrote them (at most RunSpec.maxOutputBytes each). */
+  stdoutBytes: Buffer;
+  stderrBytes: Buffer;
   outputTruncated: boolean;
   durationMs: number;
   cpuTimeMs: number | null;

@@ -1,11 +1,15 @@
 import { isUuid } from '../db/cursor';
+import { stringProblem } from '../domain/input-strings';
 import type { EnvironmentView } from '../events/types';
 import type { ServiceDeps } from './context';
+import { UserError } from './errors';
 
 export class EnvironmentService {
   constructor(private readonly d: ServiceDeps) {}
 
-  list(pool: string | null | undefined, status: EnvironmentView['status'] | null | undefined): Promise<EnvironmentView[]> {
+  async list(pool: string | null | undefined, status: EnvironmentView['status'] | null | undefined): Promise<EnvironmentView[]> {
+    const problem = pool ? stringProblem(pool) : null;
+    if (problem) throw new UserError('BAD_USER_INPUT', `pool ${problem}`, { field: 'pool' });
     return this.d.status.environments({ pool, status });
   }
 

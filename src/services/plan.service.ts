@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { explainUnschedulable, matchPool } from '../domain/matching';
+import { planDigest } from '../domain/plan-digest';
 import { describeProblems, validatePlan, type SubmitPlanInput } from '../domain/plan-input';
 import type { PlanStatus } from '../domain/status';
 import { decodeCursor, isUuid } from '../db/cursor';
@@ -38,9 +39,10 @@ export class PlanService {
     if (problems.length) {
       throw new UserError('BAD_USER_INPUT', `invalid plan: ${describeProblems(problems)}`, { problems: problems.slice(0, 100) });
     }
+    const digest = input.idempotencyKey ? planDigest(input) : null;
     if (input.idempotencyKey) {
       const existing = await this.d.plans.findByIdempotencyKey(input.idempotencyKey);
-      if (existing) return existing;
+      if (existing) return this.sameContent(input.idempotencyKey, digest!, existing);
     }
 
     const tests: NewTestRow[] = [];
@@ -75,12 +77,12 @@ export class PlanService {
     const priority = input.priority ?? 0;
     let plan: PlanView;
     try {
-      plan = await this.d.plans.create({ id: randomUUID(), name: input.name, priority, idempotencyKey: input.idempotencyKey ?? null, tests });
+      plan = await this.d.plans.create({ id: randomUUID(), name: input.name, priority, idempotencyKey: input.idempotencyKey ?? null, idempotencyDigest: digest, tests });
     } catch (e) {
       // a concurrent submission with the same key won the race: answer with its plan
       if (e instanceof UniqueViolation && input.idempotencyKey) {
         const existing = await this.d.plans.findByIdempotencyKey(input.idempotencyKey);
-        if (existing) return existing;
+        if (existing) return this.sameContent(input.idempotencyKey, digest!, existing);
       }
       throw e;
     }
@@ -94,6 +96,18 @@ export class PlanService {
     this.d.events.emit('system', { reason: 'plan submitted' });
     logger.info({ planId: plan.id, tests: tests.length, priority }, 'plan submitted');
     return plan;
+  }
+
+  /** A key names one submission: the same content gets its plan again, other content is refused. */
+  private sameContent(key: string, digest: string, existing: { plan: PlanView; digest: string | null }): PlanView {
+    // a plan stored before digests were kept: its content cannot be compared, the key alone decides
+    if (existing.digest === null || existing.digest === digest) return existing.plan;
+    this.d.logger.info({ planId: existing.plan.id }, 'idempotencyKey reused with other content: refused');
+    throw new UserError(
+      'BAD_USER_INPUT',
+      `idempotencyKey "${key.slice(0, 60)}" was already used with other content: the same key must come with the same plan (or use a new key)`,
+      { field: 'idempotencyKey' },
+    );
   }
 
   async get(id: string): Promise<PlanView | null> {

@@ -63,7 +63,11 @@ export class Reconciler {
     this.d.logger.warn({ workers: dead }, 'workers stopped sending heartbeats: their environments are retired');
   }
 
-  /** RUNNING with no job in its queue: the job was lost (Redis lost its data); another attempt or ERROR. */
+  /**
+   * RUNNING with no job in its queue: the job was lost (Redis lost its data, or a worker's job failed before
+   * anything was recorded); another attempt or ERROR. A result that could not be recorded never comes here:
+   * its worker ends the test in ERROR with the cause (executor.recordFailed).
+   */
   private async handBackLostRunning(): Promise<void> {
     const running = await this.d.tests.running(10_000);
     for (const [pool, tests] of groupBy(running, (t) => t.pool)) {
@@ -77,7 +81,7 @@ export class Reconciler {
           retry ? { status: 'QUEUED', environmentId: null } : { status: 'ERROR', finishedAt: this.d.now() },
         );
         if (!changed) continue;
-        await this.d.runs.finishLost(t.id, t.attempts, `environment fault: the job of attempt ${t.attempts} was lost (Redis lost its data?)`);
+        await this.d.runs.finishLost(t.id, t.attempts, `environment fault: the job of attempt ${t.attempts} vanished from its queue with no result recorded (Redis lost its data, or its worker failed: see that worker's log)`);
         if (retry) await this.d.queues.enqueue([{ testId: t.id, planId: t.planId, pool, priority: t.priority }]);
         await publishTestChanges(this.d, t.planId, [changed]);
         this.d.logger.warn({ testId: t.id, planId: t.planId, attempt: t.attempts, retry }, 'a running test lost its job: handed back');

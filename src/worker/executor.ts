@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { dedicatedCpuSet } from '../domain/cpus';
-import { afterInfrastructureFault, classifyRun, withArtifactNotes } from '../domain/outcome';
+import { afterInfrastructureFault, classifyRun, lastLine, withArtifactNotes } from '../domain/outcome';
+import { rowOutput } from '../domain/output-text';
 import { isTerminal, type TestStatus } from '../domain/status';
 import type { PlansRepository } from '../db/plans.repository';
 import type { RunResult, RunsRepository, StoredArtifact } from '../db/runs.repository';
@@ -22,8 +23,11 @@ import { PlanRefresher, publishTestChanges } from '../services/transitions';
 import { OutputPublisher } from './output-publisher';
 import { resultView } from '../db/views';
 
-/** Output kept in the result row; the whole capture goes to the artifact store when it is longer. */
+/** Output kept in the result row; the exact capture goes to the artifact store when longer or not valid text. */
 export const ROW_OUTPUT_BYTES = 64 * 1024;
+
+/** Tries to end a test in ERROR when its result could not be recorded. */
+const RECORD_TRIES = 3;
 
 export type AbortReason = 'cancel' | 'shutdown' | 'fenced';
 
@@ -187,12 +191,26 @@ export class TestExecutor {
       log.info({ reason }, 'run stopped');
       return;
     }
+    try {
+      await this.recordResult(spec, attempt, runId, outcome, manager, log);
+    } catch (err) {
+      await this.recordFailed(spec, attempt, runId, err as Error, log);
+    }
+  }
+
+  /** The finished run's result: output (as safe text, the exact bytes as LOG artifacts), artifacts, status. */
+  private async recordResult(spec: TestSpecRow, attempt: number, runId: string, outcome: RunOutcome, manager: ResourceManager, log: Logger): Promise<void> {
+    const d = this.d;
+    const output = {
+      stdout: rowOutput(outcome.stdoutBytes ?? Buffer.from(outcome.stdout), ROW_OUTPUT_BYTES, 'stdout.log'),
+      stderr: rowOutput(outcome.stderrBytes ?? Buffer.from(outcome.stderr), ROW_OUTPUT_BYTES, 'stderr.log'),
+    };
     const { status, errorMessage } = classifyRun({
       exitCode: outcome.exitCode,
       signal: outcome.signal,
       timedOut: outcome.timedOut,
       oomKilled: outcome.oomKilled,
-      stderr: outcome.stderr,
+      stderr: output.stderr.text,
       timeoutSeconds: spec.timeoutSeconds,
       memoryMb: manager.pool.memoryMb,
       diskFull: outcome.diskFull,
@@ -205,13 +223,13 @@ export class TestExecutor {
     }
     const result = resultOf(outcome, status, withArtifactNotes(errorMessage, outcome.artifactNotes), false);
     for (const stream of ['stdout', 'stderr'] as const) {
-      const full = outcome[stream];
-      if (Buffer.byteLength(full) > ROW_OUTPUT_BYTES) {
-        const put = d.store.putBytes(full);
-        artifacts.push({ name: `${stream}.log`, kind: 'LOG', sizeBytes: put.size, sha256: put.sha256, storageKey: put.key });
-        result[stream] = abridge(full, put.size, `${stream}.log`);
-        result.outputTruncated = true;
-      }
+      const row = output[stream];
+      result[stream] = row.text;
+      if (row.exact) continue;
+      // not byte-exact in the row (abridged, or not valid text): the exact bytes are an artifact
+      const put = d.store.putBytes(outcome[`${stream}Bytes`] ?? Buffer.from(outcome[stream]));
+      artifacts.push({ name: `${stream}.log`, kind: 'LOG', sizeBytes: put.size, sha256: put.sha256, storageKey: put.key });
+      if (row.abridged) result.outputTruncated = true;
     }
     const stored = await d.runs.addArtifacts(runId, artifacts);
     const done = await d.runs.finishAttempt(spec.id, attempt, runId, result);
@@ -222,6 +240,32 @@ export class TestExecutor {
     d.events.emit('test', { ...done, result: resultView({ ...result, artifacts: stored }) });
     this.refresher.soon(spec.planId);
     log.info({ status, exitCode: outcome.exitCode, signal: outcome.signal, durationMs: Math.round(outcome.durationMs) }, 'test finished');
+  }
+
+  /**
+   * The result could not be recorded (a database error, a full disk…): the test ends in ERROR naming the
+   * cause, fenced by its attempt, and is not run again (its job is done: this is not a lost job). A few
+   * tries for a database that comes back; if even the ERROR cannot be written, the job fails.
+   */
+  private async recordFailed(spec: TestSpecRow, attempt: number, runId: string, err: Error, log: Logger): Promise<void> {
+    const d = this.d;
+    const message = `the result could not be recorded: ${lastLine(err?.message ?? String(err)) ?? err?.name ?? 'unknown error'}`;
+    log.error({ err }, 'recording the result failed: the test ends in ERROR');
+    for (let tries = 1; ; tries++) {
+      try {
+        await d.runs.finish(runId, failedRun('ERROR', message, true), []);
+        const t = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt }, { status: 'ERROR', finishedAt: d.now() });
+        if (t) await publishTestChanges(d, spec.planId, [t]);
+        return;
+      } catch (again) {
+        if (tries >= RECORD_TRIES) {
+          log.error({ err: again, cause: message }, 'cannot record the ERROR either: the job fails');
+          throw again;
+        }
+        log.warn({ err: again, tries }, 'recording the ERROR failed: trying again');
+        await new Promise((resolve) => setTimeout(resolve, 1_000 * tries));
+      }
+    }
   }
 
   /** ERROR for a test whose retry budget for environment faults is spent. */
@@ -251,11 +295,4 @@ function resultOf(o: RunOutcome, status: TestStatus, errorMessage: string | null
 
 function failedRun(status: TestStatus, errorMessage: string, infrastructure: boolean): RunResult {
   return { status, exitCode: null, signal: null, stdout: '', stderr: '', outputTruncated: false, timedOut: false, durationMs: 0, errorMessage, infrastructure, cpuTimeMs: null, peakMemoryBytes: null };
-}
-
-/** Head and tail of a long output, with a line saying where the whole of it is. */
-function abridge(text: string, size: number, artifact: string): string {
-  const half = ROW_OUTPUT_BYTES / 2;
-  const buf = Buffer.from(text);
-  return `${buf.subarray(0, half).toString('utf8')}\n… [${size - 2 * half} bytes omitted: the whole output is the artifact ${artifact}] …\n${buf.subarray(buf.length - half).toString('utf8')}`;
 }

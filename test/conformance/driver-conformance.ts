@@ -141,6 +141,18 @@ export function runDriverConformance(
       assert.equal(Buffer.concat(live.stderr).toString(), o.stderr);
     });
 
+    it('returns the output bytes exactly (NUL, invalid UTF-8), live chunks too', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const live: Buffer[] = [];
+      const o = await run(d, { script: "printf 'a\\000b\\377c'; printf '\\000' >&2", onOutput: (stream, chunk) => stream === 'stdout' && live.push(chunk) });
+      assert.equal(o.exitCode, 0);
+      assert.ok(Buffer.isBuffer(o.stdoutBytes), 'a Buffer, also across a process boundary');
+      assert.deepEqual(o.stdoutBytes, Buffer.from([0x61, 0, 0x62, 0xff, 0x63]));
+      assert.deepEqual(o.stderrBytes, Buffer.from([0]));
+      assert.deepEqual(Buffer.concat(live), o.stdoutBytes);
+    });
+
     it('sets the test environment variables and nothing from the host', async (t) => {
       const d = ready(t);
       if (!d) return;

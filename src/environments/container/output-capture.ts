@@ -24,7 +24,12 @@ export class OutputCapture {
     return this.dropped > 0;
   }
 
+  /** The kept bytes, exactly. */
+  get bytes(): Buffer {
+    return Buffer.concat(this.chunks, this.kept);
+  }
+
   get text(): string {
-    return Buffer.concat(this.chunks, this.kept).toString('utf8');
+    return this.bytes.toString('utf8');
   }
 }

@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "execution_plan" ADD COLUMN     "idempotency_digest" TEXT;
