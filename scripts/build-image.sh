@@ -15,6 +15,9 @@
 # Needs: root (debootstrap), the Debian package `debootstrap`, a Debian mirror (taken from the apt
 # sources of this machine, default http://deb.debian.org/debian; override with DEBIAN_MIRROR).
 set -euo pipefail
+# The image is shared and read by the sandbox user: world-readable whatever umask the orchestrator
+# runs with (it runs with 077, and this script inherits it).
+umask 022
 
 if [[ -n "${XDG_CACHE_HOME:-}" ]]; then
   default_image_dir="$XDG_CACHE_HOME/test-orchestrator/images"

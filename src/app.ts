@@ -9,6 +9,7 @@ import { StatusRepository } from './db/status.repository';
 import { TestsRepository } from './db/tests.repository';
 import { EventBus } from './events/bus';
 import { UsageStore } from './events/usage-store';
+import { prepareDataDir, repairDataDirModes } from './infra/data-dir';
 import { startEmbeddedRedis, redisOptionsFromUrl, type EmbeddedRedis } from './infra/redis-server';
 import { TestQueues } from './queue/producer';
 import type { ServiceDeps } from './services/context';
@@ -49,6 +50,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     for (const close of closers.reverse()) await close().catch((err: Error) => logger.warn({ err }, 'error while closing'));
   };
   try {
+    prepareDataDir(config.dataDir, logger); // 0700 before anything is written in it
     // the database first: its lock file says whether another process owns this DATA_DIR
     const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger });
     closers.push(() => db.close());
@@ -61,6 +63,8 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       redisUrl = embedded.url;
       logger.info({ socket: embedded.socketPath, pid: embedded.pid }, 'embedded redis-server running');
     }
+    // PGlite writes its initial files 0666, and an older DATA_DIR may hold anything: make it all private.
+    await repairDataDirModes(config.dataDir, logger);
     const redis = new Redis({ ...redisOptionsFromUrl(redisUrl), maxRetriesPerRequest: null, lazyConnect: true });
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     closers.push(async () => {

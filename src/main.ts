@@ -24,6 +24,9 @@ interface Roles {
 }
 
 async function run(roles: Roles): Promise<void> {
+  // What this process creates (DATA_DIR, the database, Redis's files, artifacts, sandbox state) is
+  // its user's alone; the few files others must read (sandbox scripts) get their mode explicitly.
+  process.umask(0o077);
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   let core: Core | null = null;

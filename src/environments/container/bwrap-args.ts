@@ -21,7 +21,7 @@ export interface BwrapArgsInput {
   /** Command run inside the sandbox. */
   command: string[];
   hostname?: string;
-  /** Security tests: forbid new user namespaces inside (bwrap >= 0.8). */
+  /** Forbid new user namespaces inside (bwrap >= 0.8; the driver sets it for every run). */
   disableUserns?: boolean;
   /** fd (in the bwrap process) holding a seccomp BPF program. */
   seccompFd?: number;

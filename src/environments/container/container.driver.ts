@@ -58,16 +58,17 @@ import { SANDBOX_CTL_DIR, buildBwrapArgs, isValidEnvName } from './bwrap-args.js
 import { buildHint, checkImage, ensureImage, type DriverLogger } from './image.js';
 import { instanceStatus, newInstanceName } from './instance.js';
 import { OutputCapture } from './output-capture.js';
+import { inheritableFds } from '../../infra/inherited-fds';
 import {
   SCRIPT_NAME,
-  STARTED_FILE,
+  STARTED_FD,
   STATUS_FILE,
   buildDirectCommand,
   buildRunnerScript,
   parseRunnerStatus,
   serviceLogName,
 } from './runner-script.js';
-import { buildSeccompFilter } from './seccomp.js';
+import { buildSeccompFilter, type SeccompProfile } from './seccomp.js';
 import {
   DEFAULT_SETPRIV_PATH,
   findUntraversable,
@@ -140,8 +141,15 @@ const SILENT: DriverLogger = { info() {}, warn() {}, error() {} };
 const LEGACY_GROUP_MIN_AGE_MS = 5 * 60_000;
 const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-/** sh program that joins the cgroup (its own pid, so bwrap and all it forks are inside), then execs. */
+/**
+ * sh program that closes the descriptors it was told of, joins the cgroup (its own pid, so bwrap and
+ * all it forks are inside), then execs. Arguments: the count of descriptors to close, them, the count
+ * of cgroup.procs files, them, the command.
+ */
 const JOIN_AND_EXEC = [
+  // Descriptors this process inherited without O_CLOEXEC would reach the sandbox through bwrap.
+  'n=$1; shift',
+  'while [ "$n" -gt 0 ]; do eval "exec $1>&-"; shift; n=$((n - 1)); done',
   // Core dumps on (core_pattern `core` writes them to the crashing process's cwd); rlimits pass
   // through bwrap. The hard limit may be lower when the host lacks CAP_SYS_RESOURCE.
   'ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)" 2>/dev/null',
@@ -188,7 +196,8 @@ export class ContainerDriver implements EnvironmentDriver {
   private stateRootReady: Promise<void> | null = null;
   private readonly envs = new Map<string, EnvState>();
   private layout: Promise<CgroupLayout> | null = null;
-  private seccompFile: Promise<string | null> | null = null;
+  private readonly seccompFiles = new Map<SeccompProfile, Promise<string | null>>();
+  private warnedNoSeccomp = false;
   /** Environments get a loop-mounted filesystem of diskMb (needs root; see work-fs.ts). */
   private readonly diskLimits: boolean;
   private diskProbe: Promise<void> | null = null;
@@ -370,12 +379,13 @@ export class ContainerDriver implements EnvironmentDriver {
       await this.makeSandboxDir(state.workDir);
       const scriptPath = path.join(state.workDir, SCRIPT_NAME);
       await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
-      await fs.writeFile(scriptPath, spec.script, { mode: shebang ? 0o755 : 0o644, flag: 'wx' });
+      await writeNewFile(scriptPath, spec.script, shebang ? 0o755 : 0o644);
       const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
       if (!direct) {
-        await fs.writeFile(
+        await writeNewFile(
           path.join(state.ctlDir, 'runner.sh'),
           buildRunnerScript({ services: spec.services, shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
+          0o644,
         );
       }
     } catch (err) {
@@ -385,12 +395,13 @@ export class ContainerDriver implements EnvironmentDriver {
       if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
     }
 
-    // Hardening for security tests.
+    // Every run gets a seccomp filter: the baseline, or the strict one for security tests.
     let seccompFd: number | undefined;
-    if (spec.hardened) {
-      const file = await this.seccompFilterFile();
-      if (file) seccompFd = openSync(file, 'r');
-      else log.warn({ arch: os.arch() }, 'no seccomp table for this architecture: hardened run without seccomp filter');
+    const file = await this.seccompFilterFile(spec.hardened ? 'strict' : 'baseline');
+    if (file) seccompFd = openSync(file, 'r');
+    else if (!this.warnedNoSeccomp) {
+      this.warnedNoSeccomp = true;
+      log.warn({ arch: os.arch() }, 'no seccomp table for this architecture: sandboxes run without a seccomp filter (user namespaces disabled, no capabilities)');
     }
 
     // Per-run cgroup.
@@ -418,13 +429,24 @@ export class ContainerDriver implements EnvironmentDriver {
       ctlDir: state.ctlDir,
       env: spec.env,
       command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
-      disableUserns: spec.hardened,
+      disableUserns: true,
       seccompFd: seccompFd === undefined ? undefined : 3,
       tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
     });
     const procsFiles = cgroup?.procsFiles ?? [];
-    const command = '/bin/sh';
-    const args = ['-c', JOIN_AND_EXEC, 'join', String(procsFiles.length), ...procsFiles, ...this.dropPrivileges(), this.bwrapPath, ...bwrapArgs];
+    // The child gets 0-2, the seccomp program (3) and the start socket (STARTED_FD); whatever else
+    // this process would pass on (descriptors it inherited without O_CLOEXEC) the wrapper closes.
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe', seccompFd ?? 'ignore', 'pipe'];
+    if (stdio.length !== STARTED_FD + 1) throw new Error('container driver: STARTED_FD must be the last stdio slot');
+    const toClose = inheritableFds().filter((fd) => fd >= stdio.length || stdio[fd] === 'ignore');
+    // dash redirects only single-digit descriptors: bash (Essential in Debian) closes the others.
+    const command = toClose.some((fd) => fd > 9) ? '/bin/bash' : '/bin/sh';
+    const args = [
+      '-c', JOIN_AND_EXEC, 'join',
+      String(toClose.length), ...toClose.map(String),
+      String(procsFiles.length), ...procsFiles,
+      ...this.dropPrivileges(), this.bwrapPath, ...bwrapArgs,
+    ];
 
     const stdout = new OutputCapture(spec.maxOutputBytes);
     const stderr = new OutputCapture(spec.maxOutputBytes);
@@ -433,11 +455,7 @@ export class ContainerDriver implements EnvironmentDriver {
     let child: ChildProcess;
     const t0 = performance.now();
     try {
-      child = spawn(command, args, {
-        stdio: seccompFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', seccompFd],
-        env: {},
-        cwd: '/',
-      });
+      child = spawn(command, args, { stdio, env: {}, cwd: '/' });
     } catch (err) {
       await cgroup?.remove().catch(() => undefined);
       throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
@@ -461,9 +479,17 @@ export class ContainerDriver implements EnvironmentDriver {
     };
     child.stdout!.on('data', onData('stdout', stdout));
     child.stderr!.on('data', onData('stderr', stderr));
+    // Any byte on the start socket: the sandbox was set up and the runner ran.
+    let sandboxStarted = false;
+    const startSocket = child.stdio[STARTED_FD] as NodeJS.ReadableStream & { destroy(): void };
+    startSocket.on('data', () => {
+      sandboxStarted = true;
+    });
+    startSocket.on('error', (err: Error) => log.warn({ envId: env.id, err: err.message }, 'start socket error'));
     const streamsClosed = Promise.all([
       new Promise<void>((r) => child.stdout!.once('close', () => r())),
       new Promise<void>((r) => child.stderr!.once('close', () => r())),
+      new Promise<void>((r) => startSocket.once('close', () => r())),
     ]);
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
       child.once('exit', (code, signal) => resolve({ code, signal }));
@@ -502,12 +528,12 @@ export class ContainerDriver implements EnvironmentDriver {
       await Promise.race([streamsClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
       child.stdout!.destroy();
       child.stderr!.destroy();
+      startSocket.destroy();
 
       const stats = cgroup ? await cgroup.stats() : null;
       // The control dir belongs to the sandbox user: never follow a link or block on a FIFO there.
       const statusText = await readSmallRegularFile(path.join(state.ctlDir, STATUS_FILE));
       const status = statusText === null ? null : parseRunnerStatus(statusText);
-      const sandboxStarted = await pathExists(path.join(state.ctlDir, STARTED_FILE));
 
       if (exit.error) {
         throw new InfrastructureError(`cannot start the sandbox (${command}): ${exit.error.message}`, { cause: exit.error });
@@ -649,7 +675,7 @@ export class ContainerDriver implements EnvironmentDriver {
     const probeDir = path.join(env.stateDir, 'health');
     try {
       await fs.rm(probeDir, { recursive: true, force: true });
-      await fs.mkdir(probeDir, { recursive: true });
+      await this.makeSandboxDir(probeDir);
       const args = buildBwrapArgs({
         rootfs: image.paths.rootfs,
         workDir: probeDir,
@@ -720,7 +746,7 @@ export class ContainerDriver implements EnvironmentDriver {
     this.layout = null;
     if (layout) await removeGroupTree(layout, this.cgroupParent).catch((err: Error) => errors.push(err.message));
     this.stateRootReady = null;
-    this.seccompFile = null;
+    this.seccompFiles.clear();
     this.diskProbe = null;
     await removeDirAndMounts(this.stateRoot).catch((err: Error) => errors.push(err.message));
     if (errors.length) throw new Error(`container driver close: ${errors.join('; ')}`);
@@ -825,14 +851,15 @@ export class ContainerDriver implements EnvironmentDriver {
     return this.stateRootReady;
   }
 
-  /** Creates a bind-source dir (work, control) writable by the sandbox user. */
+  /**
+   * Creates a bind-source dir (work, control): the sandbox user's own, mode 0700, so no other local
+   * user reads or writes a test's files (its parent is root's: the sandbox cannot swap it for a link).
+   */
   private async makeSandboxDir(dir: string): Promise<void> {
-    await fs.mkdir(dir, { recursive: true, mode: 0o755 });
-    if (this.sandboxUser) {
-      // lchown: never change the owner of a link's target.
-      await fs.lchown(dir, this.sandboxUser.uid, this.sandboxUser.gid);
-      await fs.chmod(dir, 0o755);
-    }
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    // lchown: never change the owner of a link's target.
+    if (this.sandboxUser) await fs.lchown(dir, this.sandboxUser.uid, this.sandboxUser.gid);
+    await fs.chmod(dir, 0o700);
   }
 
   private async stopActive(state: EnvState, reason: 'destroy' | 'reset'): Promise<void> {
@@ -863,18 +890,22 @@ export class ContainerDriver implements EnvironmentDriver {
     return this.layout;
   }
 
-  private seccompFilterFile(): Promise<string | null> {
-    if (!this.seccompFile) {
-      this.seccompFile = (async () => {
-        const filter = buildSeccompFilter();
+  /** The BPF program of `profile`, written once into the (root-owned) state root; null: no table for this arch. */
+  private seccompFilterFile(profile: SeccompProfile): Promise<string | null> {
+    let file = this.seccompFiles.get(profile);
+    if (!file) {
+      file = (async () => {
+        const filter = buildSeccompFilter(profile);
         if (!filter) return null;
-        const file = path.join(this.stateRoot, `seccomp-${os.arch()}.bpf`);
+        const target = path.join(this.stateRoot, `seccomp-${profile}-${os.arch()}.bpf`);
         await this.ensureStateRoot();
-        await fs.writeFile(file, filter);
-        return file;
+        await fs.writeFile(target, filter, { mode: 0o600 });
+        return target;
       })();
+      file.catch(() => this.seccompFiles.delete(profile)); // retry next time
+      this.seccompFiles.set(profile, file);
     }
-    return this.seccompFile;
+    return file;
   }
 }
 
@@ -892,6 +923,17 @@ async function removeDirAndMounts(dir: string): Promise<void> {
 
 function defaultStateRoot(): string {
   return path.join(os.tmpdir(), 'test-orchestrator', 'container');
+}
+
+/** Creates `file` (never through a link, never over an existing file) with `mode` whatever the umask. */
+async function writeNewFile(file: string, data: string, mode: number): Promise<void> {
+  const handle = await fs.open(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, mode);
+  try {
+    await handle.writeFile(data);
+    await handle.chmod(mode);
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Reads a small regular file without following a final symlink or blocking on a FIFO; null if not one. */

@@ -4,6 +4,7 @@
 // process it costs little, and none of it blocks the API. It exits with its parent: when the IPC
 // channel closes, every sandbox is destroyed and the process ends.
 
+import { closeInheritedFds } from '../../infra/inherited-fds';
 import { ContainerDriver } from '../container/container.driver';
 import type { EnvironmentDriver, EnvironmentHandle } from '../driver';
 import type { HostOptions, Reply, Request } from './protocol';
@@ -26,6 +27,12 @@ function makeDriver(o: HostOptions): EnvironmentDriver {
   if (o.driver === 'container') return new ContainerDriver({ ...(o.options as { imageDir: string }), logger });
   throw new Error(`unknown driver ${String(o.driver)}`);
 }
+
+// Descriptors the orchestrator inherited from its own parent without O_CLOEXEC (and passed on to
+// us) must not reach any sandbox: close them all but the IPC channel, before anything else runs.
+const channelFd = (process.channel as unknown as { fd?: number } | undefined)?.fd;
+const closedFds = closeInheritedFds(channelFd === undefined ? [] : [channelFd]);
+if (closedFds.length) logger.info({ fds: closedFds }, 'driver host: closed descriptors inherited from the orchestrator');
 
 const options = JSON.parse(process.env.ORCH_DRIVER_HOST_OPTIONS ?? '{}') as HostOptions;
 const driver = makeDriver(options);

@@ -25,6 +25,23 @@ interface Pending {
 }
 
 /**
+ * What the driver host may see of the orchestrator's environment: what finding programs, temp dirs
+ * and building an image need (PATH, HOME, TMPDIR, the locale, a Debian mirror and proxies), never
+ * the rest (DATABASE_URL and REDIS_URL carry passwords; the host needs neither).
+ */
+export const DRIVER_HOST_ENV_NAMES = [
+  'PATH', 'HOME', 'TMPDIR', 'LANG', 'LC_ALL', 'TZ', 'DEBIAN_MIRROR',
+  'http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY',
+] as const;
+
+export function driverHostEnv(parent: NodeJS.ProcessEnv, host: HostOptions): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of DRIVER_HOST_ENV_NAMES) if (parent[name] !== undefined) env[name] = parent[name];
+  env.ORCH_DRIVER_HOST_OPTIONS = JSON.stringify(host);
+  return env;
+}
+
+/**
  * An environment driver that runs in a driver host child process (see driver-host.ts), so that forking
  * sandboxes never blocks the orchestrator's main thread. Same interface, same conformance suite.
  */
@@ -42,7 +59,7 @@ export class RemoteDriver implements EnvironmentDriver {
   private start(): ChildProcess {
     if (this.child) return this.child;
     const child = fork(join(__dirname, 'driver-host.js'), [], {
-      env: { ...process.env, ORCH_DRIVER_HOST_OPTIONS: JSON.stringify(this.host) },
+      env: driverHostEnv(process.env, this.host),
       execArgv: [],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',

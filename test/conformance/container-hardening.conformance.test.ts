@@ -1,0 +1,218 @@
+// What every sandbox is denied (issue 6): a baseline seccomp filter and no user namespaces for every
+// test, a stricter filter for SECURITY tests, no descriptor of the host's, a driver host without the
+// orchestrator's secrets, a root side that follows no link the test made, private work dirs.
+// Runs with umask 077, as the orchestrator does (main.ts).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, closeSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ContainerDriver } from '../../src/environments/container/container.driver.js';
+import { checkImage } from '../../src/environments/container/image.js';
+import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import { TEST_IMAGE, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
+
+const shape: EnvironmentShape = { pool: 'hardening', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 128, image: TEST_IMAGE, pids: 64 };
+
+/** Perl one-liners: each prints `name=ok` or `name=<errno>` (1 EPERM, 38 ENOSYS). perl-base is in minbase. */
+const PROBE = String.raw`
+p() { perl -e 'my ($name, $n, @a) = @ARGV; @a = map { 0 + $_ } @a; push @a, 0 while @a < 6;
+  my $r = syscall(0 + $n, @a[0..5]); if ($r == 0 && $n == 56) { require POSIX; POSIX::_exit(0); }
+  print "$name=", ($r == -1 ? ($!+0) : "ok"), "\n"; wait' "$@"; }
+grep Seccomp: /proc/self/status
+unshare -U true 2>&1 && echo unshare-U=ok
+unshare -r true 2>&1 && echo unshare-r=ok
+unshare -rm sh -c 'mount -t tmpfs none /tmp && echo tmpfs=ok' 2>&1
+perl -e '$p = "\0" x 120; $r = syscall(425, 1, $p); print "io_uring=", ($r == -1 ? ($!+0) : "ok"), "\n"'
+p ptrace 101 0 0 0 0
+p clone_newuser 56 268435473 0 0 0 0
+p unshare_newuser 272 268435456
+p setns 308 -1 0
+p clone3 435 0 0
+p keyctl 250 0 -3 0
+p personality 135 262144
+p unshare_fs 272 512
+p move_pages 279 0 0 0 0 0 0
+p process_vm_readv 310 1 0 0 0 0 0
+echo pipeline | sh -c 'cat' | perl -ne 'print "perl=ok\n" if /pipeline/'
+`;
+
+function probes(stdout: string): Record<string, string> {
+  return Object.fromEntries([...stdout.matchAll(/^([a-z_0-9-]+)=(\S+)$/gm)].map((m) => [m[1], m[2]]));
+}
+
+describe('ContainerDriver hardening', () => {
+  let driver: ContainerDriver;
+  let env: EnvironmentHandle;
+  let tmp: TempDir;
+  let state: TempDir;
+  let skip: string | null = null;
+  let oldUmask = 0;
+
+  before(async () => {
+    oldUmask = process.umask(0o077);
+    tmp = makeTempDir('orch-hardening-');
+    state = makeTempDir('orch-hardening-state-', { traversable: true });
+    const image = await checkImage(testImageDir(), TEST_IMAGE);
+    if (!image.ok) skip = `image ${TEST_IMAGE} missing: ${image.problem}`;
+    else if (process.arch !== 'x64') skip = 'the seccomp tables are for x86_64';
+    if (skip) return;
+    driver = new ContainerDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path });
+    await driver.preflight(shape);
+    env = await driver.provision(`hardening-${process.pid}`, shape);
+  });
+  after(async () => {
+    if (driver && env) await driver.destroy(env);
+    await driver?.close();
+    tmp?.cleanup();
+    state?.cleanup();
+    process.umask(oldUmask);
+  });
+
+  const spec = (over: Partial<RunSpec> & { script: string }): RunSpec => ({
+    testId: 'hardening',
+    attempt: 1,
+    env: {},
+    timeoutMs: 20_000,
+    services: [],
+    artifactPaths: [],
+    artifactDir: path.join(tmp.path, 'art'),
+    maxOutputBytes: 65536,
+    ...over,
+  });
+
+  it('a UNIT test gets the baseline filter: namespaces, mounts, io_uring, ptrace, keyrings fail with EPERM; ordinary programs work', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(env, spec({ script: PROBE }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    assert.match(o.stdout, /Seccomp:\s+2/);
+    const r = probes(o.stdout);
+    assert.ok(!('unshare-U' in r) && !('unshare-r' in r) && !('tmpfs' in r), `no user namespace, no tmpfs mount:\n${o.stdout}`);
+    assert.equal((o.stdout.match(/unshare failed: Operation not permitted/g) ?? []).length, 3, o.stdout);
+    for (const name of ['io_uring', 'ptrace', 'clone_newuser', 'unshare_newuser', 'setns', 'keyctl', 'personality', 'process_vm_readv']) {
+      assert.equal(r[name], '1', `${name} should fail with EPERM:\n${o.stdout}`);
+    }
+    assert.equal(r.clone3, '38', 'clone3 fails with ENOSYS (glibc falls back to clone)');
+    // Not denied to a UNIT test: harmless unshare flags, page migration; and ordinary pipelines.
+    assert.equal(r.unshare_fs, 'ok');
+    assert.equal(r.move_pages, 'ok');
+    assert.equal(r.perl, 'ok');
+  });
+
+  it('a SECURITY test gets the stricter filter: also unshare with any flag and move_pages', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(env, spec({ hardened: true, script: PROBE }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    assert.match(o.stdout, /Seccomp:\s+2/);
+    const r = probes(o.stdout);
+    for (const name of ['io_uring', 'ptrace', 'clone_newuser', 'setns', 'keyctl', 'unshare_fs', 'move_pages']) {
+      assert.equal(r[name], '1', `${name} should fail with EPERM:\n${o.stdout}`);
+    }
+    assert.equal(r.perl, 'ok');
+  });
+
+  /** Runs driver-child.js (mode direct or remote) with fd 251 open in it and `env`. */
+  function runChild(mode: 'direct' | 'remote', script: string, extraEnv: Record<string, string> = {}) {
+    const file = path.join(tmp.path, 'fd251.txt');
+    writeFileSync(file, 'a descriptor of the host\n');
+    const fd = openSync(file, 'r');
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe', ...Array<'ignore'>(248).fill('ignore'), fd];
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'helpers', 'driver-child.js'), mode, testImageDir(), state.path, TEST_IMAGE, script], {
+      stdio,
+      env: { PATH: process.env.PATH, ...extraEnv },
+    });
+    closeSync(fd);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (b: Buffer) => (out += b));
+    child.stderr!.on('data', (b: Buffer) => (err += b));
+    return new Promise<{ stdout: string; stderr: string; exitCode: number | null; hostEnv: string[][] }>((resolve, reject) => {
+      child.once('close', (code) => {
+        if (code !== 0) return reject(new Error(`driver-child ${mode} exited ${code}: ${err}`));
+        resolve(JSON.parse(out));
+      });
+    });
+  }
+
+  const LIST_FDS = `perl -e 'opendir(D, "/proc/self/fd"); print join(" ", sort { $a <=> $b } grep { /^\\d+$/ && $_ != fileno(D) } readdir D), "\\n"'; ls /proc/1/fd | tr '\\n' ' '`;
+
+  it('a sandbox has only descriptors 0-2, whatever its driver\'s process inherited (fd 251), in process and in a driver host', async (t) => {
+    if (skip) return t.skip(skip);
+    for (const mode of ['direct', 'remote'] as const) {
+      const o = await runChild(mode, LIST_FDS);
+      assert.equal(o.exitCode, 0, o.stderr);
+      const [self, init] = o.stdout.split('\n');
+      assert.equal(self, '0 1 2', `${mode}: the test's descriptors`);
+      assert.doesNotMatch(init, /\b251\b/, `${mode}: the sandbox's init holds no host descriptor (${init})`);
+    }
+  });
+
+  it('the driver host gets no DATABASE_URL or REDIS_URL (nor anything else but what it needs)', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await runChild('remote', 'true', {
+      DATABASE_URL: 'postgresql://orch:db-secret@127.0.0.1/orch',
+      REDIS_URL: 'redis://:redis-secret@127.0.0.1:6379',
+      SOME_TOKEN: 'token-secret',
+    });
+    assert.equal(o.hostEnv.length, 1, 'one driver host');
+    const names = o.hostEnv[0].map((v) => v.split('=')[0]);
+    assert.ok(names.includes('ORCH_DRIVER_HOST_OPTIONS') && names.includes('PATH'), names.join(' '));
+    for (const bad of ['DATABASE_URL', 'REDIS_URL', 'SOME_TOKEN']) assert.ok(!names.includes(bad), `${bad} reached the driver host`);
+    assert.doesNotMatch(o.hostEnv[0].join('\n'), /secret/);
+  });
+
+  it('the root side follows no link the test planted in its control dir, and the environment survives it', async (t) => {
+    if (skip) return t.skip(skip);
+    const hostFile = path.join(tmp.path, 'host-only.txt');
+    writeFileSync(hostFile, 'exit 0\n');
+    // The old start marker, the status file and its temp file, service logs: links to host paths
+    // (which exist on the host, not in the sandbox), then everything in the control dir removed.
+    const plant = (target: string) =>
+      `cd /run/orchestrator && for f in started status status.tmp service-0.log runner.sh; do rm -f $f; ln -s ${target} $f; done`;
+    for (const [script, want] of [
+      [`${plant('/nonexistent-on-the-host')}; exit 3`, 3],
+      [`${plant(hostFile)}; exit 4`, 4],
+      ['rm -rf /run/orchestrator/* /run/orchestrator/.[!.]*; exit 5', 5],
+    ] as const) {
+      const o = await driver.run(env, spec({ script }));
+      assert.equal(o.exitCode, want, `${script}: ${o.stderr}`);
+      assert.equal(o.signal, null);
+    }
+    // With services (the runner shell reads and writes the control dir too).
+    const svc = await driver.run(
+      env,
+      spec({ services: [{ name: 'svc', command: 'sleep 30' }], script: `${plant(hostFile)}; exit 6` }),
+    );
+    assert.equal(svc.exitCode, 6, svc.stderr);
+    assert.equal((await driver.run(env, spec({ script: 'echo fine' }))).stdout, 'fine\n');
+    assert.ok(await driver.healthCheck(env));
+    assert.equal(statSync(hostFile).size, 7, 'the host file is untouched');
+  });
+
+  it('a sandbox that never starts is still an infrastructure error', async (t) => {
+    if (skip) return t.skip(skip);
+    const broken = new ContainerDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path, bwrapPath: '/bin/false' });
+    const h = await broken.provision(`broken-${process.pid}`, shape);
+    try {
+      await assert.rejects(broken.run(h, spec({ script: 'true' })), InfrastructureError);
+    } finally {
+      await broken.destroy(h);
+      await broken.close();
+    }
+  });
+
+  it('work and control dirs are the sandbox user\'s alone (0700), and scripts run under umask 077', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(env, spec({ script: 'echo x > made.txt; stat -c %a /work' }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    const { uid } = driver.sandboxHostIds;
+    for (const dir of ['work', 'ctl']) {
+      const st = statSync(path.join(env.stateDir, dir));
+      assert.equal(st.mode & 0o777, 0o700, `${dir} mode ${(st.mode & 0o777).toString(8)}`);
+      assert.equal(st.uid, uid, `${dir} owner`);
+    }
+    assert.equal(statSync(env.stateDir).mode & 0o777, 0o711, 'the environment dir: traversable, not listable');
+    assert.ok(existsSync(path.join(env.stateDir, 'work', 'made.txt')));
+  });
+});
