@@ -207,7 +207,9 @@ describe('ContainerDriver hardening', () => {
     const o = await driver.run(env, spec({ script: 'echo x > made.txt; stat -c %a /work' }));
     assert.equal(o.exitCode, 0, o.stderr);
     const { uid } = driver.sandboxHostIds;
-    for (const dir of ['work', 'ctl']) {
+    // with a disk limit the control dir is on its own tmpfs (run/ctl), else beside work
+    const ctl = existsSync(path.join(env.stateDir, 'run', 'ctl')) ? path.join('run', 'ctl') : 'ctl';
+    for (const dir of ['work', ctl]) {
       const st = statSync(path.join(env.stateDir, dir));
       assert.equal(st.mode & 0o777, 0o700, `${dir} mode ${(st.mode & 0o777).toString(8)}`);
       assert.equal(st.uid, uid, `${dir} owner`);
