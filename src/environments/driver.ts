@@ -74,6 +74,8 @@ export interface RunOutcome {
   aborted: boolean;
   /** The memory limit was hit (the kernel's OOM killer ended a process). */
   oomKilled: boolean;
+  /** Forks were refused at the process limit (pids): a fork bomb, or a test that needs more processes. */
+  pidsLimitHit?: boolean;
   stdout: string;
   stderr: string;
   outputTruncated: boolean;

@@ -206,6 +206,8 @@ export class TestExecutor {
       stderr: outcome.stderr,
       timeoutSeconds: spec.timeoutSeconds,
       memoryMb: manager.pool.memoryMb,
+      pidsLimitHit: outcome.pidsLimitHit,
+      pidsLimit: manager.pool.pids,
     });
     const artifacts: StoredArtifact[] = [];
     for (const f of outcome.files) {

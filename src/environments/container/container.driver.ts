@@ -513,6 +513,7 @@ export class ContainerDriver implements EnvironmentDriver {
         timedOut,
         aborted,
         oomKilled: (stats?.oomKills ?? 0) > 0,
+        pidsLimitHit: (stats?.pidsLimitHits ?? 0) > 0,
         stdout: stdout.text,
         stderr: stderr.text,
         outputTruncated: stdout.truncated || stderr.truncated,
