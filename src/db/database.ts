@@ -90,7 +90,9 @@ function pgExecutor(client: pg.PoolClient): SqlExecutor {
 async function openPGlite(opts: DatabaseOptions): Promise<Database> {
   const dir = join(opts.dataDir, 'pglite');
   mkdirSync(opts.dataDir, { recursive: true });
-  const lock = acquireLockFile(join(opts.dataDir, 'pglite.lock'), `the embedded database in ${dir}`);
+  const lock = await acquireLockFile(join(opts.dataDir, 'pglite.lock'), `the embedded database in ${dir}`, {
+    onStale: (holder, life) => opts.logger.info({ holder, life }, 'took over the lock of the embedded database from a process that is gone'),
+  });
   let pglite: PGlite | undefined;
   try {
     pglite = await PGlite.create(dir);

@@ -13,10 +13,19 @@ export interface RunFacts {
   /** The working directory's disk was full at the end (writes failed with ENOSPC). */
   diskFull?: boolean;
   diskMb?: number;
+  /** Forks were refused at the process limit of `pidsLimit` processes. */
+  pidsLimitHit?: boolean;
+  pidsLimit?: number;
 }
 
 /** The terminal status of a run the script finished (or was killed in), and its one-line reason. */
 export function classifyRun(r: RunFacts): { status: Extract<TestStatus, 'PASSED' | 'FAILED' | 'TIMED_OUT'>; errorMessage: string | null } {
+  // Refused forks leave a script that did not run as written (a fork bomb often hangs in fork retries
+  // until the deadline): the limit is the reason to report, whatever the exit code or the timeout.
+  if (r.pidsLimitHit) {
+    const after = r.timedOut ? ` (then timed out after ${r.timeoutSeconds} s)` : '';
+    return { status: 'FAILED', errorMessage: `reached its process limit of ${r.pidsLimit ?? '?'} processes (pids): a fork was refused${after}` };
+  }
   if (r.timedOut) return { status: 'TIMED_OUT', errorMessage: `timed out after ${r.timeoutSeconds} s: every process of the test was killed` };
   if (r.exitCode === 0 && !r.signal) return { status: 'PASSED', errorMessage: null };
   if (r.oomKilled) return { status: 'FAILED', errorMessage: `exceeded its memory limit of ${r.memoryMb} MB and was killed` };

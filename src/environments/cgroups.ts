@@ -44,6 +44,8 @@ export interface CgroupStats {
   peakMemoryBytes: number | null;
   /** Number of OOM kills in the group; null when the kernel does not report it. */
   oomKills: number | null;
+  /** Forks refused because the group was at its pids limit (`max` in pids.events); null when not reported. */
+  pidsLimitHits: number | null;
 }
 
 const V1_REQUIRED = ['memory', 'pids', 'cpu', 'cpuacct'] as const;
@@ -297,6 +299,7 @@ export class RunCgroup {
         memoryBytes: await readNumber(path.join(d, 'memory.current')),
         peakMemoryBytes: await readNumber(path.join(d, 'memory.peak')), // kernel >= 5.19
         oomKills: await readKeyed(path.join(d, 'memory.events'), 'oom_kill'),
+        pidsLimitHits: await readKeyed(path.join(d, 'pids.events'), 'max'),
       };
     }
     const mem = this.dir('memory')!;
@@ -306,6 +309,7 @@ export class RunCgroup {
       memoryBytes: await readNumber(path.join(mem, 'memory.usage_in_bytes')),
       peakMemoryBytes: await readNumber(path.join(mem, 'memory.max_usage_in_bytes')),
       oomKills: await readKeyed(path.join(mem, 'memory.oom_control'), 'oom_kill'), // kernel >= 4.13
+      pidsLimitHits: await readKeyed(path.join(this.dir('pids')!, 'pids.events'), 'max'),
     };
   }
 

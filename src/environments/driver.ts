@@ -89,6 +89,8 @@ export interface RunOutcome {
   aborted: boolean;
   /** The memory limit was hit (the kernel's OOM killer ended a process). */
   oomKilled: boolean;
+  /** Forks were refused at the process limit (pids): a fork bomb, or a test that needs more processes. */
+  pidsLimitHit?: boolean;
   /** The kept bytes decoded as UTF-8 (lossy for binary output); `stdoutBytes` is what the test wrote. */
   stdout: string;
   stderr: string;

@@ -2,7 +2,7 @@
  * Small helpers for supervising processes we start ourselves (embedded Redis, test PostgreSQL).
  * Linux-first: where /proc is missing they fall back to what `kill(pid, 0)` can tell.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { spawn } from "node:child_process";
 import { createServer, type Socket } from "node:net";
 
@@ -45,6 +45,83 @@ function procStatusField(pid: number, field: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** PF_EXITING in the flags field of /proc/PID/stat: the process is being torn down (do_exit has begun). */
+const PF_EXITING = 0x4;
+/** SIGKILL's bit in the SigPnd/ShdPnd masks of /proc/PID/status. */
+const SIGKILL_BIT = 1n << 8n;
+
+/**
+ * What became of a process, for a lock or pid file it left:
+ * - `gone`: no such process, or the pid now names another process (its start time differs from `startTime`);
+ * - `dead`: a zombie (state Z) or dead (X): it has exited, only its entry waits for its parent to reap it;
+ * - `exiting`: being torn down (PF_EXITING), or a SIGKILL is pending for it: it will not run user code again,
+ *   but its threads may still be finishing a system call (a write) until it is `dead`;
+ * - `alive`: running.
+ * Without /proc (not Linux) the answer is `alive` or `gone`, from kill(pid, 0).
+ */
+export type ProcessLife = 'gone' | 'dead' | 'exiting' | 'alive';
+
+export function processLife(pid: number, startTime?: string): ProcessLife {
+  if (!Number.isInteger(pid) || pid <= 0) return 'gone';
+  const stat = procStat(pid);
+  if (!stat) {
+    try {
+      process.kill(pid, 0);
+      return existsSync('/proc/self/stat') ? 'gone' : 'alive'; // it vanished between the two reads, or no /proc
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM' ? 'alive' : 'gone';
+    }
+  }
+  if (startTime !== undefined && stat.startTime !== startTime) return 'gone'; // the pid was reused
+  if (stat.state === 'Z' || stat.state === 'X' || stat.state === 'x') {
+    // A leader that exited before its other threads shows Z too: the process is dead once they are gone.
+    return otherThreads(pid) ? 'exiting' : 'dead';
+  }
+  if (stat.flags & PF_EXITING) return 'exiting';
+  const pending = [procStatusField(pid, 'SigPnd'), procStatusField(pid, 'ShdPnd')];
+  if (pending.some((m) => m !== undefined && /^[0-9a-f]+$/i.test(m) && (BigInt(`0x${m}`) & SIGKILL_BIT) !== 0n)) return 'exiting';
+  return 'alive';
+}
+
+/** Start time of a process (field 22 of /proc/PID/stat, clock ticks after boot): with the pid it names one process for good. */
+export function processStartTime(pid: number | 'self'): string | undefined {
+  return procStat(pid)?.startTime;
+}
+
+/** Waits while `pid` is `exiting`, up to `timeoutMs`; returns what it is then. */
+export async function waitWhileExiting(pid: number, startTime: string | undefined, timeoutMs: number, pollMs = 20): Promise<ProcessLife> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const life = processLife(pid, startTime);
+    if (life !== 'exiting' || Date.now() >= deadline) return life;
+    await sleep(pollMs);
+  }
+}
+
+function otherThreads(pid: number): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((t) => t !== String(pid));
+  } catch {
+    return false;
+  }
+}
+
+function procStat(pid: number | 'self'): { state: string; flags: number; startTime: string } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // comm (field 2) may hold spaces and parentheses: fields 3.. follow the last ')'.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = f[0];
+  const flags = Number(f[9 - 3]);
+  const startTime = f[22 - 3];
+  if (!state || !Number.isFinite(flags) || !startTime || !/^\d+$/.test(startTime)) return undefined;
+  return { state, flags, startTime };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

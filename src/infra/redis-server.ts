@@ -27,7 +27,7 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { RedisOptions } from "ioredis";
-import { isProcessAlive, parentPid, processArgv, safeKill, sleep, tailLines, terminatePid, waitForPidExit } from "./process-utils";
+import { isProcessAlive, parentPid, processArgv, processLife, safeKill, sleep, tailLines, terminatePid, waitForPidExit, waitWhileExiting } from "./process-utils";
 
 export interface EmbeddedRedisLogger {
   info(obj: object, msg: string): void;
@@ -221,10 +221,15 @@ async function clearPreviousRun(p: {
   }
 
   if (livePid !== undefined && isProcessAlive(livePid)) {
-    const ppid = parentPid(livePid);
     const owner = record?.ownerPid;
-    // Our children stay our children while we live: a Redis whose parent is its recorded owner has a live owner.
-    if (owner !== undefined && ppid === owner) {
+    // An owner SIGKILLed a moment ago (a supervisor restarting at once) may still be exiting, its children
+    // not yet handed to init: wait for it to be gone (a few ms to a few s) rather than call it alive.
+    if (owner !== undefined && owner !== process.pid && (await waitWhileExiting(owner, undefined, 5_000)) === "exiting") {
+      p.logger.warn({ ownerPid: owner }, "the previous owner of the embedded Redis is still exiting after 5 s; replacing its redis-server anyway");
+    }
+    const ppid = parentPid(livePid);
+    // Our children stay our children while we live: a Redis whose parent is its recorded, running owner has a live owner.
+    if (owner !== undefined && ppid === owner && (owner === process.pid || processLife(owner) === "alive")) {
       const who = owner === process.pid ? "this process" : `another process (pid ${owner})`;
       throw new Error(
         `the embedded Redis of DATA_DIR ${p.dataDir} is already running (redis-server pid ${livePid}, started by ${who}); ` +

@@ -31,6 +31,13 @@ const RECORD_TRIES = 3;
 
 export type AbortReason = 'cancel' | 'shutdown' | 'fenced';
 
+/**
+ * How a job ended for its queue: `done` (the test moved on: finished, cancelled, taken by another
+ * worker), or `handed-back` (this worker is shutting down and the test is QUEUED again): its job must go
+ * back to the queue, not be completed, so it keeps its priority and its place ahead of later submissions.
+ */
+export type JobEnd = 'done' | 'handed-back';
+
 export interface ExecutorDeps {
   config: Config;
   logger: Logger;
@@ -72,10 +79,10 @@ export class TestExecutor {
     return true;
   }
 
-  async execute(job: RunTestPayload): Promise<void> {
+  async execute(job: RunTestPayload): Promise<JobEnd> {
     const d = this.d;
     const spec = await d.tests.spec(job.testId);
-    if (!spec || isTerminal(spec.status)) return; // cancelled or finished: nothing to do
+    if (!spec || isTerminal(spec.status)) return 'done'; // cancelled or finished: nothing to do
     const manager = d.managers.get(spec.pool);
     if (!manager) throw new Error(`this worker does not serve pool "${spec.pool}"`);
     let attempts = spec.attempts;
@@ -88,7 +95,7 @@ export class TestExecutor {
       await d.runs.finishLost(spec.id, attempts, `environment fault: the worker running attempt ${attempts} was lost`);
       if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
         await this.endInError(spec, attempts, log);
-        return;
+        return 'done';
       }
     }
 
@@ -100,6 +107,11 @@ export class TestExecutor {
         lease = await manager.acquire(spec.id, d.stopping);
       } catch (err) {
         this.running.delete(spec.id);
+        // Stopping while it waited for an environment: it never started here; back to its place in the queue.
+        if (d.stopping.aborted) {
+          log.info('handed back before it started: the worker is shutting down');
+          return 'handed-back';
+        }
         throw err;
       }
       const envId = lease.handle.id;
@@ -107,7 +119,7 @@ export class TestExecutor {
       if (!begun) {
         this.running.delete(spec.id);
         void manager.release(lease);
-        return; // cancelled, or another worker took it
+        return 'done'; // cancelled, or another worker took it
       }
       attempts += 1;
       const runLog = log.child({ attempt: attempts, environmentId: envId });
@@ -149,10 +161,10 @@ export class TestExecutor {
         void manager.fail(lease, message);
         if (afterInfrastructureFault(attempts, spec.maxRetries) === 'ERROR') {
           await this.endInError(spec, attempts, runLog);
-          return;
+          return 'done';
         }
         const back = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt: attempts }, { status: 'QUEUED', environmentId: null });
-        if (!back) return;
+        if (!back) return 'done';
         await publishTestChanges(d, spec.planId, [back]);
         from = 'QUEUED';
         continue; // at the front of the queue still: this job takes the next environment of the pool
@@ -160,12 +172,11 @@ export class TestExecutor {
       this.running.delete(spec.id);
 
       try {
-        await this.record(spec, attempts, runId, outcome, running.reason, manager, runLog);
+        return await this.record(spec, attempts, runId, outcome, running.reason, manager, runLog);
       } finally {
         rmSync(artifactDir, { recursive: true, force: true });
         void manager.release(lease);
       }
-      return;
     }
   }
 
@@ -177,25 +188,27 @@ export class TestExecutor {
     reason: AbortReason | null,
     manager: ResourceManager,
     log: Logger,
-  ): Promise<void> {
+  ): Promise<JobEnd> {
     const d = this.d;
     if (outcome.aborted && reason === 'shutdown') {
       await d.runs.finish(runId, { ...resultOf(outcome, 'QUEUED', 'the worker shut down during the run', true) }, []);
       const back = await d.tests.transition(spec.id, { from: ['RUNNING'], attempt }, { status: 'QUEUED', environmentId: null });
-      if (back) await publishTestChanges(d, spec.planId, [back]);
+      if (!back) return 'done'; // cancelled or taken over meanwhile: its job is done here
+      await publishTestChanges(d, spec.planId, [back]);
       log.info('handed back: the worker is shutting down');
-      return;
+      return 'handed-back';
     }
     if (outcome.aborted) {
       await d.runs.finish(runId, resultOf(outcome, 'CANCELLED', reason === 'fenced' ? 'superseded by a newer attempt' : 'cancelled while running', false), []);
       log.info({ reason }, 'run stopped');
-      return;
+      return 'done';
     }
     try {
       await this.recordResult(spec, attempt, runId, outcome, manager, log);
     } catch (err) {
       await this.recordFailed(spec, attempt, runId, err as Error, log);
     }
+    return 'done';
   }
 
   /** The finished run's result: output (as safe text, the exact bytes as LOG artifacts), artifacts, status. */
@@ -215,6 +228,8 @@ export class TestExecutor {
       memoryMb: manager.pool.memoryMb,
       diskFull: outcome.diskFull,
       diskMb: manager.pool.diskMb,
+      pidsLimitHit: outcome.pidsLimitHit,
+      pidsLimit: manager.pool.pids,
     });
     const artifacts: StoredArtifact[] = [];
     for (const f of outcome.files) {

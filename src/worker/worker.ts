@@ -5,7 +5,7 @@
 import { hostname, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { Worker as BullWorker } from 'bullmq';
+import { Worker as BullWorker, WaitingError } from 'bullmq';
 import type { Core } from '../app';
 import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
@@ -136,8 +136,15 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     const capacity = managers.get(pool)!.pool.capacity;
     const w = new BullWorker(
       queueName(pool),
-      async (job) => {
-        await executor.execute(parseRunTest(job.data));
+      async (job, token) => {
+        if ((await executor.execute(parseRunTest(job.data))) === 'handed-back' && token) {
+          // Handed back at shutdown: not completed (a new job would queue behind later submissions) but
+          // moved back to waiting. BullMQ puts an active job moved back at the head of its priority
+          // (score priority·2³², counter 0: moveJobFromActiveToWait/pushBackJobWithPriority), so it
+          // keeps its priority and runs before every equal-priority test submitted after it.
+          await job.moveToWait(token);
+          throw new WaitingError();
+        }
       },
       {
         connection,

@@ -45,6 +45,12 @@ export interface SpawnOptions {
   logLevel?: string;
   /** Extra arguments after the command. */
   args?: string[];
+  /**
+   * Run it as `npm start` does: under a shell, in a process group of its own, so that `killGroup()`
+   * kills both and the orchestrator, orphaned, is left to init to reap (a zombie meanwhile). `pid` is
+   * the orchestrator's (node), not the shell's.
+   */
+  inGroup?: boolean;
 }
 
 export interface OrchestratorProcess {
@@ -62,6 +68,8 @@ export interface OrchestratorProcess {
   hasExited(): boolean;
   /** Polls GET /readyz until it answers 200; fails with the captured log on exit or timeout (and kills the process). */
   waitReady(timeoutMs?: number): Promise<void>;
+  /** SIGKILL of its process group (with `inGroup`: the shell and the orchestrator), as a supervisor or a terminal would; does not wait. */
+  killGroup(): void;
   /** Sends `signal`, waits up to `timeoutMs`, then SIGKILLs (process and its embedded Redis). Idempotent. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<Exit>;
   /** Removes the data directory if this helper created it. */
@@ -125,16 +133,21 @@ export async function spawnOrchestrator(command: string, opts: SpawnOptions = {}
   const env = childEnv(opts, port, dataDir);
   const started = Date.now();
   // process.execPath: the child's PATH only affects what the orchestrator itself looks up.
-  const child: ChildProcess = spawn(process.execPath, [MAIN_JS, command, ...(opts.args ?? [])], {
+  const argv = [MAIN_JS, command, ...(opts.args ?? [])];
+  const spawnOpts = {
     env,
     cwd: tmpdir(), // DATA_DIR may not exist yet (or ever, on a configuration error)
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+    stdio: ['ignore', 'pipe', 'pipe'] as ('ignore' | 'pipe')[],
+  };
+  // `; exit $?` keeps the shell from exec'ing node: it stays node's parent, as npm does.
+  const child: ChildProcess = opts.inGroup
+    ? spawn('/bin/sh', ['-c', '"$@"; exit $?', 'sh', process.execPath, ...argv], { ...spawnOpts, detached: true })
+    : spawn(process.execPath, argv, spawnOpts);
   await new Promise<void>((res, rej) => {
     child.once('spawn', res);
     child.once('error', rej);
   });
-  const pid = child.pid!;
+  const pid = opts.inGroup ? await childOf(child.pid!, 10_000) : child.pid!;
   const reaper = spawnReaper({ pid, signal: 'TERM' });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
@@ -178,6 +191,11 @@ export async function spawnOrchestrator(command: string, opts: SpawnOptions = {}
     stderr: () => Buffer.concat(err).toString('utf8'),
     log,
     hasExited: () => exitInfo !== undefined,
+    killGroup() {
+      if (exitInfo) return;
+      stopSentAt = Date.now();
+      safeKill(opts.inGroup ? -child.pid! : pid, 'SIGKILL');
+    },
     async waitReady(timeoutMs = 60_000) {
       const deadline = Date.now() + timeoutMs;
       let last = 'no answer yet';
@@ -226,6 +244,23 @@ export async function spawnOrchestrator(command: string, opts: SpawnOptions = {}
   };
   live.add(proc);
   return proc;
+}
+
+/** The pid of the child of `parent` (the orchestrator under its shell), once it has one. */
+async function childOf(parent: number, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        if (new RegExp(`^PPid:\\s+${parent}$`, 'm').test(readFileSync(`/proc/${e}/status`, 'utf8'))) return Number(e);
+      } catch {
+        // exited meanwhile
+      }
+    }
+    if (Date.now() >= deadline) throw new Error(`the shell (pid ${parent}) started no orchestrator within ${timeoutMs} ms`);
+    await sleep(10);
+  }
 }
 
 /** Spawns and waits until /readyz answers 200. */

@@ -22,7 +22,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Client } from 'pg';
-import { isProcessAlive, safeKill, sleep, waitForPidExit } from '../../src/infra/process-utils';
+import { PGlite } from '@electric-sql/pglite';
+import { findFreePort, isProcessAlive, safeKill, sleep, waitForPidExit } from '../../src/infra/process-utils';
 import { gqlOk } from '../helpers/gql';
 import {
   embeddedRedisPid,
@@ -54,19 +55,21 @@ const POOLS = JSON.stringify([
 
 const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id tests(first: 100) { nodes { id name } } } }`;
 const TESTS = `query($id: ID!) { plan(id: $id) { tests(first: 100) { nodes {
-  id name status attempts environment { id } result { stdout stderr exitCode errorMessage } } } } }`;
+  id name status attempts startedAt environment { id } result { stdout stderr exitCode errorMessage } } } } }`;
 const TERMINAL = new Set(['PASSED', 'FAILED', 'TIMED_OUT', 'ERROR', 'CANCELLED']);
 
 interface TestInput {
   name: string;
   script: string;
   maxRetries?: number;
+  timeoutSeconds?: number;
 }
 interface TestRow {
   id: string;
   name: string;
   status: string;
   attempts: number;
+  startedAt: string | null;
   environment: { id: string } | null;
   result: { stdout: string; stderr: string; exitCode: number | null; errorMessage: string | null } | null;
 }
@@ -218,6 +221,17 @@ function removeCgroups(dirs: string[]): void {
 function removeLeftovers(paths: string[]): void {
   removeCgroups(paths.filter((p) => p.startsWith('/sys/fs/cgroup/')));
   for (const p of paths.filter((p) => !p.startsWith('/sys/fs/cgroup/'))) rmSync(p, { recursive: true, force: true });
+}
+
+/** State and PF_EXITING of a process (`Z`, `R exiting`…), or null when it is gone. */
+function procState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return `${f[0]}${Number(f[6]) & 0x4 ? ' (exiting)' : ''}`;
+  } catch {
+    return null;
+  }
 }
 
 function safeReaddir(dir: string): string[] {
@@ -511,4 +525,87 @@ describe('recovery', () => {
       assert.deepEqual(defects, []);
     });
   }
+  it('five SIGKILLs of the process group of `start` in a row, each restarted at once: every start succeeds, every test ends exactly once', async (t) => {
+    const s = scratch(t);
+    const dataDir = s.adopt(await freshPgliteDir());
+    // The same DATA_DIR and PORT each time, as a supervisor (systemd Restart=always, docker restart) restarts it.
+    const port = await findFreePort();
+    const env = { POOLS, IMAGE_DIR };
+    const spawnStart = () => spawnOrchestrator('start', { dataDir, env, port, inGroup: true });
+    let current = s.track(await spawnStart());
+    await current.waitReady(60_000);
+    const sleeps = Array.from({ length: 6 }, () => s.marker(2));
+    const { planId, ids } = await submit(
+      current.url,
+      'five-crashes',
+      sleeps.map((m, i) => ({ name: `t-${i}`, script: `sleep ${m}; echo t-${i}`, maxRetries: 10 })),
+    );
+    const lingering: string[] = [];
+    for (let round = 1; round <= 5; round++) {
+      // Crash while tests run: some test RUNNING and sleeping in its sandbox (unless all have finished).
+      const busy = await eventually(() => sleeps.some((m) => processesMentioning(m).length > 0), 30_000);
+      const before = current;
+      before.killGroup();
+      // Restarted at once: no wait for the old process to be reaped (its parent shell is dead: init reaps it, later).
+      current = s.track(await spawnStart());
+      const oldState = procState(before.pid);
+      if (oldState) lingering.push(`round ${round}: the killed process was still ${oldState} when the new one started`);
+      await current.waitReady(60_000).catch((e: Error) => {
+        throw new Error(`restart ${round} of 5 (${busy ? 'tests were running' : 'no test was running'}) failed: ${e.message}`);
+      });
+      assert.equal((await before.exited).signal, 'SIGKILL', `round ${round}: the shell of the old process died of SIGKILL`);
+    }
+    const final = await waitForTests(current.url, planId, 'every test terminal after five crashes', allTerminal, 120_000, () => current.log(40), 250);
+    for (const [name, x] of final) {
+      assert.deepEqual([x.status, x.result?.stdout], ['PASSED', `${name}\n`], `${name} (attempts ${x.attempts}): passed, its output once; log:\n${current.log(20)}`);
+    }
+    const exit = await current.stop('SIGTERM', 25_000);
+    assert.equal(exit.code, 0, `the last process stops cleanly on SIGTERM; log:\n${current.log(10)}`);
+    // In SQL, with the embedded database closed: one PASSED run per test, one run per attempt.
+    const pglite = await PGlite.create(join(dataDir, 'pglite'));
+    s.onCleanup(() => pglite.close());
+    const rows = (
+      await pglite.query<{ id: string; attempts: number; passed: number; runs: number }>(
+        `SELECT c.id, c.attempts, (count(r.id) FILTER (WHERE r.status = 'PASSED'))::int AS passed, count(r.id)::int AS runs
+           FROM test_case c LEFT JOIN test_run r ON r.test_id = c.id WHERE c.plan_id = $1 GROUP BY c.id, c.attempts`,
+        [planId],
+      )
+    ).rows;
+    assert.equal(rows.length, ids.size);
+    for (const r of rows) assert.deepEqual([r.passed, r.runs], [1, r.attempts], `test ${r.id}: exactly one PASSED run, one run per attempt`);
+    t.diagnostic(`${lingering.length} of 5 restarts began while the killed process was still there: ${lingering.join('; ') || '-'}`);
+    await s.assertNothingLeft('after five crashes');
+  });
+
+  it('SIGTERM mid-run: the test handed back keeps its place, ahead of every equal-priority test submitted after it', async (t) => {
+    const s = scratch(t);
+    const dataDir = s.adopt(await freshPgliteDir());
+    // Capacity 1: one test runs, the others wait in FIFO order behind it.
+    const pools = JSON.stringify([{ ...JSON.parse(POOLS)[0], capacity: 1 }]);
+    const env = { POOLS: pools, IMAGE_DIR };
+    const first = s.track(await startOrchestrator('start', { dataDir, env }));
+    // Longer than the worker's 10 s shutdown grace, so the run is stopped and handed back.
+    const long = s.marker(20);
+    const a = await submit(first.url, 'handed-back', [
+      { name: 'first', script: `sleep ${long}; echo first` },
+      { name: 'later-1', script: 'echo later-1' },
+      { name: 'later-2', script: 'echo later-2' },
+    ]);
+    const b = await submit(first.url, 'submitted-after', [{ name: 'later-3', script: 'echo later-3' }]);
+    await waitForTests(first.url, a.planId, 'first RUNNING', running('first'), 30_000, () => first.log(40), 50);
+    assert.ok(await eventually(() => processesMentioning(long).length > 0, 10_000), `first sleeps in its sandbox; log:\n${first.log(20)}`);
+    const exit = await first.stop('SIGTERM', 30_000);
+    assert.deepEqual([exit.code, exit.killed], [0, false], `a clean stop; log:\n${first.log(20)}`);
+    assert.match(first.stdout(), /handed back: the worker is shutting down/);
+
+    const second = s.track(await startOrchestrator('start', { dataDir, env }));
+    const done = (plan: string) => waitForTests(second.url, plan, `plan ${plan} terminal`, allTerminal, 90_000, () => second.log(40), 250);
+    const all = new Map([...(await done(a.planId)), ...(await done(b.planId))]);
+    const f = all.get('first')!;
+    assert.deepEqual([f.status, f.attempts, f.result?.stdout], ['PASSED', 2, 'first\n'], 'the handed-back test ran again, once');
+    const order = [...all.values()].sort((x, y) => Date.parse(x.startedAt!) - Date.parse(y.startedAt!)).map((x) => x.name);
+    assert.deepEqual(order, ['first', 'later-1', 'later-2', 'later-3'], 'the handed-back test runs before every test submitted after it');
+    await second.stop('SIGTERM', 25_000);
+    await s.assertNothingLeft('after the hand-back');
+  });
 });

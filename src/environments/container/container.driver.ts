@@ -596,6 +596,7 @@ export class ContainerDriver implements EnvironmentDriver {
         timedOut,
         aborted,
         oomKilled: (stats?.oomKills ?? 0) > 0,
+        pidsLimitHit: (stats?.pidsLimitHits ?? 0) > 0,
         stdout: stdout.text,
         stderr: stderr.text,
         stdoutBytes: stdout.bytes,
