@@ -5,7 +5,7 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express from 'express';
-import { GraphQLError, specifiedRules, validate, type GraphQLSchema } from 'graphql';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
@@ -15,7 +15,8 @@ import { mountWeb } from '../web/routes';
 import type { ApiSecurity } from '../config/api-security';
 import { graphqlBody } from './guards/body-limit.middleware';
 import { HostOriginGuard } from './guards/host-origin.guard';
-import { TOKEN_LIMIT_PATTERN, costError, limitRules, parseLimited, tokenLimitMessage } from './guards/query-limits';
+import { TOKEN_LIMIT_PATTERN, costError, limitRules, tokenLimitMessage } from './guards/query-limits';
+import { WsOperationCheck } from './guards/ws-operation';
 import { WsConnectionLimits, tooManySubscriptions } from './guards/ws-limits';
 
 export interface ApiServerOptions {
@@ -65,7 +66,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     },
   });
   wsServer.on('connection', (socket, req) => wsLimits.track(socket, req));
-  const wsRules = [...specifiedRules, ...limitRules(limits, sec.introspection)];
+  const wsCheck = new WsOperationCheck(o.schema, limits, sec.introspection);
   const wsCleanup = useServer(
     {
       schema: o.schema,
@@ -75,17 +76,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
         if (Object.keys(ctx.subscriptions).length > sec.ws.maxSubscriptionsPerConnection) {
           return [new GraphQLError(tooManySubscriptions(sec.ws.maxSubscriptionsPerConnection), { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
         }
-        let document;
-        try {
-          document = parseLimited(payload.query, limits);
-        } catch (e) {
-          return [e instanceof GraphQLError ? e : new GraphQLError((e as Error).message)];
-        }
-        const errors = validate(o.schema, document, wsRules);
-        if (errors.length) return [...errors];
-        const cost = costError(o.schema, document, payload.variables ?? undefined, payload.operationName, limits);
-        if (cost) return [cost];
-        return { schema: o.schema, document, operationName: payload.operationName, variableValues: payload.variables };
+        return wsCheck.check(payload);
       },
       onError: (_ctx, _id, _payload, errors) => {
         o.logger.warn({ errors: errors.map((e) => e.message) }, 'subscription error');

@@ -83,7 +83,10 @@ const estimator: ComplexityEstimator = ({ type, field, args, childComplexity }) 
     const first = typeof args.first === 'number' ? Math.min(Math.max(args.first, 0), MAX_PAGE) : DEFAULT_PAGE;
     return 1 + first * childComplexity;
   }
-  if (isList(field.type) && isCompositeType(getNamedType(field.type))) return 1 + UNPAGED_LIST_SIZE * childComplexity;
+  // a connection's nodes are its page, counted above
+  if (isList(field.type) && isCompositeType(getNamedType(field.type)) && !type.name.endsWith('Connection')) {
+    return 1 + UNPAGED_LIST_SIZE * childComplexity;
+  }
   return 1 + childComplexity;
 };
 
