@@ -48,23 +48,30 @@ export interface WsLimits {
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
 const int = (min: number, max: number, fallback: number) =>
   z.preprocess(unsetIfEmpty, z.coerce.number().int().min(min).max(max).default(fallback));
-const list = (what: string, item: RegExp) =>
+const list = (what: string, item: (x: string) => boolean) =>
   z.preprocess(
     unsetIfEmpty,
     z
       .string()
       .transform((s) => s.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean))
-      .refine((xs) => xs.length === 1 && xs[0] === '*' || xs.every((x) => item.test(x)), `a comma-separated list of ${what}, or *`)
+      .refine((xs) => (xs.length === 1 && xs[0] === '*') || xs.every(item), `a comma-separated list of ${what}, or *`)
       .optional(),
   );
 
 const HOST_NAME = /^\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*\.?$/;
-const ORIGIN = /^https?:\/\/[^/\s]+$/;
+const isOrigin = (x: string) => {
+  try {
+    const u = new URL(x);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.origin === x.replace(/\/$/, '');
+  } catch {
+    return false; // not a URL at all: listed as a configuration problem
+  }
+};
 
 /** The variables, merged into the configuration's schema. */
 export const apiSecurityEnv = {
-  ALLOWED_HOSTS: list('host names (".example.com" for a domain and its subdomains)', HOST_NAME),
-  ALLOWED_ORIGINS: list('origins like https://ci.example.com[:port]', ORIGIN),
+  ALLOWED_HOSTS: list('host names (".example.com" for a domain and its subdomains)', (x) => HOST_NAME.test(x)),
+  ALLOWED_ORIGINS: list('origins like https://ci.example.com[:port]', isOrigin),
   INTROSPECTION: z.preprocess(unsetIfEmpty, z.enum(['on', 'off']).optional()),
   QUERY_DEPTH_LIMIT: int(1, 1000, 10),
   QUERY_COST_LIMIT: int(1, 100_000_000, 10_000),
