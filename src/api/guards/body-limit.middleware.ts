@@ -55,8 +55,10 @@ const mib = (n: number) => (n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(n % 
 
 export function graphqlBody(l: BodyLimits): RequestHandler {
   const small = Math.min(l.maxBodyBytes, l.maxRequestBytes);
-  const tooLarge = (got: string) =>
-    `request body ${got} is more than ${mib(small)} (MAX_BODY_BYTES); only a submitPlan mutation may be larger, up to ${mib(l.maxRequestBytes)} (MAX_REQUEST_BYTES), and its JSON body must give "query" before "variables"`;
+  const tooLarge = (got: string, limit = small) =>
+    limit > small
+      ? `request body ${got} is more than ${mib(l.maxRequestBytes)} (MAX_REQUEST_BYTES), the limit of a submitPlan`
+      : `request body ${got} is more than ${mib(small)} (MAX_BODY_BYTES); only a submitPlan mutation may be larger, up to ${mib(l.maxRequestBytes)} (MAX_REQUEST_BYTES), and its JSON body must give "query" before "variables"`;
   return (req, res, next) => {
     if (req.method !== 'POST' || !req.is('application/json')) return next();
     const encoding = (req.headers['content-encoding'] ?? 'identity').toLowerCase();
@@ -68,6 +70,7 @@ export function graphqlBody(l: BodyLimits): RequestHandler {
     const refuse = (status: number, error: string) => {
       req.removeListener('data', onData);
       req.removeListener('end', onEnd);
+      chunks.length = 0;
       req.resume(); // the rest is read and dropped, never kept
       res.status(status).setHeader('Connection', 'close');
       res.json({ error });
@@ -91,8 +94,8 @@ export function graphqlBody(l: BodyLimits): RequestHandler {
       chunks.push(chunk);
       size += chunk.length;
       if (!decided && size >= PEEK_BYTES) decide();
-      if (decided && size > limit) refuse(413, tooLarge(declared !== null ? `of ${declared} bytes` : `of more than ${size} bytes`));
-      else if (decided && declared !== null && declared > limit) refuse(413, tooLarge(`of ${declared} bytes`));
+      if (decided && size > limit) refuse(413, tooLarge(declared !== null ? `of ${declared} bytes` : `of more than ${size} bytes`, limit));
+      else if (decided && declared !== null && declared > limit) refuse(413, tooLarge(`of ${declared} bytes`, limit));
     };
     const onEnd = () => {
       req.removeListener('data', onData);
