@@ -19,7 +19,7 @@ describe('API security configuration', () => {
     assert.equal(c.introspection, true, 'GraphiQL works on this machine');
     assert.deepEqual(c.query, { depth: 10, cost: 10_000, aliases: 30, tokens: 5_000 });
     assert.equal(c.maxBodyBytes, 1024 * 1024);
-    assert.deepEqual(c.ws, { maxConnections: 1000, maxConnectionsPerAddress: 100, maxSubscriptionsPerConnection: 20 });
+    assert.deepEqual(c.ws, { maxConnections: 500, maxConnectionsPerAddress: 100, maxSubscriptionsPerConnection: 20 });
   });
 
   it('turns introspection off when listening beyond loopback, unless INTROSPECTION=on', () => {
