@@ -122,6 +122,7 @@ export async function serveApi(core: Core, at: { host: string; port: number }): 
     host: at.host,
     port: at.port,
     maxRequestBytes: core.config.maxRequestBytes,
+    security: core.config.apiSecurity,
     ready: async () => {
       await core.db.ping();
       await core.redis.ping();

@@ -8,6 +8,12 @@ import type { StatusService, SystemStatusView } from '../services/status.service
 export const STATUS_INTERVAL_MS = 100;
 
 /**
+ * systemStatus values handed to subscribers per turn of the event loop: each one is executed and sent by
+ * graphql-ws in the same turn, so 10,000 at once held /healthz for seconds; between slices, I/O runs.
+ */
+export const STATUS_DELIVERY_SLICE = 100;
+
+/**
  * Subscriptions of one API process: each is a filtered stream of the events every process publishes on
  * Redis. systemStatus is computed once per burst for all of this process's subscribers.
  */
@@ -18,6 +24,12 @@ export class LiveEvents {
   private statusRunning = false;
   private statusDirty = false;
   private lastStatusAt = 0;
+  /** Changes heard so far; an initial state started before the latest change is not shared. */
+  private changes = 0;
+  private initial: { promise: Promise<SystemStatusView>; atChange: number } | null = null;
+  /** Deliveries not made yet, in order (so a subscriber never sees an older state after a newer one). */
+  private readonly deliveries: (() => void)[] = [];
+  private delivering = false;
 
   constructor(
     private readonly bus: EventBus,
@@ -60,8 +72,39 @@ export class LiveEvents {
     }, 100);
     this.statusSubscribers.add(push);
     if (this.statusSubscribers.size === 1) this.startStatusFeed();
-    this.status.systemStatus().then(push, (err: Error) => this.logger.error({ err }, 'systemStatus failed'));
+    this.currentStatus().then(
+      (s) => this.deliver([() => push(s)]),
+      (err: Error) => this.logger.error({ err }, 'systemStatus failed'),
+    );
     return stream;
+  }
+
+  /**
+   * The current state for new subscribers: one computation shared by all who subscribe while it runs
+   * (10,000 subscribing at once made 10,000 queries and stalled the process for 18 s), unless a change
+   * came after it started.
+   */
+  private currentStatus(): Promise<SystemStatusView> {
+    if (this.initial && this.initial.atChange === this.changes) return this.initial.promise;
+    const mine = { promise: this.status.systemStatus(), atChange: this.changes };
+    this.initial = mine;
+    const clear = () => {
+      if (this.initial === mine) this.initial = null;
+    };
+    mine.promise.then(clear, clear);
+    return mine.promise;
+  }
+
+  private deliver(fns: (() => void)[]): void {
+    this.deliveries.push(...fns);
+    if (this.delivering) return;
+    this.delivering = true;
+    const slice = () => {
+      for (const fn of this.deliveries.splice(0, STATUS_DELIVERY_SLICE)) fn();
+      if (this.deliveries.length) setImmediate(slice);
+      else this.delivering = false;
+    };
+    slice();
   }
 
   private startStatusFeed(): void {
@@ -81,6 +124,7 @@ export class LiveEvents {
   }
 
   private statusChanged(): void {
+    this.changes++;
     this.statusDirty = true;
     if (this.statusTimer || this.statusRunning) return;
     const wait = Math.max(0, this.lastStatusAt + STATUS_INTERVAL_MS - Date.now());
@@ -95,7 +139,7 @@ export class LiveEvents {
     this.lastStatusAt = Date.now();
     try {
       const s = await this.status.systemStatus();
-      for (const push of this.statusSubscribers) push(s);
+      this.deliver([...this.statusSubscribers].map((push) => () => push(s)));
     } catch (err) {
       this.logger.error({ err }, 'systemStatus failed');
     } finally {

@@ -5,13 +5,19 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express from 'express';
-import type { GraphQLSchema } from 'graphql';
+import { GraphQLError, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { makeContext, type Services } from './context';
 import type { LiveEvents } from './live';
 import { mountWeb } from '../web/routes';
+import type { ApiSecurity } from '../config/api-security';
+import { graphqlBody } from './guards/body-limit.middleware';
+import { HostOriginGuard } from './guards/host-origin.guard';
+import { TOKEN_LIMIT_PATTERN, costError, limitRules, tokenLimitMessage } from './guards/query-limits';
+import { WsOperationCheck } from './guards/ws-operation';
+import { WsConnectionLimits, tooManySubscriptions } from './guards/ws-limits';
 
 export interface ApiServerOptions {
   schema: GraphQLSchema;
@@ -21,6 +27,7 @@ export interface ApiServerOptions {
   host: string;
   port: number;
   maxRequestBytes: number;
+  security: ApiSecurity;
   /** Readiness: resolves when the database and Redis answer, rejects with what is down. */
   ready(): Promise<void>;
   artifactPath?(id: string): Promise<{ path: string; name: string } | null>;
@@ -36,11 +43,41 @@ export interface ApiServer {
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const app = express();
   const httpServer: Server = createServer(app);
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql' });
+  const sec = o.security;
+  const limits = sec.query;
+  let port = o.port;
+  const guard = new HostOriginGuard(sec, () => port);
+  // Every request, /healthz included (a probe by IP address passes), and every WebSocket upgrade:
+  // a foreign Host or Origin is refused before anything runs.
+  app.use(guard.middleware());
+
+  const wsLimits = new WsConnectionLimits(sec.ws, () => wsServer);
+  const wsServer: WebSocketServer = new WebSocketServer({
+    server: httpServer,
+    path: '/graphql',
+    // a message holds one operation; plans of more than MAX_BODY_BYTES go over HTTP
+    maxPayload: Math.min(sec.maxBodyBytes, o.maxRequestBytes),
+    verifyClient: (info, done) => {
+      const refused = guard.refusal(info.req);
+      if (refused !== null) return done(false, 403, refused);
+      const full = wsLimits.refusal(info.req);
+      if (full !== null) return done(false, full[0], full[1]);
+      done(true);
+    },
+  });
+  wsServer.on('connection', (socket, req) => wsLimits.track(socket, req));
+  const wsCheck = new WsOperationCheck(o.schema, limits, sec.introspection);
   const wsCleanup = useServer(
     {
       schema: o.schema,
       context: () => makeContext(o.services, o.live),
+      // the same limits as over HTTP, before anything runs
+      onSubscribe: (ctx, _id, payload) => {
+        if (Object.keys(ctx.subscriptions).length > sec.ws.maxSubscriptionsPerConnection) {
+          return [new GraphQLError(tooManySubscriptions(sec.ws.maxSubscriptionsPerConnection), { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
+        }
+        return wsCheck.check(payload);
+      },
       onError: (_ctx, _id, _payload, errors) => {
         o.logger.warn({ errors: errors.map((e) => e.message) }, 'subscription error');
       },
@@ -49,12 +86,24 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   );
   const apollo = new ApolloServer({
     schema: o.schema,
-    introspection: true,
+    introspection: sec.introspection,
+    parseOptions: { maxTokens: limits.tokens },
+    validationRules: limitRules(limits, true), // introspection: Apollo adds its own rule when off
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false, // main.ts owns the signals and stops every part in order
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginLandingPageDisabled(),
+      {
+        async requestDidStart() {
+          return {
+            async didResolveOperation(rc) {
+              const err = costError(o.schema, rc.document, rc.request.variables, rc.request.operationName, limits);
+              if (err) throw err;
+            },
+          };
+        },
+      },
       {
         async serverWillStart() {
           return {
@@ -67,6 +116,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     ],
     formatError: (formatted, err) => {
       const code = formatted.extensions?.code;
+      if (TOKEN_LIMIT_PATTERN.test(formatted.message)) return { ...formatted, message: tokenLimitMessage(limits.tokens) };
       if (code !== 'INTERNAL_SERVER_ERROR') return formatted;
       // the details (queries, file paths) go to the log, not to the client
       o.logger.error({ err, path: formatted.path }, 'GraphQL request failed');
@@ -87,7 +137,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
     }
   });
   mountWeb(app, { artifactPath: o.artifactPath });
-  app.use('/graphql', express.json({ limit: o.maxRequestBytes }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
+  app.use('/graphql', graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
@@ -96,7 +146,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       resolve();
     });
   });
-  const port = (httpServer.address() as AddressInfo).port;
+  port = (httpServer.address() as AddressInfo).port;
   const url = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`;
   return {
     url,

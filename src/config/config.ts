@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { ValidationLimits } from '../domain/plan-input';
+import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 
 /**
@@ -46,6 +47,8 @@ export interface Config {
   /** Pools a worker process serves; undefined: every pool it has a driver for. */
   workerPools?: string[];
   reconcileIntervalMs: number;
+  /** Host/Origin checks and the limits on queries, bodies and WebSockets of the API. */
+  apiSecurity: ApiSecurity;
 }
 
 // An empty variable (`PORT=` in an env file) counts as unset, not as 0.
@@ -85,6 +88,7 @@ const envSchema = z.object({
     .string()
     .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')
     .optional(),
+  ...apiSecurityEnv,
 });
 
 export class ConfigError extends Error {
@@ -168,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerPools: e.WORKER_POOLS?.split(','),
     workerLockMs: e.WORKER_LOCK_MS,
     sandboxUser,
+    apiSecurity: apiSecurityFrom(e, e.HOST),
   };
 }
 
