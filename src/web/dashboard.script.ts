@@ -78,6 +78,15 @@ export const DASHBOARD_SCRIPT = String.raw`'use strict';
     touched();
   }
 
+  // what a click on a plan's name opens in GraphiQL: its tests, with why they failed
+  function planQuery(id) {
+    return ['query Plan {', '  plan(id: ' + JSON.stringify(id) + ') {', '    name status createdAt',
+      '    counts { passed failed timedOut error cancelled running queued total }',
+      '    tests(first: 25) {', '      nodes {', '        name status attempts',
+      '        result { exitCode signal timedOut durationMs errorMessage stderr }',
+      '      }', '    }', '  }', '}', ''].join('\n');
+  }
+
   var plans = new Map(); // id → { plan, seq }: seq orders what arrived, pushed or fetched
   var seq = 0;
   function showPlans() {
@@ -85,8 +94,11 @@ export const DASHBOARD_SCRIPT = String.raw`'use strict';
       .sort(function (a, b) { return b.createdAt.localeCompare(a.createdAt); });
     list.slice(MAX_PLANS).forEach(function (p) { plans.delete(p.id); });
     $('plans').replaceChildren.apply($('plans'), list.slice(0, MAX_PLANS).map(function (p) {
-      var name = el('td', p.name);
-      name.title = p.name;
+      var link = el('a', p.name);
+      link.href = '/graphiql?' + new URLSearchParams({ query: planQuery(p.id) });
+      link.title = 'open ' + p.name + ' with its tests and their output in GraphiQL';
+      var name = el('td');
+      name.append(link);
       var tr = row([name, statusCell(p.status), p.priority, p.counts.passed, p.counts.failed + p.counts.timedOut + p.counts.error,
         p.counts.running, p.counts.queued, p.counts.total, clock(new Date(p.createdAt))]);
       tr.dataset.planId = p.id;

@@ -23,8 +23,10 @@ export const GRAPHIQL_SCRIPT = String.raw`'use strict';
     '}',
     '',
   ].join('\n');
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
-    React.createElement(GraphiQL, { fetcher: fetcher, defaultQuery: defaultQuery }),
-  );
+  var props = { fetcher: fetcher, defaultQuery: defaultQuery };
+  // a link such as the dashboard's plan links: /graphiql?query=… opens that query (it runs on Ctrl-Enter)
+  var asked = new URLSearchParams(location.search).get('query');
+  if (asked) props.query = asked;
+  ReactDOM.createRoot(document.getElementById('graphiql')).render(React.createElement(GraphiQL, props));
 })();
 `;
