@@ -51,6 +51,14 @@ describe('the web pages in chromium', () => {
         const pools = await page.locator('#pools tr td:first-child').allInnerTexts();
         assert.ok(pools.includes('container'), `the default pools are listed: ${pools}`);
         assert.equal(await page.locator('#banner').isVisible(), false, 'no banner while connected');
+
+        // names are user input: a plan named like markup is shown as text (an <img> would also be a failed request)
+        const hostile = `<img src="/x-${randomUUID().slice(0, 6)}" onerror="document.title='owned'"><b>${randomUUID().slice(0, 6)}</b>`;
+        await gqlOk(server.url, SUBMIT, { input: { name: hostile, tests: [{ name: '<script>x</script>', type: 'UNIT', script: 'true' }] } });
+        await waitFor(w, 'the plan named like markup is listed', async () =>
+          (await page.locator('#plans td:first-child').allInnerTexts()).includes(hostile));
+        assert.equal(await page.locator('#plans img, #plans b, #feed script').count(), 0, 'no element made from a name');
+        assert.notEqual(await page.title(), 'owned');
         assert.equal(await page.locator('header a[href="/graphiql"]').innerText(), 'GraphiQL');
       }));
   }
