@@ -1,10 +1,14 @@
 import { createReadStream } from 'node:fs';
 import type { Express } from 'express';
-import { mountDashboard } from './dashboard';
+import { mountAssets } from './assets';
+import { DASHBOARD_CSS, mountDashboard } from './dashboard';
+import { DASHBOARD_SCRIPT } from './dashboard.script';
 import { mountGraphiql } from './graphiql';
+import { GRAPHIQL_SCRIPT } from './graphiql.script';
 
-/** Pages and files served beside the API: GraphiQL, the live dashboard, downloads of artifacts. */
+/** Pages and files served beside the API: the live dashboard (at /), GraphiQL, downloads of artifacts. */
 export function mountWeb(app: Express, o: { artifactPath?(id: string): Promise<{ path: string; name: string } | null> }): void {
+  mountAssets(app, { 'dashboard.js': DASHBOARD_SCRIPT, 'dashboard.css': DASHBOARD_CSS, 'graphiql-page.js': GRAPHIQL_SCRIPT });
   mountGraphiql(app);
   mountDashboard(app);
   app.get('/favicon.ico', (_req, res) => {
