@@ -451,6 +451,7 @@ export class ContainerDriver implements EnvironmentDriver {
     // inherited without O_CLOEXEC) the wrapper closes.
     const stdio: ('ignore' | 'pipe' | number)[] = ['pipe', 'pipe', 'pipe', seccompFd ?? 'ignore', 'pipe'];
     if (stdio.length !== STARTED_FD + 1) throw new Error('container driver: STARTED_FD must be the last stdio slot');
+    if (ENV_FD < stdio.length) throw new Error('container driver: ENV_FD must be above the stdio slots');
     const toClose = inheritableFds().filter((fd) => fd >= stdio.length || stdio[fd] === 'ignore');
     // dash redirects only single-digit descriptors: bash (Essential in Debian) closes the others.
     const command = toClose.some((fd) => fd > 9) ? '/bin/bash' : '/bin/sh';
