@@ -143,7 +143,7 @@ const LEGACY_GROUP_MIN_AGE_MS = 5 * 60_000;
 const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
- * Where bwrap reads the test's environment (`--args ENV_FD`): the wrapper's stdin is a pipe on which
+ * Where bwrap reads the test's environment (`--args ENV_FD`): the wrapper's stdin is a socket on which
  * the driver writes it; the wrapper moves it here and gives the sandbox /dev/null as stdin. bwrap
  * closes it once read: the sandbox never sees it.
  */
