@@ -4,14 +4,53 @@
 // Runs with umask 077, as the orchestrator does (main.ts).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, closeSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ContainerDriver } from '../../src/environments/container/container.driver.js';
 import { checkImage } from '../../src/environments/container/image.js';
-import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
-import { TEST_IMAGE, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
+import { InfrastructureError, type EnvironmentDriver, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import { RemoteDriver } from '../../src/environments/remote/remote.driver.js';
+import { TEST_IMAGE, hostProcessesMatching, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
+
+/**
+ * Run as another unprivileged host user (neither root nor the sandbox user): reads a marker on stdin
+ * (never on its command line), then every /proc/<pid>/cmdline and /proc/<pid>/environ it may read;
+ * prints `readable N` and the files holding the marker.
+ */
+const OTHER_USER_SCAN = String.raw`
+my $t = <STDIN>; chomp $t; die "no marker
+" unless length $t; my $n = 0;
+for my $p (glob "/proc/[0-9]*") { for my $f ("cmdline", "environ") {
+  open(my $h, "<", "$p/$f") or next; local $/; my $d = <$h>; close $h; next unless defined $d; $n++;
+  print "found $p/$f
+" if index($d, $t) >= 0; } }
+print "readable $n
+";`;
+const OTHER_UID = 4242;
+
+function scanAsOtherUser(marker: string): { readable: number; found: string[] } {
+  const r = spawnSync('/usr/bin/setpriv', [`--reuid=${OTHER_UID}`, `--regid=${OTHER_UID}`, '--clear-groups', '--', '/usr/bin/perl', '-e', OTHER_USER_SCAN], {
+    input: `${marker}\n`,
+    encoding: 'utf8',
+    env: { PATH: '/usr/bin:/bin' },
+  });
+  assert.equal(r.status, 0, `scan as uid ${OTHER_UID}: ${r.stderr}`);
+  return {
+    readable: Number(/^readable (\d+)$/m.exec(r.stdout)?.[1] ?? 0),
+    found: [...r.stdout.matchAll(/^found (\S+)$/gm)].map((m) => m[1]),
+  };
+}
+
+function procComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '(exited)';
+  }
+}
 
 const shape: EnvironmentShape = { pool: 'hardening', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 128, image: TEST_IMAGE, pids: 64 };
 
@@ -144,6 +183,8 @@ describe('ContainerDriver hardening', () => {
       assert.equal(o.exitCode, 0, o.stderr);
       const [self, init] = o.stdout.split('\n');
       assert.equal(self, '0 1 2', `${mode}: the test's descriptors`);
+      // fd 251 makes the wrapper bash, whose stdin (the environment) is a socket: no ~/.bashrc of root's ran
+      assert.equal(o.stderr, '', `${mode}: the sandbox's stderr`);
       assert.doesNotMatch(init, /\b251\b/, `${mode}: the sandbox's init holds no host descriptor (${init})`);
     }
   });
@@ -216,5 +257,68 @@ describe('ContainerDriver hardening', () => {
     }
     assert.equal(statSync(env.stateDir).mode & 0o777, 0o711, 'the environment dir: traversable, not listable');
     assert.ok(existsSync(path.join(env.stateDir, 'work', 'made.txt')));
+  });
+
+  it("no value of a test (env, script, service, ready check) shows in any host process's command line or environment, in process and in a driver host", async (t) => {
+    if (skip) return t.skip(skip);
+    if (process.getuid?.() !== 0) return t.skip('scanning as another user needs root');
+    const remote = new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: testImageDir(), stateDir: state.path } }, silentLogger);
+    const drivers: [string, EnvironmentDriver, EnvironmentHandle | null][] = [['in process', driver, env], ['driver host', remote, null]];
+    try {
+      for (const [mode, d, h] of drivers) {
+        let handle = h;
+        if (!handle) {
+          await d.preflight(shape);
+          handle = await d.provision(`leak-${process.pid}`, shape);
+        }
+        const mark = randomBytes(12).toString('hex');
+        const secret = `env-${mark}-${'x'.repeat(4000)}`; // long, with a newline and quotes below
+        let ready: () => void = () => undefined;
+        const isReady = new Promise<void>((r) => (ready = r));
+        let seen = '';
+        const stop = path.join(handle.stateDir, 'work', 'stop');
+        const run = d.run(handle, spec({
+          env: { SECRET: `${secret}\n'"`, OTHER: `other-${mark}` },
+          services: [{
+            name: `svc-${mark}`,
+            command: `sleep 120; : svc-${mark}`,
+            // The ready check's own shell records its command line (the sandbox's /proc shows it).
+            readyCheck: `tr '\\000' ' ' < /proc/$$/cmdline > /work/ready-cmdline; : ready-${mark}`,
+          }],
+          artifactPaths: [`art-${mark}/*`],
+          script: [
+            `# script-${mark}`,
+            'case "$SECRET" in env-*) echo "inside=${#SECRET}:$(printf %s "$SECRET" | head -c 28)";; esac',
+            'echo "ready-check=$(cat /work/ready-cmdline)"',
+            'echo ready',
+            'i=0; while [ ! -e /work/stop ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done',
+          ].join('\n'),
+          timeoutMs: 90_000,
+          onOutput: (_s, chunk) => {
+            seen += chunk.toString('utf8');
+            if (/^ready$/m.test(seen)) ready();
+          },
+        }));
+        await Promise.race([isReady, run.then((o) => assert.fail(`${mode}: the run ended early: ${o.stdout} ${o.stderr}`))]);
+        try {
+          // cmdline is world-readable: root sees what any user sees there.
+          const leaks = hostProcessesMatching(mark).map((pid) => `${pid} ${procComm(pid)}`);
+          assert.deepEqual(leaks, [], `${mode}: command lines holding a value of the test`);
+          const other = scanAsOtherUser(mark);
+          assert.ok(other.readable > 10, `${mode}: the scan read ${other.readable} files`);
+          assert.deepEqual(other.found, [], `${mode}: what uid ${OTHER_UID} reads`);
+        } finally {
+          writeFileSync(stop, '');
+        }
+        const o = await run;
+        assert.equal(o.exitCode, 0, o.stderr);
+        assert.match(o.stdout, new RegExp(`^inside=${secret.length + 3}:env-${mark}$`, 'm'), `${mode}: the test sees $SECRET`);
+        assert.match(o.stdout, /^ready-check=\S/m);
+        assert.doesNotMatch(o.stdout, new RegExp(`ready-${mark}`), `${mode}: the ready check's command line`);
+        if (!h) await d.destroy(handle);
+      }
+    } finally {
+      await remote.close();
+    }
   });
 });

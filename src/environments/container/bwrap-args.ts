@@ -4,6 +4,10 @@
 // `/`, fresh /proc, /dev and /tmp, every namespace unshared (mount, PID, IPC, UTS, network — loopback
 // only —, cgroup, user), uid/gid 65534 inside, no capabilities, killed with its parent, a new
 // session (no TIOCSTI into the orchestrator's terminal). bwrap sets no_new_privs itself.
+//
+// The test's environment never goes on a command line (/proc/<pid>/cmdline is readable by every
+// local user): with `envFd` it is read by bwrap from that descriptor (`--args FD`, NUL-separated
+// `--setenv NAME VALUE` triples, bwrapEnvData()); bwrap closes the descriptor once read.
 
 /** Where the per-run control directory (runner, status, service logs) appears inside the sandbox. */
 export const SANDBOX_CTL_DIR = '/run/orchestrator';
@@ -18,6 +22,12 @@ export interface BwrapArgsInput {
   /** Host control dir, bound read-write at /run/orchestrator. */
   ctlDir: string;
   env: Record<string, string>;
+  /**
+   * Descriptor (in the bwrap process) bwrap reads the environment from: the caller writes
+   * bwrapEnvData(env) to it and closes it. Unset: the environment goes on the command line, which is
+   * only allowed for an empty `env` (the fixed defaults; the health check).
+   */
+  envFd?: number;
   /** Command run inside the sandbox. */
   command: string[];
   hostname?: string;
@@ -46,6 +56,13 @@ export function sandboxEnv(testEnv: Record<string, string>): Record<string, stri
   return env;
 }
 
+/** What bwrap reads with `--args FD`: `--setenv NAME VALUE` for each sandbox variable, NUL-separated. */
+export function bwrapEnvData(testEnv: Record<string, string>): Buffer {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(sandboxEnv(testEnv))) parts.push('--setenv', k, v);
+  return Buffer.from(parts.map((p) => `${p}\0`).join(''), 'utf8');
+}
+
 export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   const args: string[] = [
     '--ro-bind', input.rootfs, '/',
@@ -71,7 +88,12 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   );
   if (input.disableUserns) args.push('--disable-userns');
   if (input.seccompFd !== undefined) args.push('--seccomp', String(input.seccompFd));
-  for (const [k, v] of Object.entries(sandboxEnv(input.env))) args.push('--setenv', k, v);
+  if (input.envFd !== undefined) {
+    args.push('--args', String(input.envFd));
+  } else {
+    if (Object.keys(input.env).length > 0) throw new Error('buildBwrapArgs: a test environment needs envFd (never on the command line)');
+    for (const [k, v] of Object.entries(sandboxEnv({}))) args.push('--setenv', k, v);
+  }
   args.push('--', ...input.command);
   return args;
 }

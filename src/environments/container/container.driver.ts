@@ -54,7 +54,7 @@ import {
 } from '../cgroups.js';
 import { collectArtifacts } from './artifacts.js';
 import { CTL_FS_MB, clearInPlace, createWorkFs, destroyWorkFs, isNearlyFull, mountsBelow, removeTree, unmount, type WorkFs } from './work-fs.js';
-import { SANDBOX_CTL_DIR, buildBwrapArgs, isValidEnvName } from './bwrap-args.js';
+import { SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args.js';
 import { buildHint, checkImage, ensureImage, type DriverLogger } from './image.js';
 import { instanceStatus, newInstanceName } from './instance.js';
 import { OutputCapture } from './output-capture.js';
@@ -66,6 +66,7 @@ import {
   buildDirectCommand,
   buildRunnerScript,
   parseRunnerStatus,
+  serviceFiles,
   serviceLogName,
 } from './runner-script.js';
 import { buildSeccompFilter, type SeccompProfile } from './seccomp.js';
@@ -142,14 +143,23 @@ const LEGACY_GROUP_MIN_AGE_MS = 5 * 60_000;
 const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 /**
- * sh program that closes the descriptors it was told of, joins the cgroup (its own pid, so bwrap and
- * all it forks are inside), then execs. Arguments: the count of descriptors to close, them, the count
- * of cgroup.procs files, them, the command.
+ * Where bwrap reads the test's environment (`--args ENV_FD`): the wrapper's stdin is a socket on which
+ * the driver writes it; the wrapper moves it here and gives the sandbox /dev/null as stdin. bwrap
+ * closes it once read: the sandbox never sees it.
+ */
+const ENV_FD = 5;
+
+/**
+ * sh program that closes the descriptors it was told of, moves its stdin (the environment) to
+ * ENV_FD, joins the cgroup (its own pid, so bwrap and all it forks are inside), then execs.
+ * Arguments: the count of descriptors to close, them, the count of cgroup.procs files, them, the
+ * command.
  */
 const JOIN_AND_EXEC = [
   // Descriptors this process inherited without O_CLOEXEC would reach the sandbox through bwrap.
   'n=$1; shift',
   'while [ "$n" -gt 0 ]; do eval "exec $1>&-"; shift; n=$((n - 1)); done',
+  `exec ${ENV_FD}<&0 0</dev/null`,
   // Core dumps on (core_pattern `core` writes them to the crashing process's cwd); rlimits pass
   // through bwrap. The hard limit may be lower when the host lacks CAP_SYS_RESOURCE.
   'ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)" 2>/dev/null',
@@ -387,6 +397,7 @@ export class ContainerDriver implements EnvironmentDriver {
           buildRunnerScript({ services: spec.services, shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
           0o644,
         );
+        for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(state.ctlDir, f.name), f.text, 0o644);
       }
     } catch (err) {
       throw new InfrastructureError(`cannot prepare the work dir of ${env.id}: ${(err as Error).message}`, { cause: err });
@@ -428,20 +439,25 @@ export class ContainerDriver implements EnvironmentDriver {
       workDir: state.workDir,
       ctlDir: state.ctlDir,
       env: spec.env,
+      envFd: ENV_FD,
       command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
       disableUserns: true,
       seccompFd: seccompFd === undefined ? undefined : 3,
       tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
     });
     const procsFiles = cgroup?.procsFiles ?? [];
-    // The child gets 0-2, the seccomp program (3) and the start socket (STARTED_FD); whatever else
-    // this process would pass on (descriptors it inherited without O_CLOEXEC) the wrapper closes.
-    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'pipe', 'pipe', seccompFd ?? 'ignore', 'pipe'];
+    // The child gets 0 (the environment, moved to ENV_FD by the wrapper), 1-2, the seccomp program
+    // (3) and the start socket (STARTED_FD); whatever else this process would pass on (descriptors it
+    // inherited without O_CLOEXEC) the wrapper closes.
+    const stdio: ('ignore' | 'pipe' | number)[] = ['pipe', 'pipe', 'pipe', seccompFd ?? 'ignore', 'pipe'];
     if (stdio.length !== STARTED_FD + 1) throw new Error('container driver: STARTED_FD must be the last stdio slot');
+    if (ENV_FD < stdio.length) throw new Error('container driver: ENV_FD must be above the stdio slots');
     const toClose = inheritableFds().filter((fd) => fd >= stdio.length || stdio[fd] === 'ignore');
     // dash redirects only single-digit descriptors: bash (Essential in Debian) closes the others.
     const command = toClose.some((fd) => fd > 9) ? '/bin/bash' : '/bin/sh';
     const args = [
+      // bash sources ~/.bashrc when its stdin is a socket (as under rshd), which the environment's is
+      ...(command === '/bin/bash' ? ['--norc', '--noprofile'] : []),
       '-c', JOIN_AND_EXEC, 'join',
       String(toClose.length), ...toClose.map(String),
       String(procsFiles.length), ...procsFiles,
@@ -477,6 +493,10 @@ export class ContainerDriver implements EnvironmentDriver {
         }
       }
     };
+    // The environment: bwrap reads it to EOF before it does anything else. A wrapper or bwrap that
+    // ends first (it then fails to start) makes this write fail: that is reported below, not here.
+    child.stdin!.on('error', (err: Error) => log.info({ envId: env.id, err: err.message }, 'sandbox environment not read'));
+    child.stdin!.end(bwrapEnvData(spec.env));
     child.stdout!.on('data', onData('stdout', stdout));
     child.stderr!.on('data', onData('stderr', stderr));
     // Any byte on the start socket: the sandbox was set up and the runner ran.

@@ -47,6 +47,26 @@ export function serviceLogName(index: number): string {
   return `service-${index}.log`;
 }
 
+/**
+ * The files, beside the runner in the control dir, holding each service's command and ready check:
+ * the runner runs `/bin/sh FILE`, so their text is on no command line (/proc/<pid>/cmdline of the
+ * sandbox's processes is readable by every host user). Same fresh shell as `sh -c`, but for `$0`.
+ */
+export function serviceFiles(services: RunnerService[]): { name: string; text: string }[] {
+  return services.flatMap((svc, i) => [
+    { name: serviceCommandName(i), text: `${svc.command}\n` },
+    ...(svc.readyCheck ? [{ name: readyCheckName(i), text: `${svc.readyCheck}\n` }] : []),
+  ]);
+}
+
+function serviceCommandName(index: number): string {
+  return `service-${index}.sh`;
+}
+
+function readyCheckName(index: number): string {
+  return `ready-${index}.sh`;
+}
+
 const PERL_WAIT = [
   'my $out = shift @ARGV; my $started = shift @ARGV;',
   'if ($started ne "" && open(my $m, ">&=", $started)) { print $m "started\\n"; close $m; }',
@@ -84,7 +104,7 @@ export function buildRunnerScript(input: RunnerInput): string {
   input.services.forEach((svc, i) => {
     lines.push(
       `# service ${i}: ${svc.name.replace(/[\r\n]/g, ' ')}`,
-      `/bin/sh -c ${shQuote(svc.command)} </dev/null >"$ctl/${serviceLogName(i)}" 2>&1 &`,
+      `/bin/sh "$ctl/${serviceCommandName(i)}" </dev/null >"$ctl/${serviceLogName(i)}" 2>&1 &`,
       `svc_pid_${i}=$!`,
     );
   });
@@ -93,7 +113,7 @@ export function buildRunnerScript(input: RunnerInput): string {
     const name = shQuote(svc.name);
     lines.push(
       `svc_exited=""`,
-      `until /bin/sh -c ${shQuote(svc.readyCheck)} </dev/null >/dev/null 2>&1; do`,
+      `until /bin/sh "$ctl/${readyCheckName(i)}" </dev/null >/dev/null 2>&1; do`,
       // A service that exits 0 may have daemonized: keep polling. A non-zero exit is final.
       `  if [ -z "$svc_exited" ] && ! kill -0 "$svc_pid_${i}" 2>/dev/null; then`,
       `    wait "$svc_pid_${i}"; st=$?; svc_exited=1`,
