@@ -39,6 +39,8 @@ const FILE_ERRORS: Record<string, string> = {
   EMFILE: 'too many open files',
 };
 
+const size = (n: number) => (n >= 1024 * 1024 ? `${Math.ceil(n / 1024 / 1024)} MiB` : `${n} bytes`);
+
 function readText(file: string, maxBytes: number): string {
   const fail = (why: string) => new PlanFileError([`${oneLine(file)}: cannot read the plan: ${why}`]);
   let fd: number;
@@ -54,7 +56,7 @@ function readText(file: string, maxBytes: number): string {
     const st = fstatSync(fd);
     if (st.isDirectory()) throw fail('is a directory');
     if (!st.isFile()) throw fail('is not a regular file (a FIFO, device or socket)');
-    if (st.size > maxBytes) throw fail(`is ${Math.ceil(st.size / 1024 / 1024)} MiB, more than the ${maxBytes / 1024 / 1024} MiB a plan may be`);
+    if (st.size > maxBytes) throw fail(`is ${size(st.size)}, more than the ${size(maxBytes)} a plan may be`);
     bytes = readFileSync(fd);
   } catch (e) {
     if (e instanceof PlanFileError) throw e;
@@ -63,7 +65,7 @@ function readText(file: string, maxBytes: number): string {
   } finally {
     closeSync(fd);
   }
-  if (bytes.length > maxBytes) throw fail(`is more than the ${maxBytes / 1024 / 1024} MiB a plan may be`); // it grew while read
+  if (bytes.length > maxBytes) throw fail(`is more than the ${size(maxBytes)} a plan may be`); // it grew while read
   if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))
     throw new PlanFileError([`${oneLine(file)}:1: the file is UTF-16 text: save it as UTF-8`]);
   let text: string;
@@ -97,7 +99,8 @@ function parseYaml(text: string) {
   return { doc, lineCounter };
 }
 
-function yamlProblemText(message: string): string {
+function yamlProblemText(message: string, code?: string): string {
+  if (code === 'MULTIPLE_DOCS') return 'a second document ("---"): a plan file holds one';
   return /call stack/i.test(message) ? 'nested too deeply' : oneLine(message, 200);
 }
 
@@ -126,7 +129,8 @@ function lineOfPath(doc: Document, lc: LineCounter, path: readonly (string | num
   return line;
 }
 
-function describeIssue(issue: PlanIssue): string {
+function describeIssue(issue: PlanIssue, value: unknown): string {
+  if (issue.path.length === 0 && (value === null || value === undefined)) return 'the plan is empty';
   if (issue.path.length === 0) return `the plan ${issue.message.replace(/^must be an object \(a mapping of fields\)/, 'must be an object with "name" and "tests"')}`;
   return `${oneLine(fieldName(issue.path), 200)}: ${issue.message}`;
 }
@@ -156,7 +160,7 @@ export function readPlanFile(file: string, limits: ValidationLimits, maxBytes = 
     if (errors.length) {
       const seen = new Set<string>();
       const lines = errors
-        .map((e) => `${name}:${lineCounter.linePos(e.pos[0]).line}: not valid YAML: ${yamlProblemText(e.message)}`)
+        .map((e) => `${name}:${lineCounter.linePos(e.pos[0]).line}: not valid YAML: ${yamlProblemText(e.message, e.code)}`)
         .filter((l) => !seen.has(l) && seen.add(l));
       throw new PlanFileError(lines.length > 5 ? [...lines.slice(0, 5), `${name}: and ${lines.length - 5} more YAML errors`] : lines);
     }
@@ -170,7 +174,7 @@ export function readPlanFile(file: string, limits: ValidationLimits, maxBytes = 
   const issues = planIssues(value, limits);
   if (issues.length === 0) return value;
   positions ??= parseYaml(text);
-  const shown = issues.slice(0, MAX_SHOWN).map((i) => `${name}:${lineOfPath(positions!.doc, positions!.lineCounter, i.path)}: ${describeIssue(i)}`);
+  const shown = issues.slice(0, MAX_SHOWN).map((i) => `${name}:${lineOfPath(positions!.doc, positions!.lineCounter, i.path)}: ${describeIssue(i, value)}`);
   if (issues.length > MAX_SHOWN) shown.push(`${name}: and ${issues.length - MAX_SHOWN} more problems`);
   throw new PlanFileError(shown);
 }

@@ -77,9 +77,12 @@ export function fieldName(path: readonly PropertyKey[]): string {
 
 /** The shape, then the server's rules (only once the shape holds: the rules assume the types). */
 export function submitPlanSchema(limits: ValidationLimits) {
-  return submitPlanShape.superRefine((input, ctx) => {
-    for (const p of validatePlan(input as SubmitPlanInput, limits)) ctx.addIssue({ code: 'custom', path: fieldPath(p.field), message: p.message });
-  });
+  return submitPlanShape.superRefine(
+    (input, ctx) => {
+      for (const p of validatePlan(input as SubmitPlanInput, limits)) ctx.addIssue({ code: 'custom', path: fieldPath(p.field), message: p.message });
+    },
+    { when: (payload) => payload.issues.length === 0 },
+  );
 }
 
 export interface PlanIssue {
@@ -113,7 +116,7 @@ function toPlanIssues(issue: z.core.$ZodIssue): PlanIssue[] {
       return issue.keys.map((k) => ({ path: [...path, k], message: 'is not a field of this input' }));
     case 'invalid_type': {
       if (issue.input === undefined) return [{ path, message: 'is required' }];
-      const quoted = issue.expected === 'string' && issue.input !== null ? ' (put it in quotes)' : '';
+      const quoted = issue.expected === 'string' && (typeof issue.input === 'number' || typeof issue.input === 'boolean') ? ' (put it in quotes)' : '';
       return [{ path, message: `must be ${typeWords[issue.expected] ?? issue.expected}, not ${describe(issue.input)}${quoted}` }];
     }
     case 'invalid_value':
