@@ -38,7 +38,11 @@ export function networkCause(err: unknown, host: string, timeoutSeconds: number)
   if (code === 'EAI_AGAIN') return `the name "${oneLine(host, 100)}" could not be looked up (DNS did not answer)`;
   if (CAUSES[code]) return CAUSES[code];
   const message = oneLine((cause as Error)?.message ?? String(cause), 200);
-  if (/CERT|SSL|TLS|certificate/i.test(code) || /certificate|ssl|tls/i.test(message)) return `TLS: ${message}`;
+  if (/CERT|SSL|TLS|certificate/i.test(code) || /certificate|ssl|tls/i.test(message)) {
+    // OpenSSL's "80BC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:…": the reason
+    const reason = /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1];
+    return reason ? `TLS: ${reason}${/wrong version number/.test(reason) ? ' (is the server really https?)' : ''}` : `TLS: ${message}`;
+  }
   return message;
 }
 

@@ -83,7 +83,7 @@ function checkReportPath(file: string): void {
   } catch {
     return; // does not exist yet: it is created
   }
-  if (!st.isFile() && !st.isCharacterDevice()) throw new UsageError(`--junit ${oneArg(file)}: is not a regular file`);
+  if (!st.isFile() && !st.isCharacterDevice()) throw new UsageError(`--junit ${oneArg(file)}: is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`);
 }
 
 function writeReport(file: string, xml: string): void {
