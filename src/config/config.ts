@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { ValidationLimits } from '../domain/plan-input';
 import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
+import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 
 /**
@@ -105,6 +106,9 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], prefix: string): stri
   });
 }
 
+/** The names of every variable loadConfig reads, for the commands' --help. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 /** Parses the environment once; lists every problem at once. Nothing below main reads process.env. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];
@@ -150,18 +154,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisPrefix: e.REDIS_PREFIX,
     pools,
     limits: {
+      ...PLAN_LIMITS, // the fixed limits, shared with the CLI's check of a plan file
       maxTestsPerPlan: e.MAX_TESTS_PER_PLAN,
-      maxScriptBytes: 256 * 1024,
-      maxTimeoutSeconds: 86_400,
       defaultTimeoutSeconds: e.DEFAULT_TIMEOUT_SECONDS,
       defaultMaxRetries: 2,
-      maxRetries: 10,
-      maxEnvVars: 200,
-      maxEnvValueBytes: 32 * 1024,
-      maxServices: 16,
-      maxArtifactPaths: 100,
-      minPriority: -1000,
-      maxPriority: 1000,
     },
     maxOutputBytes: e.MAX_OUTPUT_BYTES,
     artifactLimits: { maxBytes: e.MAX_ARTIFACT_BYTES, maxFiles: e.MAX_ARTIFACT_FILES },

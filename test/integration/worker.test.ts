@@ -316,9 +316,10 @@ describe('running tests in sandboxes', () => {
       writeFileSync(plan, JSON.stringify({ name: 'green', tests: [{ name: 'good', type: 'UNIT', script: 'true' }] }));
       assert.equal((await run(plan)).code, 0);
       writeFileSync(plan, JSON.stringify({ name: 'bad', tests: [{ name: 'x', type: 'UNIT', script: '' }] }));
+      // refused by the CLI itself with the server's rule, before anything is sent: exit 2, one line
       const rejected = await run(plan);
-      assert.equal(rejected.code, 1);
-      assert.match(rejected.out, /BAD_USER_INPUT: invalid plan: tests\[0\]\.script \("x"\) must not be empty/);
+      assert.equal(rejected.code, 2);
+      assert.equal(rejected.out, `${plan}:1: tests[0].script: must not be empty\n`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

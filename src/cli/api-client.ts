@@ -1,0 +1,160 @@
+// The CLI's side of the API: GraphQL over HTTP POST and subscriptions over graphql-ws, with every way
+// they can fail turned into one line (a CliError, exit code 2) that names the URL and the cause in words.
+
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import { oneLine } from './one-line';
+
+/** The command could not do its job: the message is one line for the terminal, the exit code 2. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  readonly exitCode = 2;
+}
+
+const CAUSES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset by the server',
+  ETIMEDOUT: 'connection timed out',
+  UND_ERR_CONNECT_TIMEOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EADDRNOTAVAIL: 'address not available',
+  EPIPE: 'the server closed the connection',
+  UND_ERR_SOCKET: 'the server closed the connection',
+  UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
+  UND_ERR_BODY_TIMEOUT: 'the answer stopped coming',
+};
+
+/** The cause of a failed fetch (or WebSocket), in words. */
+export function networkCause(err: unknown, host: string, timeoutSeconds: number): string {
+  if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) return `no answer within ${timeoutSeconds} s`;
+  // fetch throws TypeError("fetch failed") with the system error as its cause; "localhost" tries
+  // several addresses and gives an AggregateError of them
+  let cause = (err as { cause?: unknown })?.cause ?? err;
+  const errors = (cause as { errors?: unknown[] })?.errors;
+  if (!(cause as { code?: unknown })?.code && Array.isArray(errors) && errors.length) cause = errors[0];
+  const code = String((cause as { code?: unknown })?.code ?? '');
+  if (code === 'ENOTFOUND') return `host "${oneLine(host, 100)}" not found (DNS)`;
+  if (code === 'EAI_AGAIN') return `the name "${oneLine(host, 100)}" could not be looked up (DNS did not answer)`;
+  if (CAUSES[code]) return CAUSES[code];
+  const message = oneLine((cause as Error)?.message ?? String(cause), 200);
+  if (/CERT|SSL|TLS|certificate/i.test(code) || /certificate|ssl|tls/i.test(message)) {
+    // OpenSSL's "80BC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:…": the reason
+    const reason = /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1];
+    return reason ? `TLS: ${reason}${/wrong version number/.test(reason) ? ' (is the server really https?)' : ''}` : `TLS: ${message}`;
+  }
+  return message;
+}
+
+interface GraphqlError {
+  message?: unknown;
+  extensions?: { code?: unknown };
+}
+
+/** "CODE: message" of a GraphQL error list (the first, and how many more). */
+export function describeGraphqlErrors(errors: readonly GraphqlError[], fallbackCode = 'ERROR'): string {
+  const first = errors[0] ?? {};
+  const code = typeof first.extensions?.code === 'string' ? first.extensions.code : fallbackCode;
+  const message = typeof first.message === 'string' ? first.message : JSON.stringify(first.message ?? null);
+  const more = errors.length > 1 ? ` (and ${errors.length - 1} more error${errors.length > 2 ? 's' : ''})` : '';
+  return `${oneLine(code, 60)}: ${oneLine(message)}${more}`;
+}
+
+export interface ApiClient {
+  readonly url: string;
+  readonly wsUrl: string;
+  /** Data of a query or mutation; a CliError for anything else. */
+  request<T = any>(query: string, variables: object): Promise<T>;
+  /** A graphql-ws client that reports its end, unless disposed, as one line through `onError` (once). */
+  subscriptions(onError: (e: CliError) => void): Subscriptions;
+}
+
+export interface Subscriptions {
+  client: Client;
+  /** For a subscription's error sink: reports a close event or GraphQL errors as the one line. */
+  fail(e: unknown): void;
+  dispose(): Promise<void>;
+}
+
+export function apiClient(baseUrl: string, timeoutSeconds: number): ApiClient {
+  const url = baseUrl;
+  const endpoint = `${baseUrl}/graphql`;
+  const host = new URL(baseUrl).hostname;
+  const wsUrl = endpoint.replace(/^http/, 'ws');
+
+  async function request<T>(query: string, variables: object): Promise<T> {
+    let res: Response;
+    let text: string;
+    try {
+      const signal = AbortSignal.timeout(timeoutSeconds * 1000);
+      res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify({ query, variables }), signal });
+      text = await res.text();
+    } catch (e) {
+      throw new CliError(`cannot reach ${url}: ${networkCause(e, host, timeoutSeconds)}`);
+    }
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = null; // not JSON: answered below with the status and content type
+    }
+    const body = parsed as { data?: unknown; errors?: unknown } | null;
+    const status = `HTTP ${res.status}${res.statusText ? ` ${oneLine(res.statusText, 60)}` : ''}`;
+    if (body === null || typeof body !== 'object') {
+      const type = res.headers.get('content-type');
+      throw new CliError(`${endpoint} answered ${status}${type ? ` (${oneLine(type.split(';')[0], 60)})` : ''}, not a GraphQL response`);
+    }
+    if (Array.isArray(body.errors) && body.errors.length) throw new CliError(describeGraphqlErrors(body.errors as GraphqlError[], `HTTP ${res.status}`));
+    if (!res.ok || !body.data || typeof body.data !== 'object') throw new CliError(`${endpoint} answered ${status} without data, not a GraphQL response`);
+    return body.data as T;
+  }
+
+  function subscriptions(onError: (e: CliError) => void): Subscriptions {
+    let connected = false;
+    let over = false;
+    const fail = (e: unknown) => {
+      if (over) return;
+      over = true;
+      const why = wsCause(e, host);
+      onError(new CliError(connected ? `lost the connection to ${wsUrl} while waiting: ${why}` : `cannot open the WebSocket ${wsUrl}: ${why}`));
+    };
+    const client = createClient({
+      url: wsUrl,
+      webSocketImpl: WebSocket,
+      lazy: true,
+      retryAttempts: 0, // a lost connection ends the wait: exit 2, not a silent gap in the updates
+      on: {
+        connected: () => {
+          connected = true;
+        },
+        error: fail,
+        closed: fail,
+      },
+    });
+    return {
+      client,
+      fail,
+      async dispose() {
+        over = true;
+        await client.dispose();
+      },
+    };
+  }
+
+  return { url, wsUrl, request, subscriptions };
+}
+
+/** What ended a WebSocket: a close event (code, reason), an error event, or GraphQL errors. */
+export function wsCause(e: unknown, host: string): string {
+  if (Array.isArray(e)) return describeGraphqlErrors(e as GraphqlError[]);
+  const ev = e as { code?: unknown; reason?: unknown; error?: unknown; message?: unknown };
+  if (typeof ev?.code === 'number') {
+    const reason = typeof ev.reason === 'string' && ev.reason ? `: ${oneLine(ev.reason, 200)}` : '';
+    if (ev.code === 1006) return `the connection was cut (code 1006)${reason}`;
+    if (ev.code === 1001) return `the server is going away (code 1001)${reason}`;
+    return `closed with code ${ev.code}${reason}`;
+  }
+  if (ev?.error) return networkCause(ev.error, host, 0);
+  if (ev instanceof Error || typeof ev?.message === 'string') return networkCause(ev, host, 0);
+  return oneLine(String(e), 200);
+}

@@ -1,0 +1,117 @@
+// Every command's command line and help text, in one place (main.ts dispatches, --help prints these).
+
+import { CONFIG_VARIABLES } from '../config/config';
+import type { CommandSpec } from './args';
+
+/** Lines of at most `width` characters holding `words` separated by ", ". */
+function wrap(words: readonly string[], indent: string, width = 100): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const w of words) {
+    const next = line ? `${line}, ${w}` : w;
+    if (indent.length + next.length > width && line) {
+      lines.push(`${indent}${line},`);
+      line = w;
+    } else line = next;
+  }
+  if (line) lines.push(`${indent}${line}`);
+  return lines.join('\n');
+}
+
+const environment = (main: string) =>
+  [
+    'environment:',
+    '  Configured by environment variables only, all optional; every one with its default and meaning',
+    '  is in README.md "Configuration" and .env.example. ' + main + '. All of them:',
+    wrap(CONFIG_VARIABLES, '    '),
+    '  A problem in them is reported at once and the process exits 1 before opening anything.',
+  ].join('\n');
+
+export const START: CommandSpec = {
+  name: 'start',
+  summary: 'Runs the API, the reconciler and a worker in one process (the default command): one machine, zero setup.',
+  description: [
+    'Listens on http://HOST:PORT/graphql (127.0.0.1:4000). Without DATABASE_URL the database is embedded',
+    '(PGlite in DATA_DIR); without REDIS_URL it starts its own redis-server there. SIGTERM or Ctrl-C stops',
+    'gracefully (running tests finish or go back to the queue); a second signal exits at once.',
+  ].join('\n'),
+  options: [],
+  sections: [environment('Most used: PORT, HOST, DATA_DIR, DATABASE_URL, REDIS_URL,\n  POOLS, WORKER_POOLS')],
+};
+
+export const SERVE: CommandSpec = {
+  name: 'serve',
+  summary: 'Runs the API and the reconciler, no worker (scaled mode: run workers with "orchestrator worker").',
+  description: [
+    'Any number of them may share one PostgreSQL server (DATABASE_URL) and one Redis (REDIS_URL, with the',
+    'same REDIS_PREFIX) behind a load balancer. SIGTERM or Ctrl-C stops gracefully.',
+  ].join('\n'),
+  options: [],
+  sections: [environment('Most used: PORT, HOST, DATABASE_URL, REDIS_URL,\n  REDIS_PREFIX, POOLS')],
+};
+
+export const WORKER: CommandSpec = {
+  name: 'worker',
+  summary: 'Runs a worker: takes the tests of its pools from the queues and runs them in sandboxes.',
+  description: [
+    'Needs bubblewrap and the base image (npm run images). Serves every configured pool it has a driver',
+    'for, or those named in WORKER_POOLS. SIGTERM or Ctrl-C stops taking tests and lets running ones finish.',
+  ].join('\n'),
+  options: [],
+  sections: [environment('Most used: DATABASE_URL, REDIS_URL,\n  REDIS_PREFIX, POOLS, WORKER_POOLS, IMAGE_DIR, SANDBOX_USER')],
+};
+
+export const SUBMIT_TIMEOUT_SECONDS = 300;
+export const DEFAULT_URL = 'http://127.0.0.1:4000';
+
+export const SUBMIT: CommandSpec = {
+  name: 'submit',
+  positionals: [{ name: 'PLAN_FILE', required: true, help: 'the plan: JSON or YAML in the shape of SubmitPlanInput (schema.graphql)' }],
+  summary: 'Submits a plan; with --wait follows it live, prints each test as it finishes and exits by the result.',
+  description: [
+    'PLAN_FILE is read as JSON when it ends in .json, as YAML when it ends in .yaml or .yml, otherwise as JSON',
+    'when it starts with "{" or "[" and as YAML if not. It is checked against the server\'s rules before',
+    'anything is sent; each problem is printed as FILE:LINE: FIELD: MESSAGE, for example',
+    '  plan.yaml:14: tests[3].timeoutSeconds: must be an integer from 1 to 86400 (got 100000)',
+    'The server may still refuse it for what only it knows (MAX_TESTS_PER_PLAN, no pool for a test).',
+  ].join('\n'),
+  options: [
+    { name: 'url', value: 'URL', help: `the orchestrator, http:// or https:// (default ${DEFAULT_URL}; /graphql is added)` },
+    { name: 'wait', help: 'follow the plan until it ends (over a WebSocket); exit 0 only if every test passed' },
+    { name: 'junit', value: 'FILE', help: 'with --wait: write a JUnit XML report of every test to FILE' },
+    { name: 'timeout', value: 'SECONDS', help: `how long to wait for each answer of the server (default ${SUBMIT_TIMEOUT_SECONDS})` },
+  ],
+  sections: [
+    [
+      'exit codes:',
+      '  0  the plan was accepted (without --wait), or every test passed (with --wait)',
+      '  1  with --wait: a test did not pass (FAILED, TIMED_OUT, ERROR or CANCELLED)',
+      '  2  it could not do its job: a usage error, a bad plan file, the server unreachable, an HTTP or',
+      '     GraphQL error (BAD_USER_INPUT, UNSCHEDULABLE, ...), the WebSocket lost while waiting.',
+      '     The reason is one line on stderr.',
+    ].join('\n'),
+  ],
+};
+
+export const SCHEMA: CommandSpec = {
+  name: 'schema',
+  positionals: [{ name: 'FILE', required: false, help: 'where to write it (default schema.graphql)' }],
+  summary: 'Writes the GraphQL schema (SDL) generated from the code. Opens no database or Redis.',
+  options: [],
+};
+
+export const COMMANDS: Record<string, CommandSpec> = { start: START, serve: SERVE, worker: WORKER, submit: SUBMIT, schema: SCHEMA };
+
+export const TOP_USAGE = `usage: orchestrator [COMMAND] [--help]
+
+commands:
+  start    API, reconciler and a worker in one process, on the embedded defaults (the default command)
+  serve    API and reconciler only (scaled mode: run workers with "worker")
+  worker   a worker for the configured pools (WORKER_POOLS to choose some)
+  submit   PLAN_FILE [--url URL] [--wait] [--junit FILE] [--timeout SECONDS]: submit a plan (JSON or YAML),
+           follow it live; exit 0 all passed, 1 a test did not pass, 2 could not do its job
+  schema   [FILE]: write the GraphQL schema generated from the code
+  help     [COMMAND]: this text, or the help of one command
+
+"orchestrator COMMAND --help" prints a command's options (and, for start, serve and worker, the
+environment variables that configure them).`;
