@@ -33,7 +33,10 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify({ stdout: o.stdout, stderr: o.stderr, exitCode: o.exitCode, hostEnv })}\n`);
 }
 
-main().catch((err: Error) => {
-  process.stderr.write(`${err.stack ?? err.message}\n`);
-  process.exit(1);
-});
+// `node --test dist/test/` loads every file, this one too, without arguments: then it does nothing
+if (mode) {
+  main().catch((err: Error) => {
+    process.stderr.write(`${err.stack ?? err.message}\n`);
+    process.exit(1);
+  });
+}
