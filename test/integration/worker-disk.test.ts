@@ -14,13 +14,13 @@ import { startTestRedis, type TestRedis } from '../helpers/redis';
 import { startTestServer, type TestServer } from '../helpers/server';
 
 const DISK_MB = 32;
-const MAX_FILES = 5;
+const MAX_FILES = 250;
 const POOLS = JSON.stringify([
   { name: 'small-disk', kind: 'CONTAINER', cpus: 1, memoryMb: 256, image: 'debian-bookworm', capacity: 1, pids: 64, diskMb: DISK_MB, testTypes: ['UNIT'] },
 ]);
 const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { status counts { running queued }
-  tests(first: 10) { nodes { name status result { exitCode stderr errorMessage artifacts { name sizeBytes } } } } } }`;
+  tests(first: 10) { nodes { id name status result { exitCode stderr errorMessage artifactCount artifacts { name sizeBytes } } } } } }`;
 
 /** Bytes the host holds for a path (allocated blocks), not crossing into mounted filesystems. */
 function hostBytes(p: string): number {
@@ -95,7 +95,7 @@ describe('disk limits through the worker', () => {
 
     const t1 = await runPlan([
       { name: 'fills-disk', type: 'UNIT', script: 'dd if=/dev/zero of=big bs=1M count=100 status=none; echo "wrote $(du -m big | cut -f1) MB" >&2; exit 1' },
-      { name: 'many-files', type: 'UNIT', artifactPaths: ['out'], script: 'mkdir out && for i in $(seq 1 12); do echo $i > out/f$i; done' },
+      { name: 'many-files', type: 'UNIT', artifactPaths: ['out'], script: `mkdir out && for i in $(seq 1 ${MAX_FILES + 10}); do echo $i > out/f$(printf %03d $i); done` },
     ]);
     const full = t1['fills-disk'];
     assert.equal(full.status, 'FAILED', JSON.stringify(full.result));
@@ -104,8 +104,15 @@ describe('disk limits through the worker', () => {
 
     const many = t1['many-files'];
     assert.equal(many.status, 'PASSED', JSON.stringify(many.result));
-    assert.equal(many.result.artifacts.length, MAX_FILES, JSON.stringify(many.result.artifacts));
-    assert.equal(many.result.errorMessage, `artifacts: ${12 - MAX_FILES} more matching files left out (limit ${MAX_FILES} files per test)`);
+    assert.equal(many.result.artifactCount, MAX_FILES);
+    assert.equal(many.result.artifacts.length, MAX_FILES, 'all of them in the default page');
+    assert.equal(many.result.errorMessage, `artifacts: 10 more matching files left out (limit ${MAX_FILES} files per test)`);
+    const names = many.result.artifacts.map((a: any) => a.name);
+    assert.deepEqual(names, [...names].sort(), 'in name order');
+    // and a page at a time, beyond the first 100 a result carries
+    const page = (await gqlOk(url, `query($id: ID!) { test(id: $id) { result { artifactCount artifacts(first: 100, offset: 200) { name } } } }`, { id: many.id })).test.result;
+    assert.deepEqual(page.artifacts.map((a: any) => a.name), names.slice(200, 300));
+    assert.equal(page.artifacts.length, MAX_FILES - 200);
 
     // Back to where it was: the environment's disk holds what a fresh one does, no run is left.
     await allReady();
