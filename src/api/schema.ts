@@ -7,13 +7,14 @@ import { PlanResolver } from './plan/plan.resolver';
 import { DateTimeScalar } from './scalars';
 import { SystemResolver } from './system/system.resolver';
 import { TestCaseResolver } from './test/test.resolver';
+import { TestResultResolver } from './test/test-result.resolver';
 
 let built: GraphQLSchema | null = null;
 
 /** The schema, generated from the type-graphql classes (once per process). */
 export async function createSchema(): Promise<GraphQLSchema> {
   built ??= await buildSchema({
-    resolvers: [PlanResolver, TestCaseResolver, EnvironmentResolver, SystemResolver],
+    resolvers: [PlanResolver, TestCaseResolver, TestResultResolver, EnvironmentResolver, SystemResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
     globalMiddlewares: [userErrors],
     validate: false, // input is validated by the domain, with messages that name the test and field

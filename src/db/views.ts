@@ -88,8 +88,29 @@ type RunFields = Pick<
   'exitCode' | 'signal' | 'stdout' | 'stderr' | 'outputTruncated' | 'durationMs' | 'timedOut' | 'errorMessage' | 'cpuTimeMs' | 'peakMemoryBytes'
 >;
 
-export function resultView(run: RunFields & { artifacts: Pick<ArtifactModel, 'id' | 'name' | 'kind' | 'sizeBytes' | 'sha256'>[] }): ResultView {
+/** Artifacts a result carries (in a query's first page and in a live event); the rest are queried by page. */
+export const ARTIFACTS_IN_VIEW = 100;
+
+type ArtifactFields = Pick<ArtifactModel, 'id' | 'name' | 'kind' | 'sizeBytes' | 'sha256'>;
+
+/** Artifacts in the order pages are read: by name as UTF-8 bytes (the SQL's COLLATE "C"), then id. */
+export function byArtifactOrder(a: ArtifactFields, b: ArtifactFields): number {
+  return Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+export function artifactView(a: ArtifactFields): ResultView['artifacts'][number] {
+  return { id: a.id, name: a.name, kind: a.kind, sizeBytes: a.sizeBytes, sha256: a.sha256, url: `/artifacts/${a.id}` };
+}
+
+/**
+ * The result of a run with its first ARTIFACTS_IN_VIEW artifacts (in page order) and their count:
+ * a test with 20,000 artifacts must not put them all in one event or one response.
+ */
+export function resultView(run: RunFields & { id: string; artifacts: ArtifactFields[]; artifactCount?: number }): ResultView {
+  const first = run.artifacts.length > ARTIFACTS_IN_VIEW ? [...run.artifacts].sort(byArtifactOrder).slice(0, ARTIFACTS_IN_VIEW) : [...run.artifacts].sort(byArtifactOrder);
   return {
+    runId: run.id,
+    artifactCount: run.artifactCount ?? run.artifacts.length,
     exitCode: run.exitCode,
     signal: run.signal,
     stdout: run.stdout,
@@ -102,14 +123,7 @@ export function resultView(run: RunFields & { artifacts: Pick<ArtifactModel, 'id
       run.cpuTimeMs === null && run.peakMemoryBytes === null
         ? null
         : { cpuTimeMs: run.cpuTimeMs, cpuPercent: null, memoryBytes: null, peakMemoryBytes: run.peakMemoryBytes },
-    artifacts: run.artifacts.map((a) => ({
-      id: a.id,
-      name: a.name,
-      kind: a.kind,
-      sizeBytes: a.sizeBytes,
-      sha256: a.sha256,
-      url: `/artifacts/${a.id}`,
-    })),
+    artifacts: first.map(artifactView),
   };
 }
 

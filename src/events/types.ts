@@ -12,6 +12,10 @@ export interface ArtifactView {
 }
 
 export interface ResultView {
+  /** The run (attempt) this is the result of: where further pages of artifacts are read. */
+  runId: string;
+  /** All artifacts of the run; `artifacts` holds at most the first ARTIFACTS_IN_VIEW (db/views.ts). */
+  artifactCount: number;
   exitCode: number | null;
   signal: string | null;
   stdout: string;

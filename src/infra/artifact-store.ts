@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createWriteStream, existsSync, mkdirSync, promises as fs, renameSync, writeFileSync, rmSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, promises as fs, renameSync, writeFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { copySparse } from './sparse-copy';
 
 /** Artifacts and large outputs, content-addressed in a directory: the key is the sha256 of the bytes. */
 export class ArtifactStore {
@@ -16,27 +15,27 @@ export class ArtifactStore {
   }
 
   /**
-   * Stores a file: one streamed pass hashes it and writes a temporary copy, which becomes the
-   * content's key (or is dropped when that content is stored already). Never a synchronous copy:
-   * a large artifact must not stall the process's event loop (the API may share it). The source
-   * is opened without following a final symbolic link.
+   * Stores a file: one pass hashes it and writes a temporary copy, which becomes the content's key
+   * (or is dropped when that content is stored already). The copy is sparse (infra/sparse-copy.ts):
+   * a core dump keeps its holes, the rename keeps them too, so the store holds only its data.
+   * Never a synchronous copy: a large artifact must not stall the process's event loop (the API
+   * may share it). The source is opened without following a final symbolic link.
    */
   async putFile(path: string): Promise<{ key: string; sha256: string }> {
     const src = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     const tmpDir = join(this.root, 'tmp');
-    await fs.mkdir(tmpDir, { recursive: true });
     const tmp = join(tmpDir, `${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
     try {
-      if (!(await src.stat()).isFile()) throw new Error(`not a regular file: ${path}`);
-      const h = createHash('sha256');
-      const hashing = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          h.update(chunk);
-          done(null, chunk);
-        },
-      });
-      await pipeline(src.createReadStream({ autoClose: false }), hashing, createWriteStream(tmp, { flags: 'wx', mode: 0o644 }));
-      const sha256 = h.digest('hex');
+      const st = await src.stat();
+      if (!st.isFile()) throw new Error(`not a regular file: ${path}`);
+      await fs.mkdir(tmpDir, { recursive: true });
+      const out = await fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      let sha256: string;
+      try {
+        sha256 = (await copySparse(src, out, { length: st.size, hash: true })).sha256!;
+      } finally {
+        await out.close();
+      }
       const dest = this.pathOf(sha256);
       if (existsSync(dest)) await fs.rm(tmp, { force: true });
       else {
@@ -45,10 +44,10 @@ export class ArtifactStore {
       }
       return { key: sha256, sha256 };
     } catch (err) {
-      await fs.rm(tmp, { force: true }).catch(() => undefined);
+      await fs.rm(tmp, { force: true }).catch((e: Error) => process.emitWarning(`artifact store: cannot remove ${tmp}: ${e.message}`));
       throw err;
     } finally {
-      await src.close().catch(() => undefined);
+      await src.close().catch((e: Error) => process.emitWarning(`artifact store: closing ${path}: ${e.message}`));
     }
   }
 

@@ -8,6 +8,9 @@ import { UserError } from './errors';
 import { checkCursor, pageSize } from './plan.service';
 import { cancelRunning, publishTestChanges } from './transitions';
 
+/** Artifacts one query may list (the default of `first`). */
+export const MAX_ARTIFACT_PAGE = 1000;
+
 export class TestService {
   constructor(private readonly d: ServiceDeps) {}
 
@@ -22,6 +25,21 @@ export class TestService {
   /** Results of the latest finished attempt, for many tests in one query. */
   async results(ids: readonly string[]): Promise<Map<string, ResultView>> {
     return this.d.tests.results(ids);
+  }
+
+  /**
+   * `first` artifacts of a result from `offset`, in name order: from those the result carries when
+   * they cover the range, else from the database.
+   */
+  async artifacts(result: ResultView, first: number | null | undefined, offset: number | null | undefined): Promise<ResultView['artifacts']> {
+    const n = first ?? MAX_ARTIFACT_PAGE;
+    const from = offset ?? 0;
+    if (!Number.isInteger(n) || n < 0 || n > MAX_ARTIFACT_PAGE) throw new UserError('BAD_USER_INPUT', `first must be from 0 to ${MAX_ARTIFACT_PAGE} (got ${n})`, { field: 'first' });
+    if (!Number.isInteger(from) || from < 0) throw new UserError('BAD_USER_INPUT', `offset must be 0 or more (got ${from})`, { field: 'offset' });
+    const carried = result.artifacts;
+    if (from + n <= carried.length || carried.length >= result.artifactCount) return carried.slice(from, from + n);
+    if (from >= result.artifactCount || n === 0) return [];
+    return this.d.tests.artifactsOfRun(result.runId, n, from);
   }
 
   /** QUEUED: cancelled and removed from its queue. RUNNING: cancelled, and its worker kills it. Finished: unchanged. */

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,6 +15,7 @@ import { checkImage } from '../../src/environments/container/image.js';
 import { createWorkFs, mountsBelow } from '../../src/environments/container/work-fs.js';
 import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
 import { classifyRun, withArtifactNotes } from '../../src/domain/outcome.js';
+import { ArtifactStore } from '../../src/infra/artifact-store.js';
 import { TEST_IMAGE, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
 
 const DISK_MB = 32;
@@ -88,19 +90,102 @@ describe('ContainerDriver disk limits', () => {
     assert.doesNotMatch(next.stdout, /big|lost\+found/);
   });
 
-  it('a sparse 1 TiB artifact is cut to what it holds, and the result says so', async (t) => {
+  /** Bytes a file holds on disk (st_blocks * 512). */
+  const allocated = (p: string) => statSync(p).blocks * 512;
+  const sha256Of = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+  it('a sparse file is kept whole and sparse, in the run artifacts and in the artifact store', async (t) => {
     if (skip) return t.skip(skip);
     await driver.reset(env);
-    const s = spec({ script: 'truncate -s 1T sparse.bin && echo hello > small.txt', artifactPaths: ['sparse.bin', 'small.txt'] });
+    // 64 MiB logical, 1 MiB of data in four pieces (start, middle, end), holes between.
+    const s = spec({
+      script: [
+        'truncate -s 64M sparse.bin',
+        'head -c 262144 /dev/urandom | dd of=sparse.bin conv=notrunc status=none',
+        'head -c 524288 /dev/urandom | dd of=sparse.bin bs=1M seek=20 conv=notrunc status=none',
+        'head -c 262144 /dev/urandom | dd of=sparse.bin bs=262144 seek=255 conv=notrunc status=none',
+        'sha256sum sparse.bin | cut -d" " -f1',
+      ].join(' && '),
+      artifactPaths: ['sparse.bin'],
+    });
+    const o = await driver.run(env, s);
+    assert.equal(o.exitCode, 0, o.stderr);
+    const inside = o.stdout.trim();
+    const f = o.files.find((x) => x.name === 'sparse.bin');
+    assert.ok(f, JSON.stringify(o.files));
+    assert.equal(f.sizeBytes, 64 * 1024 * 1024, 'its whole logical size');
+    assert.deepEqual(o.artifactNotes ?? [], [], 'nothing cut');
+    assert.equal(statSync(f.path).size, 64 * 1024 * 1024);
+    assert.equal(sha256Of(f.path), inside, 'the same bytes');
+    assert.ok(allocated(f.path) <= 1.25 * 1024 * 1024, `the copy holds ${allocated(f.path)} bytes on disk`);
+
+    const store = new ArtifactStore(path.join(tmp.path, 'store'));
+    const put = await store.putFile(f.path);
+    assert.equal(put.sha256, inside, 'hashed over the logical content');
+    const stored = store.pathOf(put.key);
+    assert.equal(statSync(stored).size, 64 * 1024 * 1024);
+    assert.equal(sha256Of(stored), inside);
+    assert.ok(allocated(stored) <= 1.25 * 1024 * 1024, `the store holds ${allocated(stored)} bytes on disk`);
+    // stored again (dedup): same key, still one sparse file, no temporary left
+    assert.equal((await store.putFile(f.path)).key, put.key);
+    assert.deepEqual(readdirSync(path.join(tmp.path, 'store', 'tmp')), []);
+  });
+
+  it('a real core dump is stored whole at its full logical size', async (t) => {
+    if (skip) return t.skip(skip);
+    await driver.reset(env);
+    // dd holds a 64 MiB buffer it never touches (blocked reading a FIFO) when it gets SIGSEGV: the
+    // kernel writes those pages as holes.
+    const s = spec({
+      script: [
+        'ulimit -c unlimited',
+        'mkfifo pipe',
+        'dd if=pipe bs=64M of=/dev/null status=none & dd=$!',
+        'exec 3>pipe',
+        'sleep 0.5',
+        'kill -SEGV $dd',
+        'wait $dd',
+        'exec 3>&-',
+        'for c in core*; do stat -c "%n %s %b" "$c"; sha256sum "$c" | cut -d" " -f1; done',
+      ].join('\n'),
+    });
+    const o = await driver.run(env, s);
+    const [line, sum] = o.stdout.trim().split('\n');
+    const m = /^(core(?:\.\d+)?) (\d+) (\d+)$/.exec(line ?? '');
+    assert.ok(m, `no core dump in the work dir: ${o.stdout} ${o.stderr}`);
+    const [, name, size, blocks] = m;
+    assert.ok(Number(size) > 64 * 1024 * 1024, `a core of dd's 64 MiB buffer: ${size}`);
+    assert.ok(Number(blocks) * 512 < Number(size) / 4, `the kernel wrote it sparse: ${blocks} blocks of ${size}`);
+    const core = o.files.find((x) => x.kind === 'CORE_DUMP');
+    assert.ok(core, JSON.stringify(o.files));
+    assert.equal(core.name, name);
+    assert.equal(core.sizeBytes, Number(size), 'not cut');
+    assert.equal(sha256Of(core.path), sum);
+    const store = new ArtifactStore(path.join(tmp.path, 'store-core'));
+    const put = await store.putFile(core.path);
+    assert.equal(put.sha256, sum);
+    assert.equal(statSync(store.pathOf(put.key)).size, Number(size));
+    assert.ok(allocated(store.pathOf(put.key)) <= Number(blocks) * 512 + 64 * 1024, 'the store holds no more than the core did');
+  });
+
+  it('a sparse 1 TiB artifact is never read in full: cut at the byte limit, still sparse, and the result says so', async (t) => {
+    if (skip) return t.skip(skip);
+    await driver.reset(env);
+    const s = spec({
+      script: 'truncate -s 1T sparse.bin && echo hello > small.txt && truncate -s 1T core',
+      artifactPaths: ['sparse.bin', 'small.txt'],
+      artifactLimits: { maxBytes: 32 * 1024 * 1024, maxFiles: 100 },
+    });
     const o = await driver.run(env, s);
     assert.equal(o.exitCode, 0, o.stderr);
     const byName = new Map(o.files.map((f) => [f.name, f]));
     assert.equal(byName.get('small.txt')?.sizeBytes, 6);
-    assert.ok((byName.get('sparse.bin')?.sizeBytes ?? 0) < 1024 * 1024, JSON.stringify(o.files));
+    assert.equal(byName.get('sparse.bin')?.sizeBytes, 32 * 1024 * 1024 - 6, JSON.stringify(o.files));
+    assert.equal(byName.has('core'), false, 'a core dump that does not fit is left out, not cut');
     assert.ok(hostBytes(s.artifactDir) < 1024 * 1024, 'the artifact dir holds less than 1 MiB');
-    assert.ok(statSync(path.join(s.artifactDir, 'sparse.bin')).size < 1024 * 1024, 'the copy is not 1 TiB long either');
-    assert.ok(o.artifactNotes?.some((n) => /sparse\.bin cut to .* of 1\.0 TiB \(a sparse file/.test(n)), JSON.stringify(o.artifactNotes));
-    assert.match(withArtifactNotes(null, o.artifactNotes) ?? '', /^artifacts: sparse\.bin cut to/);
+    assert.ok(o.artifactNotes?.some((n) => /^sparse\.bin cut to 32 MiB of 1\.0 TiB \(the artifact byte limit of 32 MiB per test was reached\)$/.test(n)), JSON.stringify(o.artifactNotes));
+    assert.ok(o.artifactNotes?.some((n) => /^core left out: it is 1\.0 TiB, more than the .* left of the artifact byte limit$/.test(n)), JSON.stringify(o.artifactNotes));
+    assert.match(withArtifactNotes(null, o.artifactNotes) ?? '', /^artifacts: /);
   });
 
   it('caps the number of files and the bytes collected per test, and says what was left out', async (t) => {

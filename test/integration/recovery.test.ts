@@ -608,4 +608,34 @@ describe('recovery', () => {
     await second.stop('SIGTERM', 25_000);
     await s.assertNothingLeft('after the hand-back');
   });
+
+  it('a test whose every attempt kills its process ends in ERROR when its retry budget is spent, across restarts, and is not run again', async (t) => {
+    const s = scratch(t);
+    const dataDir = s.adopt(await freshPgliteDir());
+    const env = { POOLS, IMAGE_DIR };
+    const marker = s.marker(3);
+    let proc = s.track(await startOrchestrator('start', { dataDir, env }));
+    const { planId } = await submit(proc.url, 'killer', [{ name: 'killer', script: `sleep ${marker}; echo killer-ran`, maxRetries: 1 }]);
+    // maxRetries 1: attempts 1 and 2 each take their process down (a SIGKILL while the test runs,
+    // as a test that exhausts its host would); the process started after the second finds the
+    // budget spent.
+    for (const attempt of [1, 2]) {
+      const at = await waitForTests(proc.url, planId, `killer RUNNING, attempt ${attempt}`, (m) => m.get('killer')?.status === 'RUNNING' && m.get('killer')?.attempts === attempt, 90_000, () => proc.log(30), 100);
+      assert.equal(at.get('killer')!.attempts, attempt);
+      assert.ok(await eventually(() => processesMentioning(marker).length > 0, 10_000), `attempt ${attempt} sleeps in its sandbox; log:\n${proc.log(20)}`);
+      await crash(proc);
+      assert.ok(await eventually(() => processesMentioning(marker).length === 0, 5_000), 'its sandbox died with it');
+      proc = s.track(await startOrchestrator('start', { dataDir, env }));
+    }
+    const final = await waitForTests(proc.url, planId, 'killer terminal after the last restart', allTerminal, 90_000, () => proc.log(30), 250);
+    const k = final.get('killer')!;
+    assert.deepEqual([k.status, k.attempts], ['ERROR', 2], `log after the last restart:\n${proc.log(30)}`);
+    assert.match(k.result?.errorMessage ?? '', /worker running attempt 2 was lost/);
+    // and it stays so: not run a third time
+    await sleep(3_000);
+    const later = (await testsOf(proc.url, planId)).get('killer')!;
+    assert.deepEqual([later.status, later.attempts], ['ERROR', 2]);
+    assert.deepEqual(processesMentioning(marker), [], 'never started again');
+    await proc.stop('SIGTERM', 25_000);
+  });
 });

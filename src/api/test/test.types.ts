@@ -24,7 +24,8 @@ export class TestResult {
   @Field() timedOut!: boolean;
   @Field(() => String, { nullable: true, description: 'why a test FAILED, TIMED_OUT or hit an ERROR, in one readable line' }) errorMessage!: string | null;
   @Field(() => ResourceUsage, { nullable: true }) metrics!: ResourceUsage | null;
-  @Field(() => [Artifact]) artifacts!: Artifact[];
+  @Field(() => Int, { description: 'how many artifacts the run kept; `artifacts` lists them a page at a time' }) artifactCount!: number;
+  // artifacts(first, offset): TestResultResolver
 }
 
 /** Fields read from a TestView; plan, environment and result are resolved by TestCaseResolver. */

@@ -7,14 +7,16 @@
 // O_NOFOLLOW and checked again after opening. It runs after the sandbox is dead; the work dir is
 // owned by the sandbox's host user, which no other process should use (see sandbox-user.ts).
 //
-// Bounded: at most `maxFiles` files and `maxBytes` bytes per test, and never more bytes of a file
-// than it has allocated on disk (st_blocks * 512): a sparse 1 TiB file is cut to what it really
-// holds. Copies are streams (never a synchronous copy). What was left out or cut is returned as
-// short notes for the result.
+// Bounded: at most `maxFiles` files and `maxBytes` logical bytes per test (so a sparse 1 TiB file
+// is never read in full), and never more bytes written for a file than it has allocated on disk
+// (st_blocks * 512): copies are sparse, so a sparse file (a core dump) is kept whole at the cost of
+// the data it really holds. Copies are async (never a synchronous copy). A file beyond the byte
+// budget is cut to it, a core dump left out (cut, it is useless). What was left out or cut is
+// returned as short notes for the result.
 
-import { constants, createWriteStream, promises as fs } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
+import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { BLOCK_BYTES, copySparse } from '../../infra/sparse-copy.js';
 import type { ArtifactLimits, CollectedFile } from '../driver.js';
 
 /** MAX_ARTIFACT_BYTES / MAX_ARTIFACT_FILES defaults (src/config/config.ts passes the configured ones). */
@@ -105,15 +107,18 @@ async function walk(root: string, notes: string[]): Promise<string[]> {
   return out.sort();
 }
 
-type CopyResult = { bytes: number; size: number; allocated: number } | { skipped: string };
+type CopyResult = { bytes: number; size: number; allocated: number; cutAtWriteLimit: boolean } | { skipped: string };
 
 /**
- * Copies at most `budget` bytes of one regular file, and never more than it has allocated. The
- * source is opened without following a final symbolic link and without blocking on a FIFO, then
- * checked to be a regular file: the work dir belongs to the sandbox user, so an entry seen as a
- * file by the walk is never trusted to still be one. The destination is created anew (O_EXCL).
+ * Copies one regular file sparsely (see infra/sparse-copy.ts): its first `budget` logical bytes (the
+ * whole file when it fits), writing no more than the data it has allocated (st_blocks * 512), so a
+ * core dump is kept whole at the cost of the pages it really holds. `whole`: a file longer than the
+ * budget is left out rather than cut (a cut core dump is useless). The source is opened without
+ * following a final symbolic link and without blocking on a FIFO, then checked to be a regular file:
+ * the work dir belongs to the sandbox user, so an entry seen as a file by the walk is never trusted
+ * to still be one. The destination is created anew (O_EXCL).
  */
-async function copyOne(source: string, dest: string, budget: number): Promise<CopyResult> {
+async function copyOne(source: string, dest: string, budget: number, whole: boolean): Promise<CopyResult> {
   let src;
   try {
     src = await fs.open(source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -123,19 +128,19 @@ async function copyOne(source: string, dest: string, budget: number): Promise<Co
   try {
     const st = await src.stat();
     if (!st.isFile()) return { skipped: 'is no longer a regular file' };
+    if (whole && st.size > budget) return { skipped: `is ${formatBytes(st.size)}, more than the ${formatBytes(budget)} left of the artifact byte limit` };
     const allocated = st.blocks * 512;
-    const bytes = Math.max(0, Math.min(st.size, allocated, budget));
     await fs.mkdir(path.dirname(dest), { recursive: true });
-    const out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });
-    if (bytes === 0) {
-      out.end();
-      await new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
-    } else {
-      await pipeline(src.createReadStream({ start: 0, end: bytes - 1, autoClose: false }), out);
+    const out = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    try {
+      // A file claiming no blocks may still hold a few bytes inline: one block of slack.
+      const r = await copySparse(src, out, { length: Math.max(0, Math.min(st.size, budget)), maxWritten: Math.max(allocated, BLOCK_BYTES) });
+      return { bytes: r.bytes, size: st.size, allocated, cutAtWriteLimit: r.cutAtWriteLimit };
+    } finally {
+      await out.close();
     }
-    return { bytes, size: st.size, allocated };
   } finally {
-    await src.close().catch(() => undefined);
+    await src.close().catch((err: Error) => process.emitWarning(`closing ${source}: ${err.message}`));
   }
 }
 
@@ -188,15 +193,15 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectResu
     }
     if (!madeDir) await fs.mkdir(artifactRoot, { recursive: true });
     madeDir = true;
-    const r = await copyOne(source, dest, bytesLeft);
+    const r = await copyOne(source, dest, bytesLeft, kind === 'CORE_DUMP');
     if ('skipped' in r) {
       note(`${name} left out: it ${r.skipped}`);
       return;
     }
     bytesLeft -= r.bytes;
     if (r.bytes < r.size) {
-      const why = r.allocated < r.size && r.bytes === Math.min(r.size, r.allocated)
-        ? `a sparse file, ${formatBytes(r.allocated)} allocated`
+      const why = r.cutAtWriteLimit
+        ? `it held more data than its ${formatBytes(r.allocated)} allocated`
         : `the artifact byte limit of ${formatBytes(limits.maxBytes)} per test was reached`;
       note(`${name} cut to ${formatBytes(r.bytes)} of ${formatBytes(r.size)} (${why})`);
     }

@@ -27,6 +27,7 @@ const TOOLS = {
   mount: ['/usr/bin/mount', '/bin/mount'],
   umount: ['/usr/bin/umount', '/bin/umount'],
   rm: ['/usr/bin/rm', '/bin/rm'],
+  fstrim: ['/usr/sbin/fstrim', '/sbin/fstrim'],
 } as const;
 
 const resolved = new Map<string, string>();
@@ -183,9 +184,12 @@ export async function removeTree(dir: string): Promise<void> {
 /** Below these a reset empties the filesystem in place (~1 ms) instead of making a new one (~40 ms). */
 const IN_PLACE_MAX_INODES = 256;
 const IN_PLACE_MAX_BYTES = 64 * 1024 * 1024;
+/** Freed bytes from which an in-place reset hands the blocks back to the host. */
+const TRIM_MIN_BYTES = 1024 * 1024;
 
 /**
- * After a small test: empties the work fs and the control dir in place and returns true. Returns
+ * After a small test: empties the work fs and the control dir in place (and discards the freed
+ * blocks, so the backing file shrinks back) and returns true. Returns
  * false (nothing to trust: make a fresh filesystem) when the test left many files or bytes, or
  * when anything cannot be removed in place (a tree deeper than PATH_MAX, say).
  */
@@ -199,6 +203,20 @@ export async function clearInPlace(fsSpec: WorkFs, ctlDir: string, log: (what: s
       await fs.rm(path.join(fsSpec.mountPoint, name), { recursive: true, force: true });
     }
     await fs.rm(ctlDir, { recursive: true, force: true });
+    // The blocks freed stay allocated in the backing file until they are discarded: give them back
+    // to the host (FITRIM; the loop device punches holes). FITRIM skips blocks freed in a journal
+    // transaction not yet committed: the fsync of the root dir (changed by the removals) commits
+    // it. ~3 ms, so only when there is something to give back.
+    const after = await fs.statfs(fsSpec.mountPoint);
+    if ((after.bfree - s.bfree) * s.bsize >= TRIM_MIN_BYTES) {
+      const root = await fs.open(fsSpec.mountPoint, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+      try {
+        await root.sync();
+      } finally {
+        await root.close();
+      }
+      await exec(await tool('fstrim'), [fsSpec.mountPoint]);
+    }
     return true;
   } catch (err) {
     log('cannot empty the disk in place: making a new one', err as Error);
