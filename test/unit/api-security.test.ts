@@ -101,6 +101,9 @@ describe('query cost and body recognition', () => {
     assert.equal(cost(`{ plans(first: 100000) { totalCount } }`), 'ok', 'the resolver refuses first > 500 with its own error');
     assert.match(cost(`{ plans(first: 500) { nodes { tests(first: 500) { nodes { id } } } } }`), /^query cost 501001 exceeds the limit of 10000 \(QUERY_COST_LIMIT\)/);
     assert.match(cost(`query($n: Int) { plans(first: $n) { nodes { tests { nodes { id name } } } } }`, { n: 100 }), /^query cost 15201 exceeds/);
+    // a result's artifacts: a plain list sized like any other unless a page is asked for
+    assert.equal(cost(`{ plan(id: "x") { tests(first: 100) { nodes { result { artifacts { name kind sizeBytes sha256 url } } } } } }`), 'ok');
+    assert.match(cost(`{ plan(id: "x") { tests(first: 100) { nodes { result { artifacts(first: 500) { name } } } } } }`), /^query cost 50302 exceeds/);
     assert.equal(cost(`{ __schema { types { name fields { name args { name type { name ofType { name } } } } } } }`), 'ok', 'introspection is free');
   });
 

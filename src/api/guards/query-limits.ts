@@ -73,14 +73,20 @@ const isList = (t: GraphQLOutputType): boolean => isListType(isNonNullType(t) ? 
 
 /**
  * 1 per field; a connection (a field taking `first`) costs its page size times its selection (first
- * clamped to the schema's page size, 50 when not given: that is what the resolver returns); any other
+ * clamped to the schema's page size, 50 when not given: that is what the resolver returns); a plain
+ * list taking `first` (a result's artifacts) costs `first` when given, else like any other list; any other
  * list of objects costs UNPAGED_LIST_SIZE times its selection. Introspection is free (GraphiQL's query
  * is a fixed shape, and the depth and token limits bound it).
  */
-const estimator: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
+const estimator: ComplexityEstimator = ({ type, field, node, args, childComplexity }) => {
   if (type.name.startsWith('__') || field.name === '__schema' || field.name === '__type') return 0;
   if (field.args.some((a) => a.name === 'first')) {
-    const first = typeof args.first === 'number' ? Math.min(Math.max(args.first, 0), MAX_PAGE) : DEFAULT_PAGE;
+    // A plain list that can be paged (a result's artifacts: a few, usually) is sized like any other
+    // list unless the query asks for a page; a connection's page is what `first` says, or its default.
+    const asked = node.arguments?.some((a) => a.name.value === 'first') ?? false;
+    const connection = getNamedType(field.type).name.endsWith('Connection');
+    const unasked = connection ? DEFAULT_PAGE : UNPAGED_LIST_SIZE;
+    const first = asked && typeof args.first === 'number' ? Math.min(Math.max(args.first, 0), MAX_PAGE) : unasked;
     return 1 + first * childComplexity;
   }
   // a connection's nodes are its page, counted above
