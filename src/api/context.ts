@@ -1,9 +1,9 @@
-import type { EnvironmentView, PlanView, ResultView } from '../events/types';
+import type { EnvironmentView, PlanView, ResultView } from '../views/view.types';
 import type { PlanService } from '../services/plan.service';
 import type { StatusService } from '../services/status.service';
 import type { TestService } from '../services/test.service';
 import type { EnvironmentService } from '../services/environment.service';
-import type { ResourceUsage } from '../environments/driver';
+import type { UsageView } from '../views/view.types';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
 
@@ -21,7 +21,7 @@ export interface ApiContext {
     result: BatchLoader<string, ResultView>;
     plan: BatchLoader<string, PlanView>;
     environment: BatchLoader<string, EnvironmentView>;
-    utilization: BatchLoader<string, ResourceUsage>;
+    utilization: BatchLoader<string, UsageView>;
   };
 }
 

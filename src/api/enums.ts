@@ -1,12 +1,23 @@
 import { registerEnumType } from 'type-graphql';
+import * as E from '../domain/enums';
 
-// Enums of the GraphQL contract (values equal to the database's enums).
-export enum TestType { UNIT = 'UNIT', INTEGRATION = 'INTEGRATION', PERFORMANCE = 'PERFORMANCE', SECURITY = 'SECURITY' }
-export enum EnvironmentKind { CONTAINER = 'CONTAINER', QEMU = 'QEMU' }
-export enum TestStatus { QUEUED = 'QUEUED', RUNNING = 'RUNNING', PASSED = 'PASSED', FAILED = 'FAILED', TIMED_OUT = 'TIMED_OUT', ERROR = 'ERROR', CANCELLED = 'CANCELLED' }
-export enum PlanStatus { QUEUED = 'QUEUED', RUNNING = 'RUNNING', PASSED = 'PASSED', FAILED = 'FAILED', CANCELLED = 'CANCELLED' }
-export enum EnvironmentStatus { PROVISIONING = 'PROVISIONING', READY = 'READY', BUSY = 'BUSY', RESETTING = 'RESETTING', UNHEALTHY = 'UNHEALTHY', RETIRED = 'RETIRED' }
-export enum ArtifactKind { LOG = 'LOG', CORE_DUMP = 'CORE_DUMP', FILE = 'FILE' }
+// The GraphQL contract's enums, made from the domain's lists (src/domain/enums.ts): one source for the
+// values. Each is an object { VALUE: 'VALUE' } (what registerEnumType takes) and a type of the same name.
+type EnumObject<T extends readonly string[]> = { readonly [K in T[number]]: K };
+const enumOf = <T extends readonly string[]>(values: T): EnumObject<T> => Object.fromEntries(values.map((v) => [v, v])) as EnumObject<T>;
+
+export const TestType = enumOf(E.TEST_TYPES);
+export type TestType = E.TestType;
+export const EnvironmentKind = enumOf(E.ENVIRONMENT_KINDS);
+export type EnvironmentKind = E.EnvironmentKind;
+export const TestStatus = enumOf(E.TEST_STATUSES);
+export type TestStatus = E.TestStatus;
+export const PlanStatus = enumOf(E.PLAN_STATUSES);
+export type PlanStatus = E.PlanStatus;
+export const EnvironmentStatus = enumOf(E.ENVIRONMENT_STATUSES);
+export type EnvironmentStatus = E.EnvironmentStatus;
+export const ArtifactKind = enumOf(E.ARTIFACT_KINDS);
+export type ArtifactKind = E.ArtifactKind;
 
 registerEnumType(TestType, { name: 'TestType' });
 registerEnumType(EnvironmentKind, { name: 'EnvironmentKind' });

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { EventBus } from '../events/bus';
 import { pushStream } from '../events/stream';
-import type { EnvironmentView, OutputChunkView, PlanView, TestView, Topic } from '../events/types';
+import type { EnvironmentView, OutputChunkView, PlanView, TestView } from '../views/view.types';
+import type { Topic } from '../events/types';
 import type { StatusService, SystemStatusView } from '../services/status.service';
 
 /** The shortest gap between two systemStatusUpdated pushes: at most ~10 per second. */

@@ -12,6 +12,8 @@ import { oneArg, UsageError, type ParsedArgs } from './args';
 import { junitXml } from './junit';
 import { oneLine } from './one-line';
 import { readPlanFile } from './plan-file';
+import { PLAN_STATUSES } from '../domain/enums';
+import { isPlanFinished } from '../domain/status';
 import { DEFAULT_URL, SUBMIT_TIMEOUT_SECONDS } from './usage';
 
 const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id name status counts { total } } }`;
@@ -20,7 +22,8 @@ const PLAN = `query($id: ID!, $after: String) { plan(id: $id) { id name status c
 const WATCH = `subscription($id: ID) { planUpdated(id: $id) { status counts { queued running passed failed timedOut error cancelled total } } }`;
 const TESTS = `subscription($id: ID) { testUpdated(planId: $id) { name status attempts result { durationMs errorMessage } } }`;
 
-const FINAL = new Set(['PASSED', 'FAILED', 'CANCELLED']);
+/** The plan statuses a wait ends on (isPlanFinished's, as the server sends them). */
+const FINAL: ReadonlySet<string> = new Set(PLAN_STATUSES.filter(isPlanFinished));
 /** How often the plan is also polled over HTTP: it can end before the subscriptions are in place. */
 const POLL_MS = 2_000;
 

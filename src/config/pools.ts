@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
-export const TEST_TYPES = ['UNIT', 'INTEGRATION', 'PERFORMANCE', 'SECURITY'] as const;
-export const ENVIRONMENT_KINDS = ['CONTAINER', 'QEMU'] as const;
+import { ENVIRONMENT_KINDS, TEST_TYPES } from '../domain/enums';
 
 const name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", at most 63');
 

@@ -1,12 +1,12 @@
-import type { EnvironmentView } from '../events/types';
+import type { EnvironmentView } from '../views/view.types';
 import type { PrismaClient } from '../generated/prisma/client';
-import type { EnvironmentStatus } from '../generated/prisma/enums';
-import { environmentView } from './views';
+import type { EnvironmentKind, EnvironmentStatus } from '../domain/enums';
+import { environmentView } from '../views/view.mappers';
 
 export interface NewEnvironment {
   id: string;
   pool: string;
-  kind: 'CONTAINER' | 'QEMU';
+  kind: EnvironmentKind;
   host: string;
   workerId: string;
   arch: string;

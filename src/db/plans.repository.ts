@@ -1,13 +1,14 @@
-import type { PlanStatus, StatusCounts } from '../domain/status';
-import type { PlanView } from '../events/types';
+import type { PlanStatus, TestType } from '../domain/enums';
+import type { StatusCounts } from '../domain/status';
+import type { PlanView } from '../views/view.types';
 import type { PrismaClient } from '../generated/prisma/client';
 import { decodeCursor, encodeCursor } from './cursor';
-import { countsFrom, planView, planViewFromJson } from './views';
+import { countsFrom, planView, planViewFromJson } from '../views/view.mappers';
 
 export interface NewTestRow {
   id: string;
   name: string;
-  type: string;
+  type: TestType;
   script: string;
   timeoutSeconds: number;
   requirements: object;

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import type { ArtifactKind } from '../domain/enums';
 import { withoutNul } from '../domain/output-text';
 import type { TestStatus } from '../domain/status';
-import type { TestView } from '../events/types';
+import type { TestView } from '../views/view.types';
 import type { PrismaClient } from '../generated/prisma/client';
-import { testView, type TestRow } from './views';
+import { testView, type TestRow } from '../views/view.mappers';
 
 /** The columns of a TestView, as RETURNING gives them. */
 const TEST_COLUMNS = `"id", "plan_id" AS "planId", "name", "type", "status", "attempts", "pool", "priority", "queued_at" AS "queuedAt",
@@ -29,7 +30,7 @@ export interface RunResult {
 
 export interface StoredArtifact {
   name: string;
-  kind: 'LOG' | 'CORE_DUMP' | 'FILE';
+  kind: ArtifactKind;
   sizeBytes: number;
   sha256: string;
   storageKey: string;

@@ -1,8 +1,8 @@
 import { emptyCounts, type StatusCounts, type TestStatus } from '../domain/status';
-import type { EnvironmentView } from '../events/types';
+import type { EnvironmentView } from '../views/view.types';
 import type { PrismaClient } from '../generated/prisma/client';
-import type { EnvironmentStatus } from '../generated/prisma/enums';
-import { environmentView } from './views';
+import type { EnvironmentStatus } from '../domain/enums';
+import { environmentView } from '../views/view.mappers';
 
 export interface PoolEnvironmentCounts {
   ready: number;

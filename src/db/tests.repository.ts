@@ -1,9 +1,9 @@
-import type { TestStatus } from '../domain/status';
-import type { ArtifactView, ResultView, TestView } from '../events/types';
+import type { TestStatus, TestType } from '../domain/enums';
+import type { ArtifactView, ResultView, TestView } from '../views/view.types';
 import type { Prisma, PrismaClient } from '../generated/prisma/client';
 import { decodeCursor, encodeCursor } from './cursor';
 import type { Page } from './plans.repository';
-import { ARTIFACTS_IN_VIEW, artifactView, resultView, TEST_VIEW_SELECT, testView } from './views';
+import { ARTIFACTS_IN_VIEW, artifactView, resultView, TEST_VIEW_SELECT, testView } from '../views/view.mappers';
 
 type ArtifactRow = { id: string; name: string; kind: ArtifactView['kind']; sizeBytes: number; sha256: string };
 
@@ -12,7 +12,7 @@ export interface TestSpecRow {
   id: string;
   planId: string;
   name: string;
-  type: 'UNIT' | 'INTEGRATION' | 'PERFORMANCE' | 'SECURITY';
+  type: TestType;
   script: string;
   timeoutSeconds: number;
   requirements: unknown;

@@ -1,7 +1,9 @@
 // Matching a test's requirements to a configured pool. Pure.
 
-export type Kind = 'CONTAINER' | 'QEMU';
-export type TestType = 'UNIT' | 'INTEGRATION' | 'PERFORMANCE' | 'SECURITY';
+import type { EnvironmentKind, TestType } from './enums';
+
+export type Kind = EnvironmentKind;
+export type { TestType };
 
 export interface PoolOffer {
   name: string;

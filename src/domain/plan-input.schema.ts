@@ -5,6 +5,7 @@
 // GraphQL schema (test/unit/plan-input-schema.test.ts). Pure.
 
 import { z } from 'zod';
+import { ENVIRONMENT_KINDS, TEST_TYPES } from './enums';
 import { validatePlan, type SubmitPlanInput, type ValidationLimits } from './plan-input';
 
 /** The fixed limits of a submission. maxTestsPerPlan is the default of MAX_TESTS_PER_PLAN. */
@@ -21,8 +22,6 @@ export const PLAN_LIMITS: ValidationLimits = {
   maxPriority: 1000,
 };
 
-export const TEST_TYPES = ['UNIT', 'INTEGRATION', 'PERFORMANCE', 'SECURITY'] as const;
-export const ENVIRONMENT_KINDS = ['CONTAINER', 'QEMU'] as const;
 
 // GraphQL's own coercion: Int is a 32-bit signed integer, String only a string, and a single value
 // where a list is expected is a list of one.

@@ -1,8 +1,8 @@
 // The test and plan state machines. Pure: no I/O.
 
-export const TEST_STATUSES = ['QUEUED', 'RUNNING', 'PASSED', 'FAILED', 'TIMED_OUT', 'ERROR', 'CANCELLED'] as const;
-export type TestStatus = (typeof TEST_STATUSES)[number];
-export type PlanStatus = 'QUEUED' | 'RUNNING' | 'PASSED' | 'FAILED' | 'CANCELLED';
+import { TEST_STATUSES, type PlanStatus, type TestStatus } from './enums';
+
+export { TEST_STATUSES, type PlanStatus, type TestStatus };
 
 export const TERMINAL_STATUSES: readonly TestStatus[] = ['PASSED', 'FAILED', 'TIMED_OUT', 'ERROR', 'CANCELLED'];
 

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { ResourceUsage } from '../environments/driver';
+import type { UsageView } from '../views/view.types';
 
 /**
  * Live resource use of busy environments, reported by their workers every few seconds and kept in Redis
@@ -15,7 +15,7 @@ export class UsageStore {
     return `${this.prefix}:usage:${environmentId}`;
   }
 
-  async put(entries: { environmentId: string; usage: ResourceUsage }[], ttlMs: number): Promise<void> {
+  async put(entries: { environmentId: string; usage: UsageView }[], ttlMs: number): Promise<void> {
     if (!entries.length) return;
     const pipeline = this.redis.pipeline();
     for (const e of entries) pipeline.set(this.key(e.environmentId), JSON.stringify(e.usage), 'PX', ttlMs);
@@ -26,12 +26,12 @@ export class UsageStore {
     await this.redis.del(this.key(environmentId));
   }
 
-  async getMany(ids: readonly string[]): Promise<Map<string, ResourceUsage>> {
+  async getMany(ids: readonly string[]): Promise<Map<string, UsageView>> {
     if (!ids.length) return new Map();
     const values = await this.redis.mget(...ids.map((id) => this.key(id)));
-    const out = new Map<string, ResourceUsage>();
+    const out = new Map<string, UsageView>();
     values.forEach((v, i) => {
-      if (v) out.set(ids[i], JSON.parse(v) as ResourceUsage);
+      if (v) out.set(ids[i], JSON.parse(v) as UsageView);
     });
     return out;
   }

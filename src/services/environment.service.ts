@@ -1,6 +1,6 @@
 import { isUuid } from '../db/cursor';
 import { stringProblem } from '../domain/input-strings';
-import type { EnvironmentView } from '../events/types';
+import type { EnvironmentView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
 

@@ -5,7 +5,7 @@ import { describeProblems, validatePlan, type SubmitPlanInput } from '../domain/
 import type { PlanStatus } from '../domain/status';
 import { decodeCursor, isUuid } from '../db/cursor';
 import { UniqueViolation, type NewTestRow, type Page } from '../db/plans.repository';
-import type { PlanView } from '../events/types';
+import type { PlanView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
 import { cancelRunning, publishTestChanges } from './transitions';

@@ -2,7 +2,7 @@ import { isTerminal } from '../domain/status';
 import type { TestStatus } from '../domain/status';
 import { isUuid } from '../db/cursor';
 import type { Page } from '../db/plans.repository';
-import type { ResultView, TestView } from '../events/types';
+import type { ResultView, TestView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
 import { checkCursor, pageSize } from './plan.service';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { completeUtf8Length, decodeOutput, isExactText, rowOutput, withoutNul } from '../../src/domain/output-text';
-import type { OutputChunkView } from '../../src/events/types';
+import type { OutputChunkView } from '../../src/views/view.types';
 import { OutputPublisher } from '../../src/worker/output-publisher';
 
 const b = (...bytes: number[]) => Buffer.from(bytes);

@@ -1,5 +1,5 @@
 import { Arg, Ctx, FieldResolver, Query, Resolver, Root, Subscription } from 'type-graphql';
-import type { EnvironmentView, TestView } from '../../events/types';
+import type { EnvironmentView, TestView } from '../../views/view.types';
 import { ResourceUsage } from '../common.types';
 import type { ApiContext } from '../context';
 import { EnvironmentStatus } from '../enums';

@@ -1,5 +1,5 @@
 import { Arg, Args, ArgsType, Ctx, Field, FieldResolver, ID, Int, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
-import type { PlanView } from '../../events/types';
+import type { PlanView } from '../../views/view.types';
 import { StatusCounts } from '../common.types';
 import type { ApiContext } from '../context';
 import { toGraphCounts } from '../counts';

@@ -1,5 +1,5 @@
 import { Arg, Ctx, FieldResolver, Int, Resolver, Root } from 'type-graphql';
-import type { ArtifactView, ResultView } from '../../events/types';
+import type { ArtifactView, ResultView } from '../../views/view.types';
 import type { ApiContext } from '../context';
 import { Artifact, TestResult } from './test.types';
 

@@ -1,5 +1,5 @@
 import { Arg, Ctx, FieldResolver, ID, Mutation, Query, Resolver, Root, Subscription } from 'type-graphql';
-import type { EnvironmentView, OutputChunkView, PlanView, ResultView, TestView } from '../../events/types';
+import type { EnvironmentView, OutputChunkView, PlanView, ResultView, TestView } from '../../views/view.types';
 import { isTerminal } from '../../domain/status';
 import type { ApiContext } from '../context';
 import { Environment } from '../environment/environment.types';

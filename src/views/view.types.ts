@@ -1,0 +1,92 @@
+// What the API returns and events carry: plain JSON-safe objects (dates as ISO strings), because they
+// cross Redis. Made from database rows by view.mappers.ts, beside this file.
+
+import type { ArtifactKind, EnvironmentKind, EnvironmentStatus, PlanStatus, TestStatus, TestType } from '../domain/enums';
+import type { StatusCounts } from '../domain/status';
+
+export interface ArtifactView {
+  id: string;
+  name: string;
+  kind: ArtifactKind;
+  sizeBytes: number;
+  sha256: string;
+  url: string;
+}
+
+export interface ResultView {
+  /** The run (attempt) this is the result of: where further pages of artifacts are read. */
+  runId: string;
+  /** All artifacts of the run; `artifacts` holds at most the first ARTIFACTS_IN_VIEW (view.mappers.ts). */
+  artifactCount: number;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  outputTruncated: boolean;
+  durationMs: number;
+  timedOut: boolean;
+  errorMessage: string | null;
+  metrics: UsageView | null;
+  artifacts: ArtifactView[];
+}
+
+export interface TestView {
+  id: string;
+  planId: string;
+  name: string;
+  type: TestType;
+  status: TestStatus;
+  attempts: number;
+  pool: string;
+  priority: number;
+  queuedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  environmentId: string | null;
+  requirements: unknown;
+  /** undefined: not loaded (resolved on demand); null: no result yet. */
+  result?: ResultView | null;
+}
+
+export interface PlanView {
+  id: string;
+  name: string;
+  priority: number;
+  status: PlanStatus;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  counts: StatusCounts;
+}
+
+export interface EnvironmentView {
+  id: string;
+  pool: string;
+  kind: EnvironmentKind;
+  status: EnvironmentStatus;
+  host: string;
+  arch: string;
+  cpus: number;
+  memoryMb: number;
+  image: string | null;
+  tags: string[];
+  currentTestId: string | null;
+  testsRun: number;
+  failures: number;
+}
+
+export interface OutputChunkView {
+  testId: string;
+  stream: 'stdout' | 'stderr';
+  data: string;
+  /** Byte offset of `data` in its stream, so a client that reconnects can resume. */
+  offset: number;
+}
+
+/** Live use of an environment while it runs a test, as its worker last reported it. */
+export interface UsageView {
+  cpuTimeMs: number | null;
+  cpuPercent: number | null;
+  memoryBytes: number | null;
+  peakMemoryBytes: number | null;
+}
