@@ -79,19 +79,20 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     const queues = new TestQueues(redis, config.redisPrefix, config.pools.map((p) => p.name));
     closers.push(() => queues.close());
 
+    const now = () => new Date(); // the one clock of the services and the repositories
     const deps: ServiceDeps = {
       config,
       logger,
-      plans: new PlansRepository(db.prisma),
+      plans: new PlansRepository(db.prisma, now),
       tests: new TestsRepository(db.prisma),
       status: new StatusRepository(db.prisma),
-      runs: new RunsRepository(db.prisma),
-      environments: new EnvironmentsRepository(db.prisma),
+      runs: new RunsRepository(db.prisma, now),
+      environments: new EnvironmentsRepository(db.prisma, now),
       queues,
       events,
       usage: new UsageStore(redis, config.redisPrefix),
       pingDatabase: () => db.ping(),
-      now: () => new Date(),
+      now,
     };
     const services: Services = {
       plans: new PlanService(deps),

@@ -18,10 +18,15 @@ export interface NewEnvironment {
 
 /** Environment rows (owned by the worker that provisioned them) and worker registrations. */
 export class EnvironmentsRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** `now`: the clock of the services (ServiceDeps.now), for every time this repository writes. */
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly now: () => Date,
+  ) {}
 
   async create(e: NewEnvironment): Promise<EnvironmentView> {
-    return environmentView(await this.prisma.environment.create({ data: { ...e, status: 'PROVISIONING' } }));
+    const now = this.now();
+    return environmentView(await this.prisma.environment.create({ data: { ...e, status: 'PROVISIONING', createdAt: now, heartbeatAt: now } }));
   }
 
   async update(
@@ -36,7 +41,7 @@ export class EnvironmentsRepository {
         ...(data.lastError !== undefined ? { lastError: data.lastError } : {}),
         ...(data.testsRunIncrement ? { testsRun: { increment: data.testsRunIncrement } } : {}),
         ...(data.failuresIncrement ? { failures: { increment: 1 } } : {}),
-        heartbeatAt: new Date(),
+        heartbeatAt: this.now(),
       },
     });
     return environmentView(row);
@@ -47,18 +52,19 @@ export class EnvironmentsRepository {
   }
 
   async registerWorker(w: { id: string; host: string; pid: number; pools: string[] }): Promise<void> {
-    await this.prisma.worker.upsert({ where: { id: w.id }, create: w, update: { ...w, heartbeatAt: new Date(), stoppedAt: null } });
+    const now = this.now();
+    await this.prisma.worker.upsert({ where: { id: w.id }, create: { ...w, startedAt: now, heartbeatAt: now }, update: { ...w, heartbeatAt: now, stoppedAt: null } });
   }
 
   async heartbeat(workerId: string): Promise<void> {
-    const now = new Date();
+    const now = this.now();
     await this.prisma.worker.update({ where: { id: workerId }, data: { heartbeatAt: now } });
     await this.prisma.environment.updateMany({ where: { workerId, status: { not: 'RETIRED' } }, data: { heartbeatAt: now } });
   }
 
   /** The worker stopped: its remaining environments are retired. */
   async stopWorker(workerId: string): Promise<EnvironmentView[]> {
-    await this.prisma.worker.updateMany({ where: { id: workerId }, data: { stoppedAt: new Date() } });
+    await this.prisma.worker.updateMany({ where: { id: workerId }, data: { stoppedAt: this.now() } });
     return this.retireOf([workerId]);
   }
 
@@ -69,7 +75,7 @@ export class EnvironmentsRepository {
   }
 
   async markWorkersStopped(ids: string[]): Promise<void> {
-    await this.prisma.worker.updateMany({ where: { id: { in: ids } }, data: { stoppedAt: new Date() } });
+    await this.prisma.worker.updateMany({ where: { id: { in: ids } }, data: { stoppedAt: this.now() } });
   }
 
   async retireOf(workerIds: string[]): Promise<EnvironmentView[]> {

@@ -47,7 +47,11 @@ const isUniqueViolation = (e: unknown): boolean => {
 };
 
 export class PlansRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** `now`: the clock of the services (ServiceDeps.now), for every time this repository writes. */
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly now: () => Date,
+  ) {}
 
   /** Stores the plan and all its tests in one transaction: all or nothing. */
   async create(plan: NewPlan): Promise<PlanView> {
@@ -139,7 +143,7 @@ export class PlansRepository {
 
   /** Marks the plan cancelled (once); false when it does not exist. */
   async markCancelled(id: string): Promise<boolean> {
-    const n = await this.prisma.executionPlan.updateMany({ where: { id, cancelledAt: null }, data: { cancelledAt: new Date() } });
+    const n = await this.prisma.executionPlan.updateMany({ where: { id, cancelledAt: null }, data: { cancelledAt: this.now() } });
     if (n.count) return true;
     return (await this.prisma.executionPlan.count({ where: { id } })) > 0;
   }

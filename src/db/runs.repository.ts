@@ -38,7 +38,11 @@ export interface StoredArtifact {
 
 /** One TestRun row per attempt; written by the worker that runs the attempt. */
 export class RunsRepository {
-  constructor(private readonly prisma: PrismaClient) {}
+  /** `now`: the clock of the services (ServiceDeps.now), for every time this repository writes. */
+  constructor(
+    private readonly prisma: PrismaClient,
+    private readonly now: () => Date,
+  ) {}
 
   /**
    * The start of an attempt in one statement: the test moves to RUNNING (attempt + 1) only while it is
@@ -145,7 +149,7 @@ export class RunsRepository {
           infrastructure: r.infrastructure,
           cpuTimeMs: r.cpuTimeMs,
           peakMemoryBytes: r.peakMemoryBytes,
-          finishedAt: new Date(),
+          finishedAt: this.now(),
         },
       });
     if (withIds.length) await this.prisma.$transaction([update, this.prisma.artifact.createMany({ data: withIds })]);
@@ -157,7 +161,7 @@ export class RunsRepository {
   async finishLost(testId: string, attempt: number, errorMessage: string): Promise<void> {
     await this.prisma.testRun.updateMany({
       where: { testId, attempt, finishedAt: null },
-      data: { status: 'ERROR', infrastructure: true, errorMessage: withoutNul(errorMessage), finishedAt: new Date() },
+      data: { status: 'ERROR', infrastructure: true, errorMessage: withoutNul(errorMessage), finishedAt: this.now() },
     });
   }
 
