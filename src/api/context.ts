@@ -1,4 +1,4 @@
-import type { EnvironmentView, PlanView, ResultView } from '../views/view.types';
+import type { EnvironmentView, PlanView, ResultView, TestView } from '../views/view.types';
 import type { PlanService } from '../services/plan.service';
 import type { StatusService } from '../services/status.service';
 import type { TestService } from '../services/test.service';
@@ -20,6 +20,7 @@ export interface ApiContext {
   loaders: {
     result: BatchLoader<string, ResultView>;
     plan: BatchLoader<string, PlanView>;
+    test: BatchLoader<string, TestView>;
     environment: BatchLoader<string, EnvironmentView>;
     utilization: BatchLoader<string, UsageView>;
   };
@@ -31,10 +32,8 @@ export function makeContext(services: Services, live: LiveEvents): ApiContext {
     live,
     loaders: {
       result: new BatchLoader((ids) => services.tests.results(ids)),
-      plan: new BatchLoader(async (ids) => {
-        const found = await Promise.all(ids.map((id) => services.plans.get(id)));
-        return new Map(found.filter((p): p is PlanView => p !== null).map((p) => [p.id, p]));
-      }),
+      plan: new BatchLoader((ids) => services.plans.byIds(ids)),
+      test: new BatchLoader((ids) => services.tests.byIds(ids)),
       environment: new BatchLoader((ids) => services.environments.byIds(ids)),
       utilization: new BatchLoader((ids) => services.environments.utilization(ids)),
     },

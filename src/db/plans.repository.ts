@@ -117,6 +117,18 @@ export class PlansRepository {
     return row ? planView(row, await this.counts(row.id)) : null;
   }
 
+  /** Plans by id with their counts, in two queries (the plans of a page of tests). */
+  async byIds(ids: readonly string[]): Promise<Map<string, PlanView>> {
+    if (!ids.length) return new Map();
+    const [rows, counts] = await Promise.all([
+      this.prisma.executionPlan.findMany({ where: { id: { in: [...ids] } } }),
+      this.prisma.planStatusCount.findMany({ where: { planId: { in: [...ids] } } }),
+    ]);
+    const byPlan = new Map<string, { status: string; n: number }[]>();
+    for (const c of counts) byPlan.set(c.planId, [...(byPlan.get(c.planId) ?? []), c]);
+    return new Map(rows.map((p) => [p.id, planView(p, countsFrom(byPlan.get(p.id) ?? []))]));
+  }
+
   async counts(planId: string): Promise<StatusCounts> {
     return countsFrom(await this.prisma.planStatusCount.findMany({ where: { planId } }));
   }

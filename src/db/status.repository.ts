@@ -63,8 +63,10 @@ export class StatusRepository {
     return rows.map(environmentView);
   }
 
-  async environment(id: string): Promise<EnvironmentView | null> {
-    const row = await this.prisma.environment.findUnique({ where: { id } });
-    return row ? environmentView(row) : null;
+  /** Environments by id, in one query (the ids of a page of tests). */
+  async environmentsByIds(ids: readonly string[]): Promise<Map<string, EnvironmentView>> {
+    if (!ids.length) return new Map();
+    const rows = await this.prisma.environment.findMany({ where: { id: { in: [...ids] } } });
+    return new Map(rows.map((r) => [r.id, environmentView(r)]));
   }
 }

@@ -34,6 +34,13 @@ export class TestsRepository {
     return row ? testView(row) : null;
   }
 
+  /** Tests by id, in one query (the current tests of a list of environments). */
+  async byIds(ids: readonly string[]): Promise<Map<string, TestView>> {
+    if (!ids.length) return new Map();
+    const rows = await this.prisma.testCase.findMany({ where: { id: { in: [...ids] } }, select: TEST_VIEW_SELECT });
+    return new Map(rows.map((r) => [r.id, testView(r)]));
+  }
+
   /** RUNNING tests (at most `limit`), with what handing one back needs. */
   running(limit: number) {
     return this.prisma.testCase.findMany({

@@ -19,7 +19,6 @@ export class EnvironmentService {
   }
 
   async byIds(ids: readonly string[]): Promise<Map<string, EnvironmentView>> {
-    const found = await Promise.all(ids.filter(isUuid).map((id) => this.d.status.environment(id)));
-    return new Map(found.filter((e): e is EnvironmentView => e !== null).map((e) => [e.id, e]));
+    return this.d.status.environmentsByIds(ids.filter(isUuid));
   }
 }

@@ -114,6 +114,11 @@ export class PlanService {
     return isUuid(id) ? this.d.plans.get(id) : null;
   }
 
+  /** Plans by id, in one query for the plans and one for their counts. */
+  async byIds(ids: readonly string[]): Promise<Map<string, PlanView>> {
+    return this.d.plans.byIds(ids.filter(isUuid));
+  }
+
   async list(first: number | null | undefined, after: string | null | undefined, status: PlanStatus | null | undefined): Promise<Page<PlanView>> {
     return this.d.plans.list(pageSize(first), checkCursor(after), status ?? null);
   }

@@ -18,6 +18,11 @@ export class TestService {
     return isUuid(id) ? this.d.tests.get(id) : null;
   }
 
+  /** Tests by id, in one query. */
+  async byIds(ids: readonly string[]): Promise<Map<string, TestView>> {
+    return this.d.tests.byIds(ids.filter(isUuid));
+  }
+
   async listOfPlan(planId: string, first: number | null | undefined, after: string | null | undefined, status: TestStatus | null | undefined): Promise<Page<TestView>> {
     return this.d.tests.listByPlan(planId, pageSize(first), checkCursor(after), status ?? null);
   }

@@ -19,7 +19,7 @@ export class EnvironmentResolver {
 
   @FieldResolver(() => TestCase, { nullable: true })
   currentTest(@Root() env: EnvironmentView, @Ctx() ctx: ApiContext): Promise<TestView | null> | null {
-    return env.currentTestId ? ctx.services.tests.get(env.currentTestId) : null;
+    return env.currentTestId ? ctx.loaders.test.load(env.currentTestId) : null;
   }
 
   @FieldResolver(() => ResourceUsage, { nullable: true, description: 'live use while it runs a test (reported every few seconds); null when idle' })
