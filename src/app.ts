@@ -68,7 +68,10 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     const redis = new Redis({ ...redisOptionsFromUrl(redisUrl), maxRetriesPerRequest: null, lazyConnect: true });
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     closers.push(async () => {
-      await redis.quit().catch(() => redis.disconnect());
+      await redis.quit().catch((err: Error) => {
+        logger.warn({ err: err.message }, 'closing the Redis connection gracefully failed; disconnecting it');
+        redis.disconnect();
+      });
     });
     await redis.connect().catch((e: Error) => {
       throw new Error(`cannot reach Redis at ${redisUrl}: ${e.message}`);

@@ -14,6 +14,7 @@ import { submitArgs, submitCommand } from './cli/submit';
 import { COMMANDS, TOP_USAGE } from './cli/usage';
 import type { Reconciler } from './services/reconciler';
 import type { RunningWorker } from './worker/worker';
+import { bestEffort } from './infra/best-effort';
 
 interface Roles {
   api: boolean;
@@ -56,7 +57,7 @@ async function run(roles: Roles): Promise<void> {
       process.exit(1);
     }, 30_000);
     deadline.unref();
-    await startup.catch(() => undefined);
+    await bestEffort(logger, 'start-up (interrupted by the signal)', () => startup);
     await stopAll();
     logger.info('stopped');
     process.exit(0);

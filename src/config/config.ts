@@ -184,8 +184,9 @@ export function resolveSandboxUser(value: string | undefined, passwdFile: string
     let passwd = '';
     try {
       passwd = readFileSync(passwdFile, 'utf8');
-    } catch {
-      /* no passwd file: only numeric ids can be resolved */
+    } catch (err) {
+      // the expected answer when there is no passwd file: only numeric ids can be resolved
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`SANDBOX_USER: cannot read ${passwdFile}: ${(err as Error).message}`);
     }
     const find = (name: string) => {
       const line = passwd.split('\n').find((l) => l.split(':')[0] === name);

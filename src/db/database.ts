@@ -7,6 +7,7 @@ import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client';
 import { acquireLockFile } from './lock-file';
 import { applyMigrations, type SqlExecutor } from './migrate';
+import { bestEffort } from '../infra/best-effort';
 
 export type Prisma = PrismaClient;
 
@@ -23,7 +24,7 @@ export interface DatabaseOptions {
   /** A postgresql:// URL; undefined: the embedded PGlite database in `dataDir`. */
   url?: string;
   dataDir: string;
-  logger: { info(obj: object, msg: string): void };
+  logger: { info(obj: object, msg: string): void; warn(obj: object, msg?: string): void };
   /** Connections of the pool (PostgreSQL server only). */
   poolSize?: number;
 }
@@ -34,7 +35,7 @@ export function redactUrl(url: string): string {
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
-    return '(unparseable URL)';
+    return '(unparseable URL)'; // the expected answer for a malformed URL: never echo it (it may hold a password)
   }
 }
 
@@ -45,7 +46,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 
 async function openPostgres(url: string, opts: DatabaseOptions): Promise<Database> {
   const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10 });
-  pool.on('error', () => undefined); // an idle client's error; the next query reports it
+  pool.on('error', (err) => opts.logger.warn({ err: err.message }, 'PostgreSQL: an idle connection failed (the pool replaces it)'));
   try {
     const client = await pool.connect();
     try {
@@ -54,7 +55,7 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
       client.release();
     }
   } catch (e) {
-    await pool.end().catch(() => undefined);
+    await bestEffort(opts.logger, 'closing the PostgreSQL pool after a failed start', () => pool.end());
     throw new Error(`database ${redactUrl(url)}: ${(e as Error).message}`, { cause: e });
   }
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
@@ -66,8 +67,8 @@ async function openPostgres(url: string, opts: DatabaseOptions): Promise<Databas
       await pool.query('SELECT 1');
     },
     async close() {
-      await prisma.$disconnect().catch(() => undefined);
-      await pool.end().catch(() => undefined);
+      await bestEffort(opts.logger, 'disconnecting Prisma', () => prisma.$disconnect());
+      await bestEffort(opts.logger, 'closing the PostgreSQL pool', () => pool.end());
     },
   };
 }
@@ -109,7 +110,7 @@ async function openPGlite(opts: DatabaseOptions): Promise<Database> {
       opts.logger,
     );
   } catch (e) {
-    await pglite?.close().catch(() => undefined);
+    await bestEffort(opts.logger, 'closing the embedded database after a failed start', () => pglite?.close());
     lock.release();
     throw new Error(`embedded database in ${dir}: ${(e as Error).message}`, { cause: e });
   }
@@ -123,8 +124,8 @@ async function openPGlite(opts: DatabaseOptions): Promise<Database> {
       await db.query('SELECT 1');
     },
     async close() {
-      await prisma.$disconnect().catch(() => undefined);
-      await db.close().catch(() => undefined);
+      await bestEffort(opts.logger, 'disconnecting Prisma', () => prisma.$disconnect());
+      await bestEffort(opts.logger, 'closing the embedded database', () => db.close());
       lock.release();
     },
   };

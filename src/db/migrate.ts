@@ -5,6 +5,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { bestEffort } from '../infra/best-effort';
 
 export interface SqlExecutor {
   exec(sql: string): Promise<void>;
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
     "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
 );`;
 
-export async function applyMigrations(db: SqlExecutor, logger: { info(obj: object, msg: string): void }, dir?: string): Promise<string[]> {
+export async function applyMigrations(db: SqlExecutor, logger: { info(obj: object, msg: string): void; warn(obj: object, msg?: string): void }, dir?: string): Promise<string[]> {
   const migrations = readMigrations(dir);
   await db.lock();
   try {
@@ -84,7 +85,7 @@ export async function applyMigrations(db: SqlExecutor, logger: { info(obj: objec
         );
         await db.exec('COMMIT');
       } catch (e) {
-        await db.exec('ROLLBACK').catch(() => undefined);
+        await bestEffort(logger, `rolling back migration ${m.name}`, () => db.exec('ROLLBACK'));
         throw new Error(`migration ${m.name} failed: ${(e as Error).message}`, { cause: e });
       }
       logger.info({ migration: m.name, ms: Date.now() - started }, 'applied migration');
@@ -92,6 +93,6 @@ export async function applyMigrations(db: SqlExecutor, logger: { info(obj: objec
     }
     return done;
   } finally {
-    await db.unlock().catch(() => undefined);
+    await bestEffort(logger, 'releasing the migration lock', () => db.unlock());
   }
 }

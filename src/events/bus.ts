@@ -85,7 +85,7 @@ export class EventBus implements EventPublisher {
       current.delete(fn);
       if (current.size === 0) {
         this.listeners.delete(channel);
-        this.subscriber?.unsubscribe(channel).catch(() => undefined);
+        this.subscriber?.unsubscribe(channel).catch((err: Error) => this.onError(err, { channel, what: 'unsubscribing (messages still arriving are dropped: no listener)' }));
       }
     };
   }
@@ -95,6 +95,10 @@ export class EventBus implements EventPublisher {
     this.listeners.clear();
     const sub = this.subscriber;
     this.subscriber = null;
-    if (sub) await sub.quit().catch(() => sub.disconnect());
+    if (sub)
+      await sub.quit().catch((err: Error) => {
+        this.onError(err, { what: 'closing the event subscriber gracefully; disconnecting it' });
+        sub.disconnect();
+      });
   }
 }

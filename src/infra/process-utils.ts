@@ -33,7 +33,7 @@ export function processArgv(pid: number): string[] | undefined {
     if (argv[argv.length - 1] === "") argv.pop(); // cmdline ends with a NUL
     return argv;
   } catch {
-    return undefined;
+    return undefined; // the expected answer when the process is gone (or not visible): unknown
   }
 }
 
@@ -43,7 +43,7 @@ function procStatusField(pid: number, field: string): string | undefined {
     const line = status.split("\n").find((l) => l.startsWith(`${field}:`));
     return line?.slice(field.length + 1).trim();
   } catch {
-    return undefined;
+    return undefined; // the expected answer when the process is gone
   }
 }
 
@@ -104,7 +104,7 @@ function otherThreads(pid: number): boolean {
   try {
     return readdirSync(`/proc/${pid}/task`).some((t) => t !== String(pid));
   } catch {
-    return false;
+    return false; // the expected answer when the process is gone: no threads
   }
 }
 
@@ -113,7 +113,7 @@ function procStat(pid: number | 'self'): { state: string; flags: number; startTi
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return undefined;
+    return undefined; // the expected answer when the process is gone
   }
   // comm (field 2) may hold spaces and parentheses: fields 3.. follow the last ')'.
   const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
@@ -189,7 +189,9 @@ export function spawnReaper(opts: { pid: number; signal: "TERM" | "QUIT" | "INT"
     detached: true, // a Ctrl-C to our process group must not reach it
     stdio: ["pipe", "ignore", "ignore"],
   });
-  reaper.on("error", () => {}); // best effort: without /bin/sh we only lose the safety net
+  // The only error is a failed spawn (no /bin/sh): then only the safety net is lost, and the caller, which
+  // stops the process itself, still works; there is no logger this low.
+  reaper.on("error", () => undefined);
   reaper.unref();
   (reaper.stdin as unknown as Socket | null)?.unref?.();
   return {

@@ -9,6 +9,7 @@ import type { PlanView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
 import { cancelRunning, publishTestChanges } from './transitions';
+import { bestEffort } from '../infra/best-effort';
 
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
@@ -127,7 +128,8 @@ export class PlanService {
   async cancel(id: string): Promise<PlanView> {
     if (!isUuid(id) || !(await this.d.plans.markCancelled(id))) throw new UserError('NOT_FOUND', `no plan with id ${id}`, { id });
     const cancelled = await this.d.tests.cancelQueuedOfPlan(id, this.d.now());
-    await Promise.all(cancelled.map((t) => this.d.queues.remove(t.pool, t.id)));
+    // a job left behind is harmless: the worker that takes it finds the test CANCELLED and skips it
+    await Promise.all(cancelled.map((t) => bestEffort(this.d.logger, `removing the job of cancelled test ${t.id} from its queue`, () => this.d.queues.remove(t.pool, t.id))));
     for (const running of await this.d.tests.runningOfPlan(id)) await cancelRunning(this.d, running.id);
     const plan = await publishTestChanges(this.d, id, cancelled);
     if (!plan) throw new UserError('NOT_FOUND', `no plan with id ${id}`, { id });

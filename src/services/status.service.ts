@@ -1,6 +1,7 @@
 import type { PoolDefinition } from '../config/pools';
 import { TERMINAL_STATUSES, totalOf, type StatusCounts } from '../domain/status';
 import type { ServiceDeps } from './context';
+import { bestEffort } from '../infra/best-effort';
 
 export interface ComponentHealth {
   name: string;
@@ -55,9 +56,10 @@ export class StatusService {
     const { config } = this.d;
     const since = new Date(this.d.now().getTime() - config.workerHeartbeatMs * 3);
     const [counts, envs, workers, database, queue] = await Promise.all([
-      this.d.status.testCounts().catch(() => null),
-      this.d.status.environmentCounts().catch(() => null),
-      this.d.status.liveWorkers(since).catch(() => null),
+      // shown as unknown (the database component says why) rather than failing the whole status
+      bestEffort(this.d.logger, 'reading the test counts for systemStatus', () => this.d.status.testCounts(), null).then((c) => c ?? null),
+      bestEffort(this.d.logger, 'reading the environment counts for systemStatus', () => this.d.status.environmentCounts(), null).then((c) => c ?? null),
+      bestEffort(this.d.logger, 'reading the live workers for systemStatus', () => this.d.status.liveWorkers(since), null).then((w) => w ?? null),
       probe('database', async () => {
         await this.d.pingDatabase();
         return null;

@@ -7,6 +7,7 @@ import type { ServiceDeps } from './context';
 import { UserError } from './errors';
 import { checkCursor, pageSize } from './plan.service';
 import { cancelRunning, publishTestChanges } from './transitions';
+import { bestEffort } from '../infra/best-effort';
 
 /** Artifacts one query may list (the default of `first`). */
 export const MAX_ARTIFACT_PAGE = 1000;
@@ -53,7 +54,11 @@ export class TestService {
     if (!current) throw new UserError('NOT_FOUND', `no test with id ${id}`, { id });
     if (isTerminal(current.status)) return current;
     let changed = await this.d.tests.transition(id, { from: ['QUEUED'] }, { status: 'CANCELLED', finishedAt: this.d.now() });
-    if (changed) await this.d.queues.remove(changed.pool, id);
+    if (changed) {
+      const removed = changed;
+      // a job left behind is harmless: the worker that takes it finds the test CANCELLED and skips it
+      await bestEffort(this.d.logger, `removing the job of cancelled test ${id} from its queue`, () => this.d.queues.remove(removed.pool, id));
+    }
     else changed = await cancelRunning(this.d, id);
     if (!changed) return (await this.d.tests.get(id)) as TestView; // finished meanwhile
     await publishTestChanges(this.d, changed.planId, [changed]);

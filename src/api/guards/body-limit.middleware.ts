@@ -47,7 +47,7 @@ export function peekQuery(prefix: string): string | null {
   try {
     return JSON.parse(m[1]) as string;
   } catch {
-    return null;
+    return null; // the expected answer for a string literal cut or malformed: not there whole
   }
 }
 
