@@ -75,9 +75,10 @@ export class RunsRepository {
 
   /**
    * The end of an attempt in one statement: its run row gets the result (once), and the test moves to
-   * `r.status` only while it is RUNNING at `attempt` (the fence). Returns the test, or null when fenced.
+   * `to` (default: the result's status) only while it is RUNNING at `attempt` (the fence). QUEUED hands
+   * the test back (no environment, not finished). Returns the test, or null when fenced.
    */
-  async finishAttempt(testId: string, attempt: number, runId: string, result: RunResult): Promise<TestView | null> {
+  async finishAttempt(testId: string, attempt: number, runId: string, result: RunResult, to: TestStatus = result.status): Promise<TestView | null> {
     const r = storable(result);
     const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
       `WITH r AS (
@@ -87,7 +88,9 @@ export class RunsRepository {
           WHERE "id" = $2::uuid AND "finished_at" IS NULL
          RETURNING "id"
        )
-       UPDATE "test_case" SET "status" = $3::"TestStatus", "finished_at" = now()
+       UPDATE "test_case" SET "status" = $16::"TestStatus",
+              "finished_at" = CASE WHEN $16::"TestStatus" = 'QUEUED' THEN NULL ELSE now() END,
+              "environment_id" = CASE WHEN $16::"TestStatus" = 'QUEUED' THEN NULL ELSE "environment_id" END
         WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $15
        RETURNING ${TEST_COLUMNS}`,
       testId,
@@ -105,6 +108,7 @@ export class RunsRepository {
       r.cpuTimeMs,
       r.peakMemoryBytes,
       attempt,
+      to,
     );
     return rows.length ? testView(rows[0]) : null;
   }
@@ -152,12 +156,32 @@ export class RunsRepository {
     return withIds;
   }
 
-  /** An attempt whose worker was lost: its run row is closed as an infrastructure ERROR (if still open). */
-  async finishLost(testId: string, attempt: number, errorMessage: string): Promise<void> {
-    await this.prisma.testRun.updateMany({
-      where: { testId, attempt, finishedAt: null },
-      data: { status: 'ERROR', infrastructure: true, errorMessage: withoutNul(errorMessage), finishedAt: new Date() },
-    });
+  /**
+   * An attempt whose worker was lost, in one statement: the test moves to `to` (QUEUED: handed back;
+   * ERROR: finished; RUNNING: left for the worker taking it over) only while it is RUNNING at `attempt`
+   * (the fence), and then the attempt's run row, if still open, is closed as an infrastructure ERROR.
+   * Returns the test, or null when fenced (the test moved on: nothing is written).
+   */
+  async loseAttempt(testId: string, attempt: number, errorMessage: string, to: 'QUEUED' | 'ERROR' | 'RUNNING'): Promise<TestView | null> {
+    const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
+      `WITH t AS (
+         UPDATE "test_case" SET "status" = $3::"TestStatus",
+                "finished_at" = CASE WHEN $3::"TestStatus" = 'ERROR' THEN now() ELSE "finished_at" END,
+                "environment_id" = CASE WHEN $3::"TestStatus" = 'QUEUED' THEN NULL ELSE "environment_id" END
+          WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $2
+         RETURNING ${TEST_COLUMNS}
+       ), r AS (
+         UPDATE "test_run" SET "status" = 'ERROR', "infrastructure" = true, "error_message" = $4, "finished_at" = now()
+          WHERE "test_id" = $1::uuid AND "attempt" = $2 AND "finished_at" IS NULL AND EXISTS (SELECT 1 FROM t)
+         RETURNING "id"
+       )
+       SELECT t.* FROM t`,
+      testId,
+      attempt,
+      to,
+      withoutNul(errorMessage),
+    );
+    return rows.length ? testView(rows[0]) : null;
   }
 
   async artifact(id: string): Promise<{ name: string; storageKey: string } | null> {
