@@ -182,9 +182,10 @@ describe('attempts service (PGlite, Redis)', () => {
     const run = await runOf(t.id, 1);
     assert.deepEqual([run.status, run.infrastructure, run.errorMessage], ['ERROR', true, 'environment fault: boom']);
     const second = await begun(t.id);
-    assert.equal(await attempts.fault(second, 'environment fault: boom again'), 'done');
+    assert.equal(await attempts.fault(second, 'environment fault: boom\0again'), 'done', 'a NUL from the sandbox in the message');
     const r = await row(t.id);
     assert.equal(r.status, 'ERROR');
+    assert.equal((await runOf(t.id, 2)).errorMessage, 'environment fault: boom\uFFFDagain');
     assert.ok(r.finishedAt, 'finished');
     await eventually('a test event says ERROR', () => seen.test.some((v) => v.id === t.id && v.status === 'ERROR'));
   });
