@@ -26,6 +26,7 @@ import { RunsRepository } from './db/runs.repository';
 import { ArtifactStore } from './infra/artifact-store';
 import { join } from 'node:path';
 import { Reconciler } from './services/reconciler';
+import { AttemptsService } from './services/attempts.service';
 
 export interface Core {
   config: Config;
@@ -137,5 +138,5 @@ export async function serveApi(core: Core, at: { host: string; port: number }): 
 
 /** The reconciler of an API process: repairs drift between the database and the queues. */
 export function createReconciler(core: Core): Reconciler {
-  return new Reconciler(core.deps);
+  return new Reconciler({ ...core.deps, attempts: new AttemptsService(core.deps) });
 }

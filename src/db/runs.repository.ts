@@ -56,15 +56,15 @@ export class RunsRepository {
   ): Promise<{ test: TestView; runId: string } | null> {
     const rows = await this.prisma.$queryRawUnsafe<(TestRow & { runId: string })[]>(
       `WITH t AS (
-         UPDATE "test_case" SET "status" = 'RUNNING', "attempts" = "attempts" + 1, "started_at" = now(), "finished_at" = NULL,
+         UPDATE "test_case" SET "status" = 'RUNNING', "attempts" = "attempts" + 1, "started_at" = $7::timestamptz, "finished_at" = NULL,
                 "environment_id" = $3::uuid
           WHERE "id" = $1::uuid AND "status" = $2::"TestStatus" AND "attempts" = $4
          RETURNING ${TEST_COLUMNS}
        ), r AS (
          INSERT INTO "test_run" ("id", "test_id", "attempt", "environment_id", "worker_id", "status", "started_at")
-         SELECT $5::uuid, t."id", t."attempts", $3::uuid, $6, 'RUNNING', now() FROM t
+         SELECT $5::uuid, t."id", t."attempts", $3::uuid, $6, 'RUNNING', $7::timestamptz FROM t
          ON CONFLICT ("test_id", "attempt") DO UPDATE SET "environment_id" = EXCLUDED."environment_id", "worker_id" = EXCLUDED."worker_id",
-           "status" = 'RUNNING', "started_at" = now(), "finished_at" = NULL
+           "status" = 'RUNNING', "started_at" = $7::timestamptz, "finished_at" = NULL
          RETURNING "id"
        )
        SELECT t.*, (SELECT "id" FROM r) AS "runId" FROM t`,
@@ -74,25 +74,29 @@ export class RunsRepository {
       guard.attempt,
       randomUUID(),
       workerId,
+      this.now().toISOString(),
     );
     return rows.length ? { test: testView(rows[0]), runId: rows[0].runId } : null;
   }
 
   /**
    * The end of an attempt in one statement: its run row gets the result (once), and the test moves to
-   * `r.status` only while it is RUNNING at `attempt` (the fence). Returns the test, or null when fenced.
+   * `to` (default: the result's status) only while it is RUNNING at `attempt` (the fence). QUEUED hands
+   * the test back (no environment, not finished). Returns the test, or null when fenced.
    */
-  async finishAttempt(testId: string, attempt: number, runId: string, result: RunResult): Promise<TestView | null> {
+  async finishAttempt(testId: string, attempt: number, runId: string, result: RunResult, to: TestStatus = result.status): Promise<TestView | null> {
     const r = storable(result);
     const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
       `WITH r AS (
          UPDATE "test_run" SET "status" = $3::"TestStatus", "exit_code" = $4, "signal" = $5, "stdout" = $6, "stderr" = $7,
                 "output_truncated" = $8, "timed_out" = $9, "duration_ms" = $10, "error_message" = $11, "infrastructure" = $12,
-                "cpu_time_ms" = $13, "peak_memory_bytes" = $14, "finished_at" = now()
+                "cpu_time_ms" = $13, "peak_memory_bytes" = $14, "finished_at" = $17::timestamptz
           WHERE "id" = $2::uuid AND "finished_at" IS NULL
          RETURNING "id"
        )
-       UPDATE "test_case" SET "status" = $3::"TestStatus", "finished_at" = now()
+       UPDATE "test_case" SET "status" = $16::"TestStatus",
+              "finished_at" = CASE WHEN $16::"TestStatus" = 'QUEUED' THEN NULL ELSE $17::timestamptz END,
+              "environment_id" = CASE WHEN $16::"TestStatus" = 'QUEUED' THEN NULL ELSE "environment_id" END
         WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $15
        RETURNING ${TEST_COLUMNS}`,
       testId,
@@ -110,6 +114,8 @@ export class RunsRepository {
       r.cpuTimeMs,
       r.peakMemoryBytes,
       attempt,
+      to,
+      this.now().toISOString(),
     );
     return rows.length ? testView(rows[0]) : null;
   }
@@ -157,12 +163,33 @@ export class RunsRepository {
     return withIds;
   }
 
-  /** An attempt whose worker was lost: its run row is closed as an infrastructure ERROR (if still open). */
-  async finishLost(testId: string, attempt: number, errorMessage: string): Promise<void> {
-    await this.prisma.testRun.updateMany({
-      where: { testId, attempt, finishedAt: null },
-      data: { status: 'ERROR', infrastructure: true, errorMessage: withoutNul(errorMessage), finishedAt: this.now() },
-    });
+  /**
+   * An attempt whose worker was lost, in one statement: the test moves to `to` (QUEUED: handed back;
+   * ERROR: finished; RUNNING: left for the worker taking it over) only while it is RUNNING at `attempt`
+   * (the fence), and then the attempt's run row, if still open, is closed as an infrastructure ERROR.
+   * Returns the test, or null when fenced (the test moved on: nothing is written).
+   */
+  async loseAttempt(testId: string, attempt: number, errorMessage: string, to: 'QUEUED' | 'ERROR' | 'RUNNING'): Promise<TestView | null> {
+    const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
+      `WITH t AS (
+         UPDATE "test_case" SET "status" = $3::"TestStatus",
+                "finished_at" = CASE WHEN $3::"TestStatus" = 'ERROR' THEN $5::timestamptz ELSE "finished_at" END,
+                "environment_id" = CASE WHEN $3::"TestStatus" = 'QUEUED' THEN NULL ELSE "environment_id" END
+          WHERE "id" = $1::uuid AND "status" = 'RUNNING' AND "attempts" = $2
+         RETURNING ${TEST_COLUMNS}
+       ), r AS (
+         UPDATE "test_run" SET "status" = 'ERROR', "infrastructure" = true, "error_message" = $4, "finished_at" = $5::timestamptz
+          WHERE "test_id" = $1::uuid AND "attempt" = $2 AND "finished_at" IS NULL AND EXISTS (SELECT 1 FROM t)
+         RETURNING "id"
+       )
+       SELECT t.* FROM t`,
+      testId,
+      attempt,
+      to,
+      withoutNul(errorMessage),
+      this.now().toISOString(),
+    );
+    return rows.length ? testView(rows[0]) : null;
   }
 
   async artifact(id: string): Promise<{ name: string; storageKey: string } | null> {

@@ -4,15 +4,13 @@
 
 import { randomUUID } from 'node:crypto';
 import type { PoolDefinition } from '../config/pools';
-import type { EnvironmentsRepository } from '../db/environments.repository';
-import type { EnvironmentView } from '../events/types';
+import { bestEffort } from '../infra/best-effort';
 import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, RunOutcome, RunSpec } from './driver';
+import type { EnvironmentRecords } from './environment-records';
 
 export interface Lease {
   handle: EnvironmentHandle;
   slot: number;
-  /** The row as last written. */
-  view?: EnvironmentView;
   /** Tests run since the row's testsRun was last written. */
   testsRunPending?: number;
 }
@@ -20,10 +18,8 @@ export interface Lease {
 export interface ResourceManagerOptions {
   pool: PoolDefinition;
   driver: EnvironmentDriver;
-  environments: EnvironmentsRepository;
-  workerId: string;
-  host: string;
-  publish(view: EnvironmentView): void;
+  /** Where the environments' rows are written (and their changes published): wired by the worker. */
+  records: EnvironmentRecords;
   logger: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void };
 }
 
@@ -55,30 +51,32 @@ export class ResourceManager {
     if (this.stopped) return;
     const id = randomUUID();
     const p = this.o.pool;
+    const log = this.o.logger;
     let created = false;
+    let handle: EnvironmentHandle | null = null;
     try {
-      this.o.publish(
-        await this.o.environments.create({ id, pool: p.name, kind: p.kind, host: this.o.host, workerId: this.o.workerId, arch: p.arch, cpus: p.cpus, memoryMb: p.memoryMb, image: p.image, tags: p.tags }),
-      );
+      await this.o.records.provisioning(id, p);
       created = true;
-      const handle = await this.o.driver.provision(id, this.shape);
+      handle = await this.o.driver.provision(id, this.shape);
       if (!(await this.o.driver.healthCheck(handle))) throw new Error('health check failed right after provisioning');
-      if (this.stopped) {
-        await this.o.driver.destroy(handle).catch(() => undefined);
-        return;
-      }
-      const view = await this.o.environments.update(id, { status: 'READY' });
-      this.o.publish(view);
-      const lease: Lease = { handle, slot, view };
+      if (!this.stopped) await this.o.records.ready(id, 0);
+      if (this.stopped) return await this.destroy(handle); // its row is retired with the worker's
+      const lease: Lease = { handle, slot };
       this.live.set(id, lease);
       this.offer(lease);
     } catch (err) {
       const message = (err as Error).message;
-      this.o.logger.error({ err, pool: p.name, environmentId: id, attempt }, 'provisioning an environment failed');
-      if (created) await this.o.environments.update(id, { status: 'RETIRED', lastError: message }).then(this.o.publish, () => undefined);
+      log.error({ err, pool: p.name, environmentId: id, attempt }, 'provisioning an environment failed');
+      // provisioned but never handed out (unhealthy, or its row not written): no sandbox is left behind
+      if (handle) await this.destroy(handle);
+      if (created) await bestEffort(log, `recording environment ${id} as retired`, () => this.o.records.retired(id, message));
       const delay = Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** attempt);
       if (!this.stopped) setTimeout(() => void this.provision(slot, attempt + 1), delay).unref();
     }
+  }
+
+  private async destroy(handle: EnvironmentHandle): Promise<void> {
+    await bestEffort(this.o.logger, `destroying environment ${handle.id}`, () => this.o.driver.destroy(handle));
   }
 
   private offer(lease: Lease): void {
@@ -106,9 +104,8 @@ export class ResourceManager {
         this.waiters.push(take);
       }));
     try {
-      lease.view = await this.o.environments.update(lease.handle.id, { status: 'BUSY', currentTestId: testId, testsRunIncrement: lease.testsRunPending ?? 0 });
+      await this.o.records.busy(lease.handle.id, testId, lease.testsRunPending ?? 0);
       lease.testsRunPending = 0;
-      this.o.publish(lease.view);
     } catch (err) {
       this.offer(lease);
       throw err;
@@ -124,35 +121,36 @@ export class ResourceManager {
   async release(lease: Lease): Promise<void> {
     const id = lease.handle.id;
     try {
-      this.o.publish({ ...(lease.view ?? (await this.o.environments.get(id))), status: 'RESETTING', currentTestId: null });
+      await this.o.records.resetting(id);
       await this.o.driver.reset(lease.handle);
       if (this.stopped) return;
       lease.testsRunPending = (lease.testsRunPending ?? 0) + 1;
       if (this.waiters.length) return this.offer(lease);
-      const view = await this.o.environments.update(id, { status: 'READY', currentTestId: null, testsRunIncrement: lease.testsRunPending });
+      await this.o.records.ready(id, lease.testsRunPending);
       lease.testsRunPending = 0;
-      lease.view = view;
-      this.o.publish(view);
       this.offer(lease);
     } catch (err) {
       await this.fail(lease, `reset failed: ${(err as Error).message}`);
     }
   }
 
-  /** The environment is broken: UNHEALTHY, destroyed, and a fresh one provisioned in its slot. */
+  /**
+   * The environment is broken: UNHEALTHY, destroyed, and a fresh one provisioned in its slot. The
+   * sandbox is destroyed whatever its row updates do: a failed write never leaks it beside its replacement.
+   */
   async fail(lease: Lease, reason: string): Promise<void> {
     const id = lease.handle.id;
+    const log = this.o.logger;
     this.live.delete(id);
-    this.o.logger.warn({ pool: this.o.pool.name, environmentId: id, reason }, 'environment unhealthy: replacing it');
+    log.warn({ pool: this.o.pool.name, environmentId: id, reason }, 'environment unhealthy: replacing it');
     try {
-      this.o.publish(
-        await this.o.environments.update(id, { status: 'UNHEALTHY', currentTestId: null, lastError: reason, failuresIncrement: true, testsRunIncrement: lease.testsRunPending ?? 0 }),
-      );
-      await this.o.driver.destroy(lease.handle).catch((err: Error) => this.o.logger.warn({ err, environmentId: id }, 'destroying an environment failed'));
-      this.o.publish(await this.o.environments.update(id, { status: 'RETIRED' }));
+      await this.o.records.unhealthy(id, reason, lease.testsRunPending ?? 0);
     } catch (err) {
-      this.o.logger.error({ err, environmentId: id }, 'recording an unhealthy environment failed');
+      log.error({ err, environmentId: id }, 'recording an unhealthy environment failed');
+    } finally {
+      await this.destroy(lease.handle);
     }
+    await bestEffort(log, `recording environment ${id} as retired`, () => this.o.records.retired(id));
     void this.provision(lease.slot);
   }
 
@@ -179,8 +177,8 @@ export class ResourceManager {
     this.idle.length = 0;
     await Promise.all(
       leases.map(async (l) => {
-        await this.o.driver.destroy(l.handle).catch(() => undefined);
-        await this.o.environments.update(l.handle.id, { status: 'RETIRED', currentTestId: null }).then(this.o.publish, () => undefined);
+        await this.destroy(l.handle);
+        await bestEffort(this.o.logger, `recording environment ${l.handle.id} as retired`, () => this.o.records.retired(l.handle.id));
       }),
     );
   }

@@ -3,10 +3,6 @@
 
 import type { EnvironmentView, OutputChunkView, PlanView, TestView } from '../views/view.types';
 
-// Kept for the importers in src/worker/ and src/environments/ (other branches at the time of the move):
-// new code imports the views from src/views/view.types.
-export type { ArtifactView, EnvironmentView, OutputChunkView, PlanView, ResultView, TestView } from '../views/view.types';
-
 export interface EventMap {
   test: TestView;
   plan: PlanView;

@@ -2,13 +2,15 @@
 // seconds: dead workers are retired, RUNNING tests whose job vanished are handed back, QUEUED tests
 // with no job are queued again (after a Redis restart that lost its data, all of them).
 
-import { afterInfrastructureFault } from '../domain/outcome';
+import type { AttemptsService } from './attempts.service';
 import type { ServiceDeps } from './context';
-import { publishTestChanges } from './transitions';
 
 const BATCH = 2_000;
 
-export type ReconcilerDeps = Pick<ServiceDeps, 'config' | 'logger' | 'tests' | 'plans' | 'events' | 'queues' | 'runs' | 'environments' | 'now'>;
+export type ReconcilerDeps = Pick<ServiceDeps, 'config' | 'logger' | 'tests' | 'plans' | 'events' | 'queues' | 'environments' | 'now'> & {
+  /** Hands back or ends the attempts it finds lost, and ends tests that can never run. */
+  attempts: AttemptsService;
+};
 
 export class Reconciler {
   private timer: NodeJS.Timeout | null = null;
@@ -66,7 +68,7 @@ export class Reconciler {
   /**
    * RUNNING with no job in its queue: the job was lost (Redis lost its data, or a worker's job failed before
    * anything was recorded); another attempt or ERROR. A result that could not be recorded never comes here:
-   * its worker ends the test in ERROR with the cause (executor.recordFailed).
+   * its worker ends the test in ERROR with the cause (AttemptsService.finish).
    */
   private async handBackLostRunning(): Promise<void> {
     const running = await this.d.tests.running(10_000);
@@ -74,17 +76,8 @@ export class Reconciler {
       if (!this.d.queues.pools.includes(pool)) continue;
       const missing = new Set(await this.d.queues.missing(pool, tests.map((t) => t.id)));
       for (const t of tests.filter((x) => missing.has(x.id))) {
-        const retry = afterInfrastructureFault(t.attempts, t.maxRetries) === 'RETRY';
-        const changed = await this.d.tests.transition(
-          t.id,
-          { from: ['RUNNING'], attempt: t.attempts },
-          retry ? { status: 'QUEUED', environmentId: null } : { status: 'ERROR', finishedAt: this.d.now() },
-        );
-        if (!changed) continue;
-        await this.d.runs.finishLost(t.id, t.attempts, `environment fault: the job of attempt ${t.attempts} vanished from its queue with no result recorded (Redis lost its data, or its worker failed: see that worker's log)`);
-        if (retry) await this.d.queues.enqueue([{ testId: t.id, planId: t.planId, pool, priority: t.priority }]);
-        await publishTestChanges(this.d, t.planId, [changed]);
-        this.d.logger.warn({ testId: t.id, planId: t.planId, attempt: t.attempts, retry }, 'a running test lost its job: handed back');
+        const lost = await this.d.attempts.lose(t);
+        if (lost) this.d.logger.warn({ testId: t.id, planId: t.planId, attempt: t.attempts, retry: lost.retry }, 'a running test lost its job: handed back');
       }
     }
   }
@@ -122,10 +115,7 @@ export class Reconciler {
 
   /** Tests of a pool that is no longer configured can never run. */
   private async orphaned(pool: string, tests: { id: string; planId: string }[]): Promise<void> {
-    for (const t of tests) {
-      const changed = await this.d.tests.transition(t.id, { from: ['QUEUED'] }, { status: 'ERROR', finishedAt: this.d.now() });
-      if (changed) await publishTestChanges(this.d, t.planId, [changed]);
-    }
+    for (const t of tests) await this.d.attempts.unservable(t);
     this.d.logger.error({ pool, tests: tests.length }, 'tests of a pool that is no longer configured end in ERROR');
   }
 }

@@ -1,4 +1,4 @@
-import type { PlanView, TestView } from '../events/types';
+import type { PlanView, TestView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 
 type Deps = Pick<ServiceDeps, 'plans' | 'tests' | 'events' | 'now'>;

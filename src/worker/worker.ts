@@ -11,8 +11,11 @@ import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
 import { ResourceManager } from '../environments/resource-manager';
 import { ArtifactStore } from '../infra/artifact-store';
+import { bestEffort } from '../infra/best-effort';
 import { redisOptionsFromUrl } from '../infra/redis-server';
 import { parseRunTest, queueName } from '../queue/catalog';
+import { AttemptsService } from '../services/attempts.service';
+import { environmentRecords } from './environment-records';
 import { TestExecutor } from './executor';
 
 export interface WorkerOptions {
@@ -44,20 +47,21 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     // State under the temp dir (the driver's default): the sandbox user must reach it, DATA_DIR may not.
     CONTAINER: new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: config.imageDir, buildMissingImages: true, sandboxUid: config.sandboxUser.uid, sandboxGid: config.sandboxUser.gid } }, log.child({ driver: 'container' })),
   };
-  const { environments, runs } = core.deps;
+  const { environments } = core.deps;
   const stopping = new AbortController();
   const publish = (view: Parameters<typeof events.emit<'environment'>>[1]) => events.emit('environment', view);
 
   const wanted = config.pools.filter((p) => !o.pools || o.pools.includes(p.name));
   for (const name of o.pools ?? []) if (!config.pools.some((p) => p.name === name)) throw new Error(`worker: no pool named "${name}" is configured`);
   const managers = new Map<string, ResourceManager>();
+  const records = environmentRecords(environments, { workerId: id, host: hostname(), publish });
   for (const pool of wanted) {
     const driver = drivers[pool.kind];
     if (!driver) {
       log.warn({ pool: pool.name, kind: pool.kind }, 'no driver for this kind of environment on this host: pool not served');
       continue;
     }
-    managers.set(pool.name, new ResourceManager({ pool, driver, environments, workerId: id, host: hostname(), publish, logger: log }));
+    managers.set(pool.name, new ResourceManager({ pool, driver, records, logger: log }));
   }
 
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools: [] });
@@ -72,26 +76,23 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     }
   });
   if (managers.size === 0) {
-    await environments.stopWorker(id).catch(() => undefined);
+    await bestEffort(log, 'recording the worker as stopped', () => environments.stopWorker(id));
     throw new Error(`worker: this host can serve none of its pools:\n  - ${refused.join('\n  - ') || 'no pool of a kind this host has a driver for'}`);
   }
   const pools = [...managers.keys()];
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools });
   events.emit('system', { reason: 'worker started' });
 
+  const attempts = new AttemptsService({ ...core.deps, logger: log, store: new ArtifactStore(join(config.dataDir, 'artifacts')) });
   const executor = new TestExecutor({
     config,
     logger: log,
-    tests: core.deps.tests,
-    plans: core.deps.plans,
-    runs,
+    attempts,
     events,
-    store: new ArtifactStore(join(config.dataDir, 'artifacts')),
     managers,
     workerId: id,
     hostCpus: availableParallelism(),
     stopping: stopping.signal,
-    now: () => new Date(),
   });
 
   const offCancel = await events.on('cancel', ({ testId }) => {
@@ -106,7 +107,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   const watchdog = setInterval(() => {
     void reportUsage();
     if (!executor.running.size) return;
-    core.deps.tests.states([...executor.running.keys()]).then(
+    attempts.states([...executor.running.keys()]).then(
       (states) => {
         for (const [testId, r] of executor.running) {
           const t = states.get(testId);
@@ -114,7 +115,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
           else if (t.attempts > r.attempt) executor.abort(testId, 'fenced');
         }
       },
-      () => undefined,
+      (err: Error) => log.warn({ err: err.message }, 'the watchdog could not read the running tests: it checks again next time'),
     );
   }, WATCHDOG_MS);
 
@@ -123,7 +124,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     const entries: { environmentId: string; usage: NonNullable<Awaited<ReturnType<ResourceManager['usage']>>> }[] = [];
     for (const m of managers.values()) {
       for (const lease of m.busy()) {
-        const usage = await m.usage(lease.handle.id).catch(() => null);
+        const usage = await bestEffort(log, `reading the use of environment ${lease.handle.id}`, () => m.usage(lease.handle.id), null);
         if (usage) entries.push({ environmentId: lease.handle.id, usage });
       }
     }
@@ -177,14 +178,14 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
         }, o.graceMs ?? 10_000);
         await closing;
         clearTimeout(grace);
-        await executor.refresher.flush();
+        await attempts.flush();
         stopping.abort();
         clearInterval(heartbeat);
         clearInterval(watchdog);
         offCancel();
         await Promise.all([...managers.values()].map((m) => m.stop()));
-        if (!o.drivers) for (const driver of Object.values(drivers)) await driver?.close?.().catch(() => undefined); // ours only
-        for (const e of await environments.stopWorker(id).catch(() => [])) publish(e);
+        if (!o.drivers) for (const driver of Object.values(drivers)) await bestEffort(log, `closing the ${driver?.kind} driver`, () => driver?.close?.()); // ours only
+        for (const e of (await bestEffort(log, 'recording the worker as stopped', () => environments.stopWorker(id), [])) ?? []) publish(e);
         events.emit('system', { reason: 'worker stopped' });
         log.info('worker stopped');
       })();

@@ -69,9 +69,15 @@ describe('repositories use the injected clock', () => {
     const plan = await db.prisma.executionPlan.findUniqueOrThrow({ where: { id: planId } });
     assert.equal(plan.cancelledAt?.toISOString(), '2002-01-01T00:00:00.000Z');
 
-    await db.prisma.testRun.create({ data: { id: randomUUID(), testId, attempt: 1, workerId: 'w', status: 'RUNNING' } });
+    // the fenced attempt statements stamp the injected clock too (not the database's now())
+    await db.prisma.testCase.update({ where: { id: testId }, data: { status: 'QUEUED', finishedAt: null } });
+    clock = new Date('2002-01-01T00:00:30.000Z');
+    const begun = await runs.startAttempt(testId, { from: 'QUEUED', attempt: 0 }, randomUUID(), 'w');
+    assert.ok(begun, 'the attempt began');
+    assert.equal(begun.test.startedAt, '2002-01-01T00:00:30.000Z');
     clock = new Date('2002-01-01T00:01:00.000Z');
-    await runs.finishLost(testId, 1, 'worker lost');
+    const lost = await runs.loseAttempt(testId, 1, 'worker lost', 'ERROR');
+    assert.equal(lost?.finishedAt, '2002-01-01T00:01:00.000Z');
     const run = await db.prisma.testRun.findFirstOrThrow({ where: { testId, attempt: 1 } });
     assert.equal(run.finishedAt?.toISOString(), '2002-01-01T00:01:00.000Z');
     assert.equal(run.status, 'ERROR');
