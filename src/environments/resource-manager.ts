@@ -62,7 +62,8 @@ export class ResourceManager {
       );
       created = true;
       const handle = await this.o.driver.provision(id, this.shape);
-      if (!(await this.o.driver.healthCheck(handle))) throw new Error('health check failed right after provisioning');
+      const health = await this.o.driver.healthCheck(handle);
+      if (!health.ok) throw new Error(`health check failed right after provisioning: ${health.reason}`);
       if (this.stopped) {
         await this.o.driver.destroy(handle).catch(() => undefined);
         return;
