@@ -11,7 +11,8 @@ export const DEFAULT_CGROUP_ROOT = '/sys/fs/cgroup';
 export const DEFAULT_CGROUP_PARENT = 'test-orchestrator';
 
 const absolutePath = z.string().min(1).refine((p) => path.isAbsolute(p) && !p.includes('\0'), 'an absolute path');
-const hostId = z.number().int().min(1).max(0xfffffffe);
+const NOT_ROOT = 'must be a positive integer (not root)';
+const hostId = z.number({ error: NOT_ROOT }).int({ error: NOT_ROOT }).min(1, { error: NOT_ROOT }).max(0xfffffffe, { error: NOT_ROOT });
 const cgroupPath = z
   .string()
   .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/, 'a cgroup path below the root: names of letters, digits, ".", "_" and "-" separated by "/", no "." or ".."');

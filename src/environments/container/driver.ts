@@ -95,12 +95,14 @@ export class ContainerDriver implements EnvironmentDriver {
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
     const { logger, ...section } = options;
-    const config = containerDriverConfigSchema.parse({
+    const parsed = containerDriverConfigSchema.safeParse({
       ...section,
       imageDir: path.resolve(section.imageDir),
       stateDir: section.stateDir === undefined ? undefined : path.resolve(section.stateDir),
       cgroupParent: section.cgroupParent?.split('/').filter(Boolean).join('/') || undefined,
     });
+    if (!parsed.success) throw new Error(`ContainerDriver: ${parsed.error.issues.map((i) => `${i.path.join('.')} ${i.message}`).join('; ')}`);
+    const config = parsed.data;
     this.imageDir = config.imageDir;
     this.logger = logger ?? SILENT;
     this.bwrapPath = config.bwrapPath;
