@@ -24,7 +24,7 @@ export const diskReset: Section = {
     measured = true;
     const imageDir = process.env.IMAGE_DIR ?? '/var/cache/test-orchestrator/images';
     const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-disk-'));
-    const driver = new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir } }, { info() {}, warn() {}, error() {} });
+    const driver = new RemoteDriver('CONTAINER', { imageDir }, { info() {}, warn() {}, error() {} });
     const shape: EnvironmentShape = { pool: 'disk', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 512, image: 'debian-bookworm', pids: 64, diskMb: DISK_MB };
     const spec = (script: string): RunSpec => ({
       testId: randomUUID(), attempt: 1, script, env: {}, timeoutMs: 600_000, services: [], artifactPaths: [], artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20,

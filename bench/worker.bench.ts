@@ -21,7 +21,7 @@ async function driverDirect(imageDir: string, runs: number, concurrency: number)
   const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-driver-'));
   // the driver as a worker runs it (in a driver host process): forking from this process, which has
   // held databases, would make the driver alone look slower than it is
-  const driver = new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir } }, { info() {}, warn() {}, error() {} });
+  const driver = new RemoteDriver('CONTAINER', { imageDir }, { info() {}, warn() {}, error() {} });
 
   const shape: EnvironmentShape = { pool: 'container', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 256, image: 'debian-bookworm', pids: 64 };
   await driver.preflight(shape);

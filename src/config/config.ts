@@ -6,6 +6,7 @@ import type { ValidationLimits } from '../domain/plan-input';
 import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
+import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
 
 /**
  * Limits on what one submission may hold (the domain's ValidationLimits) and the defaults it gets.
@@ -50,6 +51,8 @@ export interface Config {
   reconcileIntervalMs: number;
   /** Host/Origin checks and the limits on queries, bodies and WebSockets of the API. */
   apiSecurity: ApiSecurity;
+  /** Each environment driver's own section, by kind (src/environments/registry.ts); absent: no such driver here. */
+  drivers: { CONTAINER?: ContainerDriverConfig };
 }
 
 // An empty variable (`PORT=` in an env file) counts as unset, not as 0.
@@ -90,6 +93,7 @@ const envSchema = z.object({
     .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')
     .optional(),
   ...apiSecurityEnv,
+  ...containerDriverEnv,
 });
 
 export class ConfigError extends Error {
@@ -137,13 +141,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (e) {
     problems.push((e as Error).message);
   }
-  if (problems.length || !parsed.success) throw new ConfigError(problems);
-
-  const e = parsed.data;
   // Images must be readable by the sandbox's unprivileged user: for root (whose home is closed to
   // others) they live in /var/cache unless XDG_CACHE_HOME says otherwise; for anyone else in their cache.
   const cacheHome = env.XDG_CACHE_HOME || (process.getuid?.() === 0 ? '/var/cache' : join(homedir(), '.cache'));
   const defaultImageDir = join(cacheHome, 'test-orchestrator', 'images');
+  let container: ContainerDriverConfig | undefined;
+  if (parsed.success) {
+    const section = containerDriverConfigFrom(parsed.data, { imageDir: resolve(parsed.data.IMAGE_DIR ?? defaultImageDir), sandboxUser });
+    if ('problems' in section) problems.push(...section.problems);
+    else container = section.config;
+  }
+  if (problems.length || !parsed.success) throw new ConfigError(problems);
+
+  const e = parsed.data;
   return {
     port: e.PORT,
     host: e.HOST,
@@ -169,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerLockMs: e.WORKER_LOCK_MS,
     sandboxUser,
     apiSecurity: apiSecurityFrom(e, e.HOST),
+    drivers: { CONTAINER: container },
   };
 }
 

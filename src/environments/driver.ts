@@ -1,5 +1,8 @@
-// The one interface every environment driver (container sandbox, QEMU VM) implements.
-// A shared conformance suite (test/conformance/) runs the same expectations against each driver.
+// The one interface every environment driver (container sandbox, QEMU VM) implements. It speaks of
+// what every environment has (an opaque handle, a working directory, limits, an isolation level);
+// what one driver can do and another cannot it declares in its capabilities. Drivers are made by
+// kind from their own configuration section (registry.ts). A shared conformance suite
+// (test/conformance/) runs the same expectations against each driver.
 
 export type EnvironmentKind = 'CONTAINER' | 'QEMU';
 
@@ -29,12 +32,41 @@ export interface ArtifactLimits {
   maxFiles: number;
 }
 
-/** A live environment owned by a driver. `id` is the Environment row id. */
+/** Where a test's script runs and its artifacts are collected from, in every environment (also HOME). */
+export const WORK_DIR = '/work';
+
+/**
+ * A live environment owned by a driver. `id` is the Environment row id. Opaque: the driver keeps what
+ * it needs behind the id (a driver may hand out a richer object of its own, JSON-safe); callers pass
+ * it back as they got it and read nothing but `id` and `shape`.
+ */
 export interface EnvironmentHandle {
-  id: string;
-  shape: EnvironmentShape;
-  /** Host directory the driver may use for this environment's scratch state. */
-  stateDir: string;
+  readonly id: string;
+  readonly shape: EnvironmentShape;
+}
+
+/**
+ * How strongly a run is isolated. `standard`: its own machine view (processes, files, network but
+ * loopback), no privileges, the shape's limits. `hardened` (security tests): that, and the driver's
+ * stricter confinement (for the container driver a stricter system-call filter).
+ */
+export type Isolation = 'standard' | 'hardened';
+
+/** A health check's answer: why it failed, in words, when it did. */
+export type HealthStatus = { ok: true } | { ok: false; reason: string };
+
+/** What a driver can do; the conformance suite and the scheduler skip what a driver does not offer. */
+export interface DriverCapabilities {
+  /** The working directory's disk is limited to shape.diskMb (writes beyond fail, `diskFull` is reported). */
+  diskLimit: boolean;
+  /** The shape's memory, CPU and process limits hold, and CPU time and peak memory are reported. */
+  resourceLimits: boolean;
+  /** RunSpec.dedicatedCpus pins a run to those CPUs. */
+  dedicatedCpus: boolean;
+  /** RunSpec.services are started (and killed) with the run, their logs collected. */
+  services: boolean;
+  /** A crashing process leaves a core dump in the working directory, collected as CORE_DUMP. */
+  coreDumps: boolean;
 }
 
 export interface ServiceSpec {
@@ -62,10 +94,10 @@ export interface RunSpec {
   artifactLimits?: ArtifactLimits;
   /** Bytes of stdout and of stderr kept each; the rest is counted and dropped. */
   maxOutputBytes: number;
-  /** Performance tests: pin to dedicated CPUs. */
+  /** Performance tests: pin to these CPUs (capability `dedicatedCpus`). */
   dedicatedCpus?: number[];
-  /** Security tests: seccomp filter and extra hardening. */
-  hardened?: boolean;
+  /** Default 'standard'; security tests run 'hardened'. */
+  isolation?: Isolation;
   onOutput?: (stream: OutputStream, chunk: Buffer) => void;
   /** Aborting kills the whole process tree of the run (cancel, shutdown). */
   signal?: AbortSignal;
@@ -128,13 +160,19 @@ export class InfrastructureError extends Error {
 
 export interface EnvironmentDriver {
   readonly kind: EnvironmentKind;
+  readonly capabilities: DriverCapabilities;
   /** Checks the host can run this driver (binaries, images); throws a clear Error naming what is missing. */
   preflight(shape: EnvironmentShape): Promise<void>;
-  provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle>;
+  /**
+   * Makes a fresh environment `id` of `shape` (a boot, for a VM). Aborting `signal` stops it: what
+   * was made is removed and the promise rejects.
+   */
+  provision(id: string, shape: EnvironmentShape, signal?: AbortSignal): Promise<EnvironmentHandle>;
   run(env: EnvironmentHandle, spec: RunSpec): Promise<RunOutcome>;
   /** Throws away everything the last run left (writable layer, processes); ready for the next run. */
   reset(env: EnvironmentHandle): Promise<void>;
-  healthCheck(env: EnvironmentHandle): Promise<boolean>;
+  /** Whether the environment can run a test now; when not, why. Never throws for an unhealthy environment. */
+  healthCheck(env: EnvironmentHandle): Promise<HealthStatus>;
   usage(env: EnvironmentHandle): Promise<ResourceUsage | null>;
   destroy(env: EnvironmentHandle): Promise<void>;
   /** Releases what the driver holds for all its environments (its own scratch and cgroup parents). */

@@ -30,6 +30,8 @@ export class ResourceManager {
   private readonly waiters: ((lease: Lease) => void)[] = [];
   private readonly live = new Map<string, Lease>();
   private stopped = false;
+  /** Aborted by stop(): a provision under way (a VM booting) gives up instead of finishing for nothing. */
+  private readonly stopping = new AbortController();
   private readonly shape: EnvironmentShape;
 
   constructor(private readonly o: ResourceManagerOptions) {
@@ -57,8 +59,9 @@ export class ResourceManager {
     try {
       await this.o.records.provisioning(id, p);
       created = true;
-      handle = await this.o.driver.provision(id, this.shape);
-      if (!(await this.o.driver.healthCheck(handle))) throw new Error('health check failed right after provisioning');
+      handle = await this.o.driver.provision(id, this.shape, this.stopping.signal);
+      const health = await this.o.driver.healthCheck(handle);
+      if (!health.ok) throw new Error(`health check failed right after provisioning: ${health.reason}`);
       if (!this.stopped) await this.o.records.ready(id, 0);
       if (this.stopped) return await this.destroy(handle); // its row is retired with the worker's
       const lease: Lease = { handle, slot };
@@ -66,7 +69,8 @@ export class ResourceManager {
       this.offer(lease);
     } catch (err) {
       const message = (err as Error).message;
-      log.error({ err, pool: p.name, environmentId: id, attempt }, 'provisioning an environment failed');
+      if (this.stopped) log.info({ pool: p.name, environmentId: id, reason: message }, 'provisioning given up: the worker is stopping');
+      else log.error({ err, pool: p.name, environmentId: id, attempt }, 'provisioning an environment failed');
       // provisioned but never handed out (unhealthy, or its row not written): no sandbox is left behind
       if (handle) await this.destroy(handle);
       if (created) await bestEffort(log, `recording environment ${id} as retired`, () => this.o.records.retired(id, message));
@@ -171,6 +175,7 @@ export class ResourceManager {
   /** Destroys every environment; their rows become RETIRED. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort(new Error('the worker is stopping'));
     this.waiters.length = 0; // waiting jobs are aborted through their own signals
     const leases = [...this.live.values()];
     this.live.clear();

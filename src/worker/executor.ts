@@ -133,7 +133,7 @@ export class TestExecutor {
         artifactLimits: d.config.artifactLimits,
         maxOutputBytes: d.config.maxOutputBytes,
         dedicatedCpus: spec.type === 'PERFORMANCE' ? dedicatedCpuSet(lease.slot, manager.pool.cpus, d.hostCpus) : undefined,
-        hardened: spec.type === 'SECURITY',
+        isolation: spec.type === 'SECURITY' ? 'hardened' : 'standard',
         onOutput: (stream, chunk) => output.push(stream, chunk),
         signal,
       });

@@ -42,11 +42,14 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   const { config, logger, events } = core;
   const id = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const log = logger.child({ workerId: id });
-  const drivers: Partial<Record<EnvironmentKind, EnvironmentDriver>> = o.drivers ?? {
-    // in a driver host process: forking sandboxes from this (large) process would block it ~20 ms a test.
-    // State under the temp dir (the driver's default): the sandbox user must reach it, DATA_DIR may not.
-    CONTAINER: new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: config.imageDir, buildMissingImages: true, sandboxUid: config.sandboxUser.uid, sandboxGid: config.sandboxUser.gid } }, log.child({ driver: 'container' })),
-  };
+  // Each configured driver in a driver host process: forking sandboxes from this (large) process would
+  // block it ~20 ms a test. Each gets its own configuration section (config.drivers, src/config).
+  const drivers: Partial<Record<EnvironmentKind, EnvironmentDriver>> = o.drivers ?? {};
+  if (!o.drivers) {
+    for (const [kind, section] of Object.entries(config.drivers) as [EnvironmentKind, unknown][]) {
+      if (section !== undefined) drivers[kind] = new RemoteDriver(kind, section, log.child({ driver: kind.toLowerCase() }));
+    }
+  }
   const { environments } = core.deps;
   const stopping = new AbortController();
   const publish = (view: Parameters<typeof events.emit<'environment'>>[1]) => events.emit('environment', view);

@@ -10,10 +10,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ContainerDriver } from '../../src/environments/container/container.driver.js';
+import { ContainerDriver, type ContainerHandle } from '../../src/environments/container/driver.js';
 import { checkImage } from '../../src/environments/container/image.js';
 import { createWorkFs, mountsBelow } from '../../src/environments/container/work-fs.js';
-import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import { InfrastructureError, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
 import { classifyRun, withArtifactNotes } from '../../src/domain/outcome.js';
 import { ArtifactStore } from '../../src/infra/artifact-store.js';
 import { TEST_IMAGE, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
@@ -36,7 +36,7 @@ describe('ContainerDriver disk limits', () => {
   let tmp: TempDir;
   let state: TempDir;
   let driver: ContainerDriver;
-  let env: EnvironmentHandle;
+  let env: ContainerHandle;
   const errors: string[] = [];
   const logger = { info() {}, warn() {}, error: (o: object, m: string) => errors.push(`${m} ${JSON.stringify(o)}`) };
 

@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ContainerDriver } from '../../src/environments/container/container.driver.js';
+import { ContainerDriver } from '../../src/environments/container/driver.js';
 import { checkImage } from '../../src/environments/container/image.js';
-import { InfrastructureError, type EnvironmentDriver, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import type { ContainerHandle } from '../../src/environments/container/env-state.js';
+import { InfrastructureError, type EnvironmentDriver, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
 import { RemoteDriver } from '../../src/environments/remote/remote.driver.js';
 import { TEST_IMAGE, hostProcessesMatching, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
 
@@ -83,7 +84,7 @@ function probes(stdout: string): Record<string, string> {
 
 describe('ContainerDriver hardening', () => {
   let driver: ContainerDriver;
-  let env: EnvironmentHandle;
+  let env: ContainerHandle;
   let tmp: TempDir;
   let state: TempDir;
   let skip: string | null = null;
@@ -141,7 +142,7 @@ describe('ContainerDriver hardening', () => {
 
   it('a SECURITY test gets the stricter filter: also unshare with any flag and move_pages', async (t) => {
     if (skip) return t.skip(skip);
-    const o = await driver.run(env, spec({ hardened: true, script: PROBE }));
+    const o = await driver.run(env, spec({ isolation: 'hardened', script: PROBE }));
     assert.equal(o.exitCode, 0, o.stderr);
     assert.match(o.stdout, /Seccomp:\s+2/);
     const r = probes(o.stdout);
@@ -227,7 +228,7 @@ describe('ContainerDriver hardening', () => {
     );
     assert.equal(svc.exitCode, 6, svc.stderr);
     assert.equal((await driver.run(env, spec({ script: 'echo fine' }))).stdout, 'fine\n');
-    assert.ok(await driver.healthCheck(env));
+    assert.deepEqual(await driver.healthCheck(env), { ok: true });
     assert.equal(statSync(hostFile).size, 7, 'the host file is untouched');
   });
 
@@ -262,14 +263,15 @@ describe('ContainerDriver hardening', () => {
   it("no value of a test (env, script, service, ready check) shows in any host process's command line or environment, in process and in a driver host", async (t) => {
     if (skip) return t.skip(skip);
     if (process.getuid?.() !== 0) return t.skip('scanning as another user needs root');
-    const remote = new RemoteDriver('CONTAINER', { driver: 'container', options: { imageDir: testImageDir(), stateDir: state.path } }, silentLogger);
-    const drivers: [string, EnvironmentDriver, EnvironmentHandle | null][] = [['in process', driver, env], ['driver host', remote, null]];
+    const remote = new RemoteDriver('CONTAINER', { imageDir: testImageDir(), stateDir: state.path }, silentLogger);
+    // the container driver's handle (also as it comes back from its driver host) names its state dir
+    const drivers: [string, EnvironmentDriver, ContainerHandle | null][] = [['in process', driver, env], ['driver host', remote, null]];
     try {
       for (const [mode, d, h] of drivers) {
         let handle = h;
         if (!handle) {
           await d.preflight(shape);
-          handle = await d.provision(`leak-${process.pid}`, shape);
+          handle = (await d.provision(`leak-${process.pid}`, shape)) as ContainerHandle;
         }
         const mark = randomBytes(12).toString('hex');
         const secret = `env-${mark}-${'x'.repeat(4000)}`; // long, with a newline and quotes below

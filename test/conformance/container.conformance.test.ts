@@ -6,19 +6,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  RunCgroup,
-  detectCgroupLayout,
-  listChildGroups,
-  prepareCgroupParent,
-  removeGroupTree,
-  type CgroupLayout,
-} from '../../src/environments/cgroups.js';
-import { ContainerDriver } from '../../src/environments/container/container.driver.js';
+import { detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../../src/environments/cgroups/layout.js';
+import { RunCgroup } from '../../src/environments/cgroups/run-cgroup.js';
+import { listChildGroups, removeGroupTree } from '../../src/environments/cgroups/sweep.js';
+import { ContainerDriver, type ContainerHandle } from '../../src/environments/container/driver.js';
 import { checkImage, ensureImage } from '../../src/environments/container/image.js';
-import { InfrastructureError, type EnvironmentHandle, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
+import { InfrastructureError, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
 import {
   TEST_IMAGE,
+  containerConformanceHooks,
   hostProcessesMatching,
   makeTempDir,
   silentLogger,
@@ -71,11 +67,12 @@ runDriverConformance(
     return problem ? { skip: problem } : newDriver();
   },
   shape,
+  containerConformanceHooks,
 );
 
 describe('ContainerDriver specifics', () => {
   let driver: ContainerDriver;
-  let env: EnvironmentHandle;
+  let env: ContainerHandle;
   let tmp: TempDir;
   let skip: string | null = null;
 
@@ -199,7 +196,7 @@ describe('ContainerDriver specifics', () => {
     if (skip) return t.skip(skip);
     const o = await driver.run(
       env,
-      spec({ hardened: true, script: 'grep -E "^Seccomp:" /proc/self/status; unshare -U true 2>&1 && echo UNSHARED; echo end' }),
+      spec({ isolation: 'hardened', script: 'grep -E "^Seccomp:" /proc/self/status; unshare -U true 2>&1 && echo UNSHARED; echo end' }),
     );
     assert.equal(o.exitCode, 0, o.stderr);
     if (process.arch === 'x64') assert.match(o.stdout, /Seccomp:\s+2/);
@@ -250,8 +247,8 @@ describe('ContainerDriver sweep of dead instances', () => {
     for (const c of sleepers) c.kill('SIGKILL');
     for (const d of drivers) await d.close().catch(() => undefined);
     if (layout) {
-      for (const name of await listChildGroups(layout, base)) await removeGroupTree(layout, `${base}/${name}`).catch(() => undefined);
-      await removeGroupTree(layout, base).catch(() => undefined);
+      for (const name of await listChildGroups(layout, base)) await removeGroupTree(layout, `${base}/${name}`, silentLogger).catch(() => undefined);
+      await removeGroupTree(layout, base, silentLogger).catch(() => undefined);
     }
     tmp.cleanup();
   });
@@ -305,7 +302,7 @@ describe('ContainerDriver sweep of dead instances', () => {
       const deadMarkers: string[] = [];
       for (const dead of [deadGone, deadReused, foreign]) {
         await prepareCgroupParent(layout!, `${base}/${dead}`);
-        const group = await RunCgroup.create(layout!, `${base}/${dead}`, 'some-env-1-1', { memoryBytes: 64 << 20, cpus: 1, pids: 16 });
+        const group = await RunCgroup.create(layout!, `${base}/${dead}`, 'some-env-1-1', { memoryBytes: 64 << 20, cpus: 1, pids: 16 }, silentLogger);
         const marker = uniqueSleepArg();
         const sleeper = spawn('sleep', [marker], { stdio: 'ignore' });
         sleepers.push(sleeper);
@@ -348,6 +345,6 @@ describe('ContainerDriver sweep of dead instances', () => {
     await live.close();
     assert.deepEqual(groupDirs(`${base}/${live.instance}`), []);
     assert.ok(!existsSync(path.join(stateBase, live.instance)));
-    await removeGroupTree(layout!, `${base}/${foreign}`);
+    await removeGroupTree(layout!, `${base}/${foreign}`, silentLogger);
   });
 });

@@ -1,5 +1,8 @@
 // The shared conformance suite: the same scripts and expectations for every EnvironmentDriver.
-// A driver's test file calls runDriverConformance(name, makeDriver, shape) once.
+// A driver's test file calls runDriverConformance(name, makeDriver, shape, hooks) once. What the suite
+// cannot see for itself (the processes and files of an environment: host processes for a container,
+// the guest's for a VM) it asks the driver's hooks; what a driver does not offer (its capabilities)
+// it skips, saying so.
 //
 // Scripts only use what a Debian minbase image has (dash, bash, coreutils, perl-base).
 
@@ -8,16 +11,36 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, RunOutcome, RunSpec } from '../../src/environments/driver.js';
-import { hostProcessesMatching, makeTempDir, uniqueSleepArg, type TempDir } from '../helpers/sandbox-env.js';
+import {
+  WORK_DIR,
+  type DriverCapabilities,
+  type EnvironmentDriver,
+  type EnvironmentHandle,
+  type EnvironmentShape,
+  type RunOutcome,
+  type RunSpec,
+} from '../../src/environments/driver.js';
+import { makeTempDir, uniqueSleepArg, type TempDir } from '../helpers/sandbox-env.js';
 
 /** A driver to test, or why the suite must be skipped (e.g. the image is missing and cannot be built). */
 export type DriverUnderTest = EnvironmentDriver | { skip: string };
+
+/** What the suite asks a driver about the inside of its environment, between runs. */
+export interface ConformanceHooks {
+  /**
+   * Pids of live processes whose command line contains `marker`, wherever the environment's
+   * processes could be: inside it, and anything that escaped it (a container's are host processes).
+   */
+  processesMatching(env: EnvironmentHandle, marker: string): Promise<number[]>;
+  /** Names in the environment's working directory (WORK_DIR), as the driver sees them from outside. */
+  workDirEntries(env: EnvironmentHandle): Promise<string[]>;
+}
 
 export function runDriverConformance(
   name: string,
   makeDriver: () => Promise<DriverUnderTest>,
   shape: EnvironmentShape,
+  hooks: ConformanceHooks,
 ): void {
   describe(`${name} driver conformance`, () => {
     let driver: EnvironmentDriver | null = null;
@@ -44,15 +67,25 @@ export function runDriverConformance(
       tmp?.cleanup();
     });
 
-    /** Returns the driver, or marks the test skipped (with the reason) and returns null. */
-    function ready(t: TestContext): EnvironmentDriver | null {
+    /**
+     * Returns the driver, or marks the test skipped (with the reason) and returns null: when the suite
+     * is skipped, or the driver lacks a capability the test needs.
+     */
+    function ready(t: TestContext, needs: (keyof DriverCapabilities)[] = []): EnvironmentDriver | null {
       if (skipReason !== null) {
         t.skip(skipReason);
         return null;
       }
       assert.ok(driver, 'driver was not created');
+      const missing = needs.filter((c) => !driver!.capabilities[c]);
+      if (missing.length) {
+        t.skip(`the ${name} driver does not offer ${missing.join(', ')}`);
+        return null;
+      }
       return driver;
     }
+
+    const processesMatching = (marker: string) => hooks.processesMatching(env, marker);
 
     function spec(over: Partial<RunSpec> & { script: string }): RunSpec {
       seq += 1;
@@ -116,8 +149,8 @@ export function runDriverConformance(
       assert.match(o.stdout, /started/);
       assert.doesNotMatch(o.stdout, /never/);
       assert.ok(o.durationMs < 1500 + 3000, `took ${o.durationMs} ms`);
-      assert.deepEqual(hostProcessesMatching(daemon), [], 'a daemon survived on the host');
-      assert.deepEqual(hostProcessesMatching(fg), []);
+      assert.deepEqual(await processesMatching(daemon), [], 'a daemon survived on the host');
+      assert.deepEqual(await processesMatching(fg), []);
       // `[9]87.1` matches the marker but not grep's own command line.
       const pattern = `[${daemon[0]}]${daemon.slice(1)}`;
       const check = await run(d, { script: `grep -l '${pattern}' /proc/[0-9]*/cmdline 2>/dev/null || true` });
@@ -164,7 +197,7 @@ export function runDriverConformance(
         });
         assert.equal(o.exitCode, 0, o.stderr);
         const [first] = o.stdout.split('\n');
-        assert.equal(first, "hello 'quoted' $world||/work");
+        assert.equal(first, `hello 'quoted' $world||${WORK_DIR}`);
         assert.doesNotMatch(o.stdout, /ORCH_CONFORMANCE_LEAK_PROBE/);
         assert.match(o.stdout, /^PATH=.*\/bin/m);
       } finally {
@@ -221,7 +254,7 @@ export function runDriverConformance(
     });
 
     it('stops a fork bomb at the process limit and leaves nothing behind', async (t) => {
-      const d = ready(t);
+      const d = ready(t, ['resourceLimits']);
       if (!d) return;
       const marker = uniqueSleepArg();
       const o = await run(d, {
@@ -230,17 +263,17 @@ export function runDriverConformance(
       });
       assert.doesNotMatch(o.stdout, /all-started/, 'more processes than the pids limit were started');
       assert.ok(o.durationMs < 5000 + 3000);
-      assert.deepEqual(hostProcessesMatching(marker), []);
+      assert.deepEqual(await processesMatching(marker), []);
       const bomb = await run(d, {
         timeoutMs: 3000,
         script: `cp /bin/sh /tmp/bomb\n/tmp/bomb -c 'b() { b | b & }; b' 2>/dev/null\nsleep 2\n`,
       });
       assert.ok(bomb.durationMs < 3000 + 3000, `bomb run took ${bomb.durationMs} ms`);
-      assert.deepEqual(hostProcessesMatching('/tmp/bomb'), []);
+      assert.deepEqual(await processesMatching('/tmp/bomb'), []);
     });
 
     it('OOM-kills a memory hog over the memory limit', async (t) => {
-      const d = ready(t);
+      const d = ready(t, ['resourceLimits']);
       if (!d) return;
       const o = await run(d, {
         timeoutMs: 20_000,
@@ -251,7 +284,7 @@ export function runDriverConformance(
     });
 
     it('reports CPU time and peak memory', async (t) => {
-      const d = ready(t);
+      const d = ready(t, ['resourceLimits']);
       if (!d) return;
       const o = await run(d, { script: 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; head -c 20M /dev/zero | tail >/dev/null' });
       assert.equal(o.exitCode, 0);
@@ -260,7 +293,7 @@ export function runDriverConformance(
     });
 
     it('starts services, waits for their ready checks, kills them with the sandbox', async (t) => {
-      const d = ready(t);
+      const d = ready(t, ['services']);
       if (!d) return;
       const marker = uniqueSleepArg();
       const o = await run(d, {
@@ -275,7 +308,7 @@ export function runDriverConformance(
       });
       assert.equal(o.exitCode, 0, o.stderr);
       assert.equal(o.stdout, 'ready\n');
-      assert.deepEqual(hostProcessesMatching(marker), []);
+      assert.deepEqual(await processesMatching(marker), []);
       // The service's output is an artifact of the run, as a user downloads it.
       const log = o.files.find((f) => f.kind === 'LOG' && f.name === 'services/slow-db.log');
       assert.ok(log, `the service's log is collected: files ${JSON.stringify(o.files.map((f) => [f.kind, f.name]))}`);
@@ -322,8 +355,10 @@ export function runDriverConformance(
         assert.ok(f.path.startsWith(artifactDir + path.sep), `${f.path} outside artifactDir`);
         assert.ok(f.sizeBytes > 0);
       }
-      const core = o.files.find((f) => f.kind === 'CORE_DUMP');
-      assert.ok(core, `no core dump collected: ${JSON.stringify(o.files)}`);
+      if (d.capabilities.coreDumps) {
+        const core = o.files.find((f) => f.kind === 'CORE_DUMP');
+        assert.ok(core, `no core dump collected: ${JSON.stringify(o.files)}`);
+      }
     });
 
     it('aborts through the AbortSignal', async (t) => {
@@ -337,7 +372,7 @@ export function runDriverConformance(
       assert.equal(o.timedOut, false);
       assert.equal(o.exitCode, null);
       assert.ok(o.durationMs < 5000);
-      assert.deepEqual(hostProcessesMatching(marker), []);
+      assert.deepEqual(await processesMatching(marker), []);
     });
 
     it('reset leaves no file from the previous run', async (t) => {
@@ -346,6 +381,7 @@ export function runDriverConformance(
       const first = await run(d, { script: 'echo x > leftover.txt\nmkdir -p deep/dir && echo y > deep/dir/f\nls\n' });
       assert.match(first.stdout, /leftover\.txt/);
       await d.reset(env);
+      assert.deepEqual(await hooks.workDirEntries(env), [], 'the working directory is empty after a reset');
       const second = await d.run(env, spec({ script: 'ls -A . | grep -v "^\\.test-script$" || true; ls /tmp\n' }));
       assert.equal(second.stdout.trim(), '');
     });
@@ -353,7 +389,7 @@ export function runDriverConformance(
     it('passes its health check', async (t) => {
       const d = ready(t);
       if (!d) return;
-      assert.equal(await d.healthCheck(env), true);
+      assert.deepEqual(await d.healthCheck(env), { ok: true });
       assert.equal(await d.usage(env), null, 'usage when idle');
     });
   });

@@ -3,7 +3,7 @@
 // Runs SCRIPT once in a fresh environment and prints one JSON line: the outcome's stdout, stderr and
 // exit code, and (remote) the environment of its driver host process as /proc/<pid>/environ shows it.
 import { readFileSync, readdirSync } from 'node:fs';
-import { ContainerDriver } from '../../src/environments/container/container.driver';
+import { ContainerDriver } from '../../src/environments/container/driver';
 import type { EnvironmentDriver, EnvironmentShape } from '../../src/environments/driver';
 import { RemoteDriver } from '../../src/environments/remote/remote.driver';
 
@@ -20,7 +20,7 @@ function childEnvirons(): string[][] {
 async function main(): Promise<void> {
   const options = { imageDir, stateDir };
   const driver: EnvironmentDriver =
-    mode === 'remote' ? new RemoteDriver('CONTAINER', { driver: 'container', options }, quiet) : new ContainerDriver({ ...options, logger: quiet });
+    mode === 'remote' ? new RemoteDriver('CONTAINER', options, quiet) : new ContainerDriver({ ...options, logger: quiet });
   await driver.preflight(shape);
   const env = await driver.provision(`child-${process.pid}`, shape);
   const hostEnv = mode === 'remote' ? childEnvirons() : [];

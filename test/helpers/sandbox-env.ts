@@ -5,6 +5,8 @@ import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config/config';
+import type { ContainerHandle } from '../../src/environments/container/env-state';
+import type { EnvironmentHandle } from '../../src/environments/driver';
 
 /** The image cache the program would use here (IMAGE_DIR, else its default: see src/config/config.ts). */
 export function testImageDir(): string {
@@ -57,4 +59,18 @@ export const stderrLogger = {
   info: (obj: object, msg: string) => process.stderr.write(`[info] ${msg} ${JSON.stringify(obj)}\n`),
   warn: (obj: object, msg: string) => process.stderr.write(`[warn] ${msg} ${JSON.stringify(obj)}\n`),
   error: (obj: object, msg: string) => process.stderr.write(`[error] ${msg} ${JSON.stringify(obj)}\n`),
+};
+
+/**
+ * The conformance hooks of the container driver (in process or behind its driver host): a sandbox's
+ * processes are host processes, and its working directory is `<stateDir>/work` on the host (the
+ * container handle names its stateDir, also as it comes back from a driver host).
+ */
+export const containerConformanceHooks = {
+  async processesMatching(_env: EnvironmentHandle, marker: string): Promise<number[]> {
+    return hostProcessesMatching(marker);
+  },
+  async workDirEntries(env: EnvironmentHandle): Promise<string[]> {
+    return readdirSync(path.join((env as ContainerHandle).stateDir, 'work')).sort();
+  },
 };

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_POOLS, type PoolDefinition } from '../../src/config/pools';
-import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, RunOutcome } from '../../src/environments/driver';
+import type { EnvironmentDriver, EnvironmentHandle, EnvironmentShape, HealthStatus, RunOutcome } from '../../src/environments/driver';
 import type { EnvironmentRecords } from '../../src/environments/environment-records';
 import { ResourceManager } from '../../src/environments/resource-manager';
 
@@ -13,6 +13,7 @@ const quiet = { info() {}, warn() {}, error() {} };
 /** Sandboxes as a set of live ids; each step can be made to fail. */
 class FakeDriver implements EnvironmentDriver {
   readonly kind = 'CONTAINER' as const;
+  readonly capabilities = { diskLimit: false, resourceLimits: false, dedicatedCpus: false, services: false, coreDumps: false };
   readonly alive = new Set<string>();
   readonly destroyed: string[] = [];
   healthy = true;
@@ -20,7 +21,7 @@ class FakeDriver implements EnvironmentDriver {
   async preflight(_shape: EnvironmentShape): Promise<void> {}
   async provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle> {
     this.alive.add(id);
-    return { id, shape, stateDir: `/nonexistent/${id}` };
+    return { id, shape };
   }
   async run(): Promise<RunOutcome> {
     throw new Error('not used');
@@ -28,8 +29,8 @@ class FakeDriver implements EnvironmentDriver {
   async reset(): Promise<void> {
     if (this.resetFails) throw new Error('reset broke');
   }
-  async healthCheck(): Promise<boolean> {
-    return this.healthy;
+  async healthCheck(): Promise<HealthStatus> {
+    return this.healthy ? { ok: true } : { ok: false, reason: 'the fake is set unhealthy' };
   }
   async usage() {
     return null;

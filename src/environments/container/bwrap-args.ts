@@ -9,9 +9,12 @@
 // local user): with `envFd` it is read by bwrap from that descriptor (`--args FD`, NUL-separated
 // `--setenv NAME VALUE` triples, bwrapEnvData()); bwrap closes the descriptor once read.
 
+import { WORK_DIR } from '../driver';
+
 /** Where the per-run control directory (runner, status, service logs) appears inside the sandbox. */
 export const SANDBOX_CTL_DIR = '/run/orchestrator';
-export const SANDBOX_WORK_DIR = '/work';
+/** The working directory inside the sandbox (the one every environment has). */
+export const SANDBOX_WORK_DIR = WORK_DIR;
 export const SANDBOX_UID = 65534;
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 

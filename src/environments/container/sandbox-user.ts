@@ -15,7 +15,7 @@ import path from 'node:path';
 
 export const DEFAULT_SANDBOX_UID = 65534;
 export const DEFAULT_SANDBOX_GID = 65534;
-export const DEFAULT_SETPRIV_PATH = '/usr/bin/setpriv';
+export { DEFAULT_SETPRIV_PATH } from '../../config/container-driver';
 
 /** Host credentials bwrap is started with; null: bwrap runs as the driver's own user. */
 export interface SandboxUser {

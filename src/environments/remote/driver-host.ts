@@ -5,8 +5,8 @@
 // channel closes, every sandbox is destroyed and the process ends.
 
 import { closeInheritedFds } from '../../infra/inherited-fds';
-import { ContainerDriver } from '../container/container.driver';
-import type { EnvironmentDriver, EnvironmentHandle } from '../driver';
+import type { EnvironmentHandle } from '../driver';
+import { createDriver } from '../registry';
 import type { HostOptions, Reply, Request } from './protocol';
 
 const send = (r: Reply) => {
@@ -23,11 +23,6 @@ function plain(obj: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(obj ?? {}).map(([k, v]) => [k, v instanceof Error ? { message: v.message, stack: v.stack } : v]));
 }
 
-function makeDriver(o: HostOptions): EnvironmentDriver {
-  if (o.driver === 'container') return new ContainerDriver({ ...(o.options as { imageDir: string }), logger });
-  throw new Error(`unknown driver ${String(o.driver)}`);
-}
-
 // Descriptors the orchestrator inherited from its own parent without O_CLOEXEC (and passed on to
 // us) must not reach any sandbox: close them all but the IPC channel, before anything else runs.
 const channelFd = (process.channel as unknown as { fd?: number } | undefined)?.fd;
@@ -35,7 +30,7 @@ const closedFds = closeInheritedFds(channelFd === undefined ? [] : [channelFd]);
 if (closedFds.length) logger.info({ fds: closedFds }, 'driver host: closed descriptors inherited from the orchestrator');
 
 const options = JSON.parse(process.env.ORCH_DRIVER_HOST_OPTIONS ?? '{}') as HostOptions;
-const driver = makeDriver(options);
+const driver = createDriver(options.kind, options.config, { logger });
 const handles = new Map<string, EnvironmentHandle>();
 const aborts = new Map<number, AbortController>();
 
@@ -44,9 +39,15 @@ async function call(req: Extract<Request, { kind: 'call' }>): Promise<unknown> {
     case 'preflight':
       return driver.preflight(req.args[0]);
     case 'provision': {
-      const h = await driver.provision(req.args[0], req.args[1]);
-      handles.set(h.id, h);
-      return h;
+      const controller = new AbortController();
+      aborts.set(req.id, controller);
+      try {
+        const h = await driver.provision(req.args[0], req.args[1], controller.signal);
+        handles.set(h.id, h);
+        return h;
+      } finally {
+        aborts.delete(req.id);
+      }
     }
     case 'run': {
       const controller = new AbortController();

@@ -1,16 +1,17 @@
 // Messages between RemoteDriver (in the orchestrator) and its driver host (a small child process).
 
-import type { EnvironmentShape, EnvironmentHandle, OutputStream, RunSpec } from '../driver';
+import type { EnvironmentHandle, EnvironmentKind, EnvironmentShape, OutputStream, RunSpec } from '../driver';
 
 export type Method = 'preflight' | 'provision' | 'run' | 'reset' | 'healthCheck' | 'usage' | 'destroy' | 'close';
 
 export type Request =
   | { kind: 'call'; id: number; method: 'preflight'; args: [EnvironmentShape] }
+  /** Aborting the call (an `abort` message) aborts the provisioning (its AbortSignal). */
   | { kind: 'call'; id: number; method: 'provision'; args: [string, EnvironmentShape] }
   | { kind: 'call'; id: number; method: 'run'; args: [EnvironmentHandle, Omit<RunSpec, 'onOutput' | 'signal'>] }
   | { kind: 'call'; id: number; method: 'reset' | 'healthCheck' | 'usage' | 'destroy'; args: [EnvironmentHandle] }
   | { kind: 'call'; id: number; method: 'close'; args: [] }
-  /** Aborts the run of call `id` (RunSpec.signal). */
+  /** Aborts call `id`: a run (RunSpec.signal) or a provisioning. */
   | { kind: 'abort'; id: number };
 
 export type Reply =
@@ -19,8 +20,11 @@ export type Reply =
   | { kind: 'output'; id: number; stream: OutputStream; data: string }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; obj: Record<string, unknown>; msg: string };
 
-/** Options of the driver the host runs (JSON-safe). */
+/**
+ * The driver the host runs: its kind and its configuration section (JSON-safe), which the host
+ * validates with that driver's schema (registry.ts) before it makes the driver.
+ */
 export interface HostOptions {
-  driver: 'container';
-  options: Record<string, unknown>;
+  kind: EnvironmentKind;
+  config: unknown;
 }

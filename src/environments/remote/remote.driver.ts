@@ -1,15 +1,19 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { bestEffort } from '../../infra/best-effort';
 import {
   InfrastructureError,
+  type DriverCapabilities,
   type EnvironmentDriver,
   type EnvironmentHandle,
   type EnvironmentKind,
   type EnvironmentShape,
+  type HealthStatus,
   type ResourceUsage,
   type RunOutcome,
   type RunSpec,
 } from '../driver';
+import { parseDriverConfig } from '../registry';
 import type { HostOptions, Method, Reply, Request } from './protocol';
 
 interface Logger {
@@ -42,19 +46,26 @@ export function driverHostEnv(parent: NodeJS.ProcessEnv, host: HostOptions): Nod
 }
 
 /**
- * An environment driver that runs in a driver host child process (see driver-host.ts), so that forking
- * sandboxes never blocks the orchestrator's main thread. Same interface, same conformance suite.
+ * An environment driver of any kind that runs in a driver host child process (see driver-host.ts), so
+ * that forking sandboxes never blocks the orchestrator's main thread. Same interface, same conformance
+ * suite. The configuration section is validated here (a bad one fails at once, not in the child).
  */
 export class RemoteDriver implements EnvironmentDriver {
   private child: ChildProcess | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  private readonly host: HostOptions;
+  readonly capabilities: DriverCapabilities;
 
   constructor(
     readonly kind: EnvironmentKind,
-    private readonly host: HostOptions,
+    config: unknown,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    const { factory, config: parsed } = parseDriverConfig(kind, config);
+    this.capabilities = factory.capabilities(parsed);
+    this.host = { kind, config: parsed };
+  }
 
   private start(): ChildProcess {
     if (this.child) return this.child;
@@ -102,12 +113,18 @@ export class RemoteDriver implements EnvironmentDriver {
   private call<T>(method: Method, args: unknown[], extra: { onOutput?: RunSpec['onOutput']; signal?: AbortSignal } = {}): Promise<T> {
     const child = this.start();
     const id = this.nextId++;
+    const signal = extra.signal;
+    const onAbort = () => child.connected && child.send({ kind: 'abort', id } satisfies Request);
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, onOutput: extra.onOutput });
-      const onAbort = () => child.connected && child.send({ kind: 'abort', id } satisfies Request);
-      if (extra.signal) {
-        if (extra.signal.aborted) queueMicrotask(onAbort);
-        else extra.signal.addEventListener('abort', onAbort, { once: true });
+      // a long-lived signal (a worker's) must not keep one listener per call
+      const settle = <A>(fn: (a: A) => void) => (a: A) => {
+        signal?.removeEventListener('abort', onAbort);
+        fn(a);
+      };
+      this.pending.set(id, { resolve: settle(resolve as (v: unknown) => void), reject: settle(reject), onOutput: extra.onOutput });
+      if (signal) {
+        if (signal.aborted) queueMicrotask(onAbort);
+        else signal.addEventListener('abort', onAbort, { once: true });
       }
       child.send({ kind: 'call', id, method, args } as Request, (err) => {
         if (!err) return;
@@ -120,8 +137,8 @@ export class RemoteDriver implements EnvironmentDriver {
   preflight(shape: EnvironmentShape): Promise<void> {
     return this.call('preflight', [shape]);
   }
-  provision(id: string, shape: EnvironmentShape): Promise<EnvironmentHandle> {
-    return this.call('provision', [id, shape]);
+  provision(id: string, shape: EnvironmentShape, signal?: AbortSignal): Promise<EnvironmentHandle> {
+    return this.call('provision', [id, shape], { signal });
   }
   run(env: EnvironmentHandle, spec: RunSpec): Promise<RunOutcome> {
     const { onOutput, signal, ...plain } = spec;
@@ -130,7 +147,7 @@ export class RemoteDriver implements EnvironmentDriver {
   reset(env: EnvironmentHandle): Promise<void> {
     return this.call('reset', [env]);
   }
-  healthCheck(env: EnvironmentHandle): Promise<boolean> {
+  healthCheck(env: EnvironmentHandle): Promise<HealthStatus> {
     return this.call('healthCheck', [env]);
   }
   usage(env: EnvironmentHandle): Promise<ResourceUsage | null> {
@@ -144,7 +161,7 @@ export class RemoteDriver implements EnvironmentDriver {
     const child = this.child;
     if (!child) return;
     this.closing = true;
-    await this.call('close', []).catch(() => undefined);
+    await bestEffort(this.logger, 'closing the driver in its host process', () => this.call('close', []));
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
       child.disconnect(); // the host destroys what is left and exits

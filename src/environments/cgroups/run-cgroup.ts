@@ -1,0 +1,219 @@
+// One run's cgroup: limits, accounting, and killing the whole tree. One group per run, under a parent
+// group that may be nested (the container driver uses `test-orchestrator/<instance>/`, see
+// container/instance.ts). A process joins a run group by writing its own pid to every `procsFiles`
+// entry before it execs the sandbox (see container/run.ts), so nothing the test starts escapes
+// accounting or killing.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bestEffort, type WarnLogger } from '../../infra/best-effort';
+import { pathExists } from '../../infra/fs-utils';
+import { killGroupDir, killPids, procsOf, readKeyed, readNumber, readText, write } from './cgroup-files';
+import { groupDirs, type CgroupLayout } from './layout';
+
+export interface CgroupLimits {
+  memoryBytes: number;
+  /** CPU bandwidth in CPUs (1.5 = one and a half CPUs). */
+  cpus: number;
+  pids: number;
+  /** Pin to these CPUs (cpuset); undefined leaves the parent's set. */
+  cpuset?: number[];
+}
+
+export interface CgroupStats {
+  cpuTimeMs: number | null;
+  memoryBytes: number | null;
+  peakMemoryBytes: number | null;
+  /** Number of OOM kills in the group; null when the kernel does not report it. */
+  oomKills: number | null;
+  /** Forks refused because the group was at its pids limit (`max` in pids.events); null when not reported. */
+  pidsLimitHits: number | null;
+}
+
+/** One run's cgroup (a directory per hierarchy). */
+export class RunCgroup {
+  private removed = false;
+
+  private constructor(
+    readonly layout: CgroupLayout,
+    /** Directories of this group, one per hierarchy (v1) or one (v2); the first is the main one. */
+    readonly dirs: ReadonlyMap<string, string>,
+    private readonly log: WarnLogger,
+  ) {}
+
+  /**
+   * Creates the group `<parent>/<name>` with the given limits. The parent must have been prepared
+   * (prepareCgroupParent). On failure nothing is left behind.
+   */
+  static async create(layout: CgroupLayout, parent: string, name: string, limits: CgroupLimits, log: WarnLogger): Promise<RunCgroup> {
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.')) throw new Error(`invalid cgroup name '${name}'`);
+    const dirs = new Map<string, string>();
+    if (layout.version === 2) {
+      dirs.set('v2', path.join(layout.root, parent, name));
+    } else {
+      for (const [ctrl, mount] of layout.mounts) {
+        if (ctrl === 'cpuset' && !limits.cpuset) continue; // only join cpuset when pinning
+        dirs.set(ctrl, path.join(mount, parent, name));
+      }
+      if (layout.unified) dirs.set('unified', path.join(layout.unified, parent, name));
+    }
+    const group = new RunCgroup(layout, dirs, log);
+    try {
+      for (const dir of dirs.values()) await fs.mkdir(dir);
+      await group.applyLimits(limits);
+    } catch (err) {
+      await bestEffort(log, `removing the half-made cgroup ${parent}/${name}`, () => group.remove());
+      throw err;
+    }
+    return group;
+  }
+
+  /**
+   * An existing group `<rel>` (relative to each hierarchy root), in every hierarchy of the layout, to
+   * kill what is in it and remove it (e.g. a group a dead process left). Creates nothing.
+   */
+  static attach(layout: CgroupLayout, rel: string, log: WarnLogger): RunCgroup {
+    return new RunCgroup(layout, groupDirs(layout, rel), log);
+  }
+
+  /** The cgroup.procs files a process writes its pid to in order to join the group. */
+  get procsFiles(): string[] {
+    return [...this.dirs.values()].map((d) => path.join(d, 'cgroup.procs'));
+  }
+
+  private dir(key: string): string | undefined {
+    return this.dirs.get(key);
+  }
+
+  private async applyLimits(limits: CgroupLimits): Promise<void> {
+    const memory = Math.max(4 * 1024 * 1024, Math.floor(limits.memoryBytes));
+    const pids = Math.max(1, Math.floor(limits.pids));
+    const period = 100_000;
+    const quota = Math.max(1000, Math.round(limits.cpus * period));
+    const cpuset = limits.cpuset?.join(',');
+    if (this.layout.version === 2) {
+      const d = this.dir('v2')!;
+      await write(path.join(d, 'memory.max'), String(memory));
+      // Without swap the memory limit is a real limit (and the OOM killer acts on it).
+      if (await pathExists(path.join(d, 'memory.swap.max'))) await write(path.join(d, 'memory.swap.max'), '0');
+      await write(path.join(d, 'pids.max'), String(pids));
+      if (await pathExists(path.join(d, 'cpu.max'))) await write(path.join(d, 'cpu.max'), `${quota} ${period}`);
+      if (cpuset) {
+        if (!(await pathExists(path.join(d, 'cpuset.cpus')))) throw new Error('dedicated CPUs asked for but the cpuset controller is not available');
+        await write(path.join(d, 'cpuset.cpus'), cpuset);
+      }
+      return;
+    }
+    const mem = this.dir('memory')!;
+    await write(path.join(mem, 'memory.limit_in_bytes'), String(memory));
+    // memsw (memory + swap) only exists with swap accounting; must be >= limit_in_bytes.
+    if (await pathExists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
+      await write(path.join(mem, 'memory.memsw.limit_in_bytes'), String(memory));
+    }
+    await bestEffort(this.log, 'setting memory.swappiness to 0', () => write(path.join(mem, 'memory.swappiness'), '0'));
+    await write(path.join(this.dir('pids')!, 'pids.max'), String(pids));
+    const cpu = this.dir('cpu')!;
+    await write(path.join(cpu, 'cpu.cfs_period_us'), String(period));
+    await write(path.join(cpu, 'cpu.cfs_quota_us'), String(quota));
+    if (cpuset) {
+      const cs = this.dir('cpuset');
+      if (!cs) throw new Error('dedicated CPUs asked for but the cpuset controller is not mounted');
+      await write(path.join(cs, 'cpuset.cpus'), cpuset);
+      const parentMems = ((await readText(path.join(path.dirname(cs), 'cpuset.mems'))) ?? '0').trim() || '0';
+      await write(path.join(cs, 'cpuset.mems'), parentMems);
+    }
+  }
+
+  async stats(): Promise<CgroupStats> {
+    if (this.layout.version === 2) {
+      const d = this.dir('v2')!;
+      const usec = await readKeyed(path.join(d, 'cpu.stat'), 'usage_usec');
+      return {
+        cpuTimeMs: usec === null ? null : Math.round(usec / 1000),
+        memoryBytes: await readNumber(path.join(d, 'memory.current')),
+        peakMemoryBytes: await readNumber(path.join(d, 'memory.peak')), // kernel >= 5.19
+        oomKills: await readKeyed(path.join(d, 'memory.events'), 'oom_kill'),
+        pidsLimitHits: await readKeyed(path.join(d, 'pids.events'), 'max'),
+      };
+    }
+    const mem = this.dir('memory')!;
+    const ns = await readNumber(path.join(this.dir('cpuacct')!, 'cpuacct.usage'));
+    return {
+      cpuTimeMs: ns === null ? null : Math.round(ns / 1e6),
+      memoryBytes: await readNumber(path.join(mem, 'memory.usage_in_bytes')),
+      peakMemoryBytes: await readNumber(path.join(mem, 'memory.max_usage_in_bytes')),
+      oomKills: await readKeyed(path.join(mem, 'memory.oom_control'), 'oom_kill'), // kernel >= 4.13
+      pidsLimitHits: await readKeyed(path.join(this.dir('pids')!, 'pids.events'), 'max'),
+    };
+  }
+
+  /** Pids currently in the group (the main hierarchy: v2 group or v1 pids controller). */
+  async pids(): Promise<number[]> {
+    return procsOf(this.layout.version === 2 ? this.dir('v2')! : this.dir('pids')!);
+  }
+
+  /**
+   * Kills every process in the group, including double-forked daemons, and waits until it is empty
+   * (at most `timeoutMs`). v2 and hybrid hosts: `cgroup.kill`. Pure v1: freeze (when the freezer
+   * is mounted), SIGKILL every pid in cgroup.procs, thaw, repeat until empty.
+   */
+  async kill(timeoutMs = 5000): Promise<boolean> {
+    if (this.removed) return true;
+    const killDir = this.layout.version === 2 ? this.dir('v2')! : (this.dir('unified') ?? null);
+    const deadline = Date.now() + timeoutMs;
+    let delay = 2;
+    for (;;) {
+      const pids = await this.pids();
+      if (pids.length === 0) return true;
+      if (Date.now() > deadline) return false;
+      if (killDir && (await pathExists(path.join(killDir, 'cgroup.kill')))) {
+        await killGroupDir(killDir, this.log);
+      } else {
+        await this.killFrozen(pids);
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 50);
+    }
+  }
+
+  /** Pure v1: SIGKILL every pid, under a freeze when the freezer is mounted (frozen tasks cannot fork). */
+  private async killFrozen(pids: number[]): Promise<void> {
+    const freezer = this.dir('freezer');
+    const state = freezer ? path.join(freezer, 'freezer.state') : null;
+    if (state) await bestEffort(this.log, 'freezing the cgroup', () => write(state, 'FROZEN'));
+    // Re-read the list under the freeze so none is missed.
+    killPids(state ? await this.pids() : pids, this.log);
+    if (state) await bestEffort(this.log, 'thawing the cgroup', () => write(state, 'THAWED'));
+  }
+
+  /** Kills what is left and removes the group's directories. Idempotent. */
+  async remove(): Promise<void> {
+    if (this.removed) return;
+    const errors: string[] = [];
+    for (const dir of [...this.dirs.values()].reverse()) {
+      if (!(await pathExists(dir))) continue;
+      let ok = false;
+      for (let i = 0; i < 50 && !ok; i++) {
+        try {
+          await fs.rmdir(dir);
+          ok = true;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'ENOENT') ok = true;
+          else if (code === 'EBUSY') {
+            // Tasks still exiting (or a leftover); kill and retry.
+            await killGroupDir(dir, this.log);
+            await sleep(10);
+          } else {
+            errors.push(`${dir}: ${(err as Error).message}`);
+            break;
+          }
+        }
+      }
+      if (!ok && errors.length === 0) errors.push(`${dir}: still busy`);
+    }
+    this.removed = errors.length === 0;
+    if (errors.length) throw new Error(`cannot remove cgroup: ${errors.join('; ')}`);
+  }
+}

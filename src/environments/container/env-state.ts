@@ -1,0 +1,50 @@
+// What the container driver keeps for each environment, and the part of the driver a run needs.
+
+import type { CgroupLayout } from '../cgroups/layout';
+import type { RunCgroup } from '../cgroups/run-cgroup';
+import type { EnvironmentHandle } from '../driver';
+import type { DriverLogger } from './image';
+import type { SeccompProfile } from './seccomp';
+import type { WorkFs } from './work-fs';
+
+/** The container driver's handle: the common one and the host directory of the environment's state. */
+export interface ContainerHandle extends EnvironmentHandle {
+  /** `<stateDir>/<instance>/<id>`: work and control dirs (and the disk image) are below it. */
+  readonly stateDir: string;
+}
+
+export interface ActiveRun {
+  cgroup: RunCgroup | null;
+  startedAt: number;
+  lastCpu: { cpuMs: number; at: number } | null;
+  abort: (reason: 'destroy' | 'reset') => void;
+  done: Promise<unknown>;
+}
+
+export interface EnvState {
+  handle: ContainerHandle;
+  /** The environment's own filesystem (work and ctl dirs live on it); null: plain dirs, no disk limit. */
+  disk: WorkFs | null;
+  workDir: string;
+  ctlDir: string;
+  runSeq: number;
+  active: ActiveRun | null;
+}
+
+/** What run.ts needs of its driver. */
+export interface ContainerHost {
+  readonly logger: DriverLogger;
+  readonly imageDir: string;
+  readonly bwrapPath: string;
+  /** This instance's own parent group: run groups are below it. */
+  readonly cgroupParent: string;
+  /** The prepared cgroup layout; null when cgroups are disabled. */
+  cgroupLayout(): Promise<CgroupLayout> | null;
+  /** The BPF program of `profile` as a file; null: no table for this architecture. */
+  seccompFilterFile(profile: SeccompProfile): Promise<string | null>;
+  /** Logs once that runs go without a seccomp filter. */
+  warnNoSeccomp(): void;
+  /** argv prefix that drops to the sandbox user before bwrap (empty when not running as root). */
+  dropPrivileges(): string[];
+  makeSandboxDir(dir: string): Promise<void>;
+}

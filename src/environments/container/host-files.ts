@@ -1,0 +1,74 @@
+// Files the container driver makes and reads on the host, where the sandbox user may have planted
+// links or FIFOs: nothing here follows a final link, writes over a file or blocks on a FIFO.
+
+import { constants as fsConstants, promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { WarnLogger } from '../../infra/best-effort';
+import { bestEffort } from '../../infra/best-effort';
+import { pathExists } from '../../infra/fs-utils';
+import type { SandboxUser } from './sandbox-user';
+import { mountsBelow, removeTree, unmount } from './work-fs';
+
+/** Where environments' state lives when the configuration names no stateDir. */
+export function defaultStateRoot(): string {
+  return path.join(os.tmpdir(), 'test-orchestrator', 'container');
+}
+
+export async function nearestExisting(dir: string): Promise<string> {
+  let current = path.resolve(dir);
+  while (!(await pathExists(current)) && path.dirname(current) !== current) current = path.dirname(current);
+  return current;
+}
+
+/** Unmounts every filesystem at or below `dir` (deepest first), then removes the tree. */
+export async function removeDirAndMounts(dir: string): Promise<void> {
+  for (const mp of await mountsBelow(dir)) await unmount(mp);
+  await removeTree(dir);
+}
+
+/**
+ * Creates a bind-source dir (work, control): the sandbox user's own, mode 0700, so no other local
+ * user reads or writes a test's files (its parent is root's: the sandbox cannot swap it for a link).
+ */
+export async function makeSandboxDir(dir: string, user: SandboxUser | null): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // lchown: never change the owner of a link's target.
+  if (user) await fs.lchown(dir, user.uid, user.gid);
+  await fs.chmod(dir, 0o700);
+}
+
+/** Creates `file` (never through a link, never over an existing file) with `mode` whatever the umask. */
+export async function writeNewFile(file: string, data: string, mode: number): Promise<void> {
+  const handle = await fs.open(file, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, mode);
+  try {
+    await handle.writeFile(data);
+    await handle.chmod(mode);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads a small regular file without following a final symlink or blocking on a FIFO; null if it is
+ * not one (absent, a link, a FIFO, unreadable: the sandbox user owns the dir and may leave anything).
+ */
+export async function readSmallRegularFile(file: string, log: WarnLogger, maxBytes = 4096): Promise<string | null> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+    if (!(await handle.stat()).isFile()) return null;
+    const buf = Buffer.alloc(maxBytes);
+    const { bytesRead } = await handle.read(buf, 0, maxBytes, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // absent (the runner never wrote it) or a link (ELOOP): not a status; anything else is worth a line
+    if (code !== 'ENOENT' && code !== 'ELOOP') log.warn({ file, err: (err as Error).message }, 'reading a control file failed (ignored)');
+    return null;
+  } finally {
+    const h = handle;
+    if (h) await bestEffort(log, `closing ${file}`, () => h.close());
+  }
+}

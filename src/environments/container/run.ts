@@ -1,0 +1,295 @@
+// One test run in a container environment: the run's files in the control dir, its seccomp filter
+// and cgroup, the sandbox process supervised to its end (timeout, abort, output), the exit decoded
+// and the artifacts collected.
+//
+// Host process tree of one run:
+//   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs)
+//          → [driver runs as root: setpriv, dropping to the sandbox host uid/gid, then execs] → bwrap
+//          └ [new namespaces] bwrap init (pid 1) ─ sh runner.sh ─ perl (wait status) ─ the script
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { bestEffort } from '../../infra/best-effort';
+import { pathExists } from '../../infra/fs-utils';
+import { RunCgroup } from '../cgroups/run-cgroup';
+import { InfrastructureError, type RunOutcome, type RunSpec } from '../driver';
+import { collectArtifacts } from './artifacts';
+import { SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
+import type { ContainerHost, EnvState } from './env-state';
+import { decodeExit, emptyOutcome, type SandboxExit } from './exit-status';
+import { readSmallRegularFile, writeNewFile } from './host-files';
+import { buildHint, checkImage } from './image';
+import { OutputCapture } from './output-capture';
+import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
+import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
+import { isNearlyFull } from './work-fs';
+
+export function cgroupSafe(id: string): string {
+  return id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 100);
+}
+
+/** Runs `spec` in the environment of `state` (which runs nothing now); see ContainerDriver.run. */
+export async function runInSandbox(host: ContainerHost, state: EnvState, spec: RunSpec): Promise<RunOutcome> {
+  const env = state.handle;
+  const log = host.logger;
+  const started = performance.now();
+  if (spec.signal?.aborted) return emptyOutcome({ aborted: true });
+
+  const image = await checkImage(host.imageDir, env.shape.image);
+  if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(host.imageDir, env.shape.image)}`);
+
+  const shebang = spec.script.startsWith('#!');
+  // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
+  const direct = spec.services.length === 0 && (await pathExists(path.join(image.paths.rootfs, 'usr/bin/perl')));
+  await prepareRunFiles(host, state, spec, { shebang, direct });
+  for (const k of Object.keys(spec.env)) {
+    if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
+  }
+
+  // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
+  let seccompFd: number | undefined;
+  const file = await host.seccompFilterFile(spec.isolation === 'hardened' ? 'strict' : 'baseline');
+  if (file) seccompFd = openSync(file, 'r');
+  else host.warnNoSeccomp();
+
+  // Per-run cgroup.
+  let cgroup: RunCgroup | null = null;
+  const layout = host.cgroupLayout();
+  if (layout) {
+    state.runSeq += 1;
+    const name = `${cgroupSafe(env.id)}-${spec.attempt}-${state.runSeq}`;
+    try {
+      cgroup = await RunCgroup.create(await layout, host.cgroupParent, name, {
+        memoryBytes: env.shape.memoryMb * 1024 * 1024,
+        cpus: env.shape.cpus,
+        pids: env.shape.pids,
+        cpuset: spec.dedicatedCpus && spec.dedicatedCpus.length > 0 ? spec.dedicatedCpus : undefined,
+      }, log);
+    } catch (err) {
+      if (seccompFd !== undefined) closeSync(seccompFd);
+      throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  const bwrapArgs = buildBwrapArgs({
+    rootfs: image.paths.rootfs,
+    workDir: state.workDir,
+    ctlDir: state.ctlDir,
+    env: spec.env,
+    envFd: ENV_FD,
+    command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
+    disableUserns: true,
+    seccompFd: seccompFd === undefined ? undefined : SECCOMP_FD,
+    tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
+  });
+  const { command, args, stdio } = sandboxCommand({
+    seccompFd,
+    procsFiles: cgroup?.procsFiles ?? [],
+    exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
+  });
+
+  const stdout = new OutputCapture(spec.maxOutputBytes);
+  const stderr = new OutputCapture(spec.maxOutputBytes);
+  let timedOut = false;
+  let aborted = false;
+  let child: ChildProcess;
+  const t0 = performance.now();
+  try {
+    child = spawn(command, args, { stdio, env: {}, cwd: '/' });
+  } catch (err) {
+    if (cgroup) {
+      const group = cgroup;
+      await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
+    }
+    throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
+  } finally {
+    if (seccompFd !== undefined) closeSync(seccompFd);
+  }
+
+  const killTree = () => {
+    if (cgroup) void cgroup.kill().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup kill failed'));
+    child.kill('SIGKILL');
+  };
+  const onData = (stream: 'stdout' | 'stderr', capture: OutputCapture) => (chunk: Buffer) => {
+    const kept = capture.push(chunk);
+    if (kept.length > 0 && spec.onOutput) {
+      try {
+        spec.onOutput(stream, kept);
+      } catch (err) {
+        log.warn({ testId: spec.testId, err: (err as Error).message }, 'onOutput callback threw');
+      }
+    }
+  };
+  // The environment: bwrap reads it to EOF before it does anything else. A wrapper or bwrap that
+  // ends first (it then fails to start) makes this write fail: that is reported below, not here.
+  child.stdin!.on('error', (err: Error) => log.info({ envId: env.id, err: err.message }, 'sandbox environment not read'));
+  child.stdin!.end(bwrapEnvData(spec.env));
+  child.stdout!.on('data', onData('stdout', stdout));
+  child.stderr!.on('data', onData('stderr', stderr));
+  // Any byte on the start socket: the sandbox was set up and the runner ran.
+  let sandboxStarted = false;
+  const startSocket = child.stdio[STARTED_FD] as NodeJS.ReadableStream & { destroy(): void };
+  startSocket.on('data', () => {
+    sandboxStarted = true;
+  });
+  startSocket.on('error', (err: Error) => log.warn({ envId: env.id, err: err.message }, 'start socket error'));
+  const streamsClosed = Promise.all([
+    new Promise<void>((r) => child.stdout!.once('close', () => r())),
+    new Promise<void>((r) => child.stderr!.once('close', () => r())),
+    new Promise<void>((r) => startSocket.once('close', () => r())),
+  ]);
+  const exited = new Promise<SandboxExit>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (error) => resolve({ code: null, signal: null, error }));
+  });
+
+  const timer = setTimeout(() => {
+    timedOut = true;
+    killTree();
+  }, Math.max(1, spec.timeoutMs));
+  const onAbort = () => {
+    if (!timedOut) aborted = true;
+    killTree();
+  };
+  spec.signal?.addEventListener('abort', onAbort, { once: true });
+  state.active = {
+    cgroup,
+    startedAt: t0,
+    lastCpu: null,
+    abort: () => {
+      aborted = true;
+      killTree();
+    },
+    done: exited,
+  };
+
+  try {
+    const exit = await exited;
+    const durationMs = Math.round(performance.now() - t0);
+    clearTimeout(timer);
+    spec.signal?.removeEventListener('abort', onAbort);
+    // The PID namespace died with bwrap; anything still in the group (a wrapper that never
+    // exec'd, a process between namespaces) is killed too.
+    if (cgroup) await cgroup.kill(3000);
+    await Promise.race([streamsClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+    startSocket.destroy();
+
+    const stats = cgroup ? await cgroup.stats() : null;
+    // The control dir belongs to the sandbox user: never follow a link or block on a FIFO there.
+    const statusText = await readSmallRegularFile(path.join(state.ctlDir, STATUS_FILE), log);
+    const status = statusText === null ? null : parseRunnerStatus(statusText);
+
+    if (exit.error) {
+      throw new InfrastructureError(`cannot start the sandbox (${command}): ${exit.error.message}`, { cause: exit.error });
+    }
+    if (!sandboxStarted && !timedOut && !aborted) {
+      throw new InfrastructureError(
+        `sandbox failed to start (exit ${exit.code ?? exit.signal}): ${stderr.text.trim().slice(-2000) || 'no output'}`,
+      );
+    }
+    const { exitCode, signal } = decodeExit(status, exit, { timedOut, aborted });
+
+    // Before collecting (which writes nothing there): did the test fill its disk?
+    const diskFull = state.disk
+      ? await isNearlyFull(state.disk.mountPoint).catch((err: Error) => {
+          log.warn({ envId: env.id, err: err.message }, 'cannot read how full the disk is');
+          return false;
+        })
+      : false;
+    const { files, notes: artifactNotes } = await collect(host, state, spec);
+
+    const outcome: RunOutcome = {
+      exitCode,
+      signal,
+      timedOut,
+      aborted,
+      oomKilled: (stats?.oomKills ?? 0) > 0,
+      pidsLimitHit: (stats?.pidsLimitHits ?? 0) > 0,
+      stdout: stdout.text,
+      stderr: stderr.text,
+      stdoutBytes: stdout.bytes,
+      stderrBytes: stderr.bytes,
+      outputTruncated: stdout.truncated || stderr.truncated,
+      durationMs,
+      cpuTimeMs: stats?.cpuTimeMs ?? null,
+      peakMemoryBytes: stats?.peakMemoryBytes ?? null,
+      files,
+      diskFull,
+      artifactNotes,
+    };
+    log.info(
+      {
+        envId: env.id,
+        testId: spec.testId,
+        attempt: spec.attempt,
+        exitCode,
+        signal,
+        timedOut,
+        aborted,
+        oomKilled: outcome.oomKilled,
+        durationMs,
+        setupMs: Math.round(t0 - started),
+      },
+      'container run finished',
+    );
+    return outcome;
+  } finally {
+    clearTimeout(timer);
+    spec.signal?.removeEventListener('abort', onAbort);
+    state.active = null;
+    if (cgroup) {
+      await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
+    }
+  }
+}
+
+/** Control dir (runner, status, service logs), fresh per run, and the script in the work dir. */
+async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean }): Promise<void> {
+  try {
+    await fs.rm(state.ctlDir, { recursive: true, force: true });
+    await host.makeSandboxDir(state.ctlDir);
+    await host.makeSandboxDir(state.workDir);
+    const scriptPath = path.join(state.workDir, SCRIPT_NAME);
+    await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
+    await writeNewFile(scriptPath, spec.script, o.shebang ? 0o755 : 0o644);
+    const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
+    if (!o.direct) {
+      await writeNewFile(
+        path.join(state.ctlDir, 'runner.sh'),
+        buildRunnerScript({ services: spec.services, shebang: o.shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
+        0o644,
+      );
+      for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(state.ctlDir, f.name), f.text, 0o644);
+    }
+  } catch (err) {
+    throw new InfrastructureError(`cannot prepare the work dir of ${state.handle.id}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The run's artifacts and service logs, copied out of the work and control dirs. */
+async function collect(host: ContainerHost, state: EnvState, spec: RunSpec): Promise<{ files: RunOutcome['files']; notes: string[] }> {
+  const log = host.logger;
+  try {
+    const result = await collectArtifacts({
+      workDir: state.workDir,
+      artifactDir: spec.artifactDir,
+      patterns: spec.artifactPaths,
+      exclude: [SCRIPT_NAME],
+      logs: spec.services.map((svc, i) => ({
+        source: path.join(state.ctlDir, serviceLogName(i)),
+        name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
+      })),
+      limits: spec.artifactLimits,
+      onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
+    });
+    if (result.notes.length) log.warn({ testId: spec.testId, notes: result.notes }, 'artifacts left out or cut');
+    return result;
+  } catch (err) {
+    log.error({ testId: spec.testId, err: (err as Error).message }, 'artifact collection failed');
+    throw new InfrastructureError(`cannot collect artifacts: ${(err as Error).message}`, { cause: err });
+  }
+}
