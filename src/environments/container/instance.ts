@@ -12,7 +12,8 @@
 // (same pid namespace, and no process with that pid and start time), never a live or foreign one.
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readlinkSync } from 'node:fs';
+import { readlinkSync } from 'node:fs';
+import { processStartTime } from '../../infra/process-utils';
 
 export const INSTANCE_NAME = /^p(\d+)\.(\d+)\.(\d+)\.([0-9a-f]{8})$/;
 
@@ -20,20 +21,6 @@ export interface InstanceOwner {
   pid: number;
   startTime: string;
   pidNs: string;
-}
-
-/** Start time (clock ticks after boot) of a process or thread; null when there is none. */
-export function processStartTime(pid: number | 'self'): string | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // comm (field 2) may hold spaces and parentheses: fields 3.. follow the last ')'.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const value = rest[22 - 3];
-  return value && /^\d+$/.test(value) ? value : null;
 }
 
 /** Inode of this process's pid namespace ('0' when it cannot be read). */
@@ -72,6 +59,6 @@ export function instanceStatus(name: string): 'dead' | 'alive' | 'foreign' | 'no
   const me = selfOwner();
   if (owner.pidNs !== me.pidNs) return 'foreign';
   if (owner.pid === me.pid) return owner.startTime === me.startTime ? 'alive' : 'dead';
-  const start = processStartTime(owner.pid);
+  const start = processStartTime(owner.pid) ?? null;
   return start !== null && start === owner.startTime ? 'alive' : 'dead';
 }
