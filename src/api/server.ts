@@ -136,7 +136,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       res.status(503).json({ status: 'unavailable', detail: (e as Error).message });
     }
   });
-  mountWeb(app, { artifactPath: o.artifactPath });
+  mountWeb(app, { artifactPath: o.artifactPath, logger: o.logger });
   app.use('/graphql', graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
 
   await new Promise<void>((resolve, reject) => {
