@@ -14,6 +14,7 @@
 import { cpus, loadavg } from 'node:os';
 import { apiSubmit } from './api-submit.bench';
 import { diskReset } from './disk-reset.bench';
+import { imageStart } from './image-start.bench';
 import {
   Cleanup,
   DATABASES,
@@ -36,6 +37,7 @@ export const sections: Record<string, Section> = {
   'api-submit': apiSubmit,
   'status-1m': status1m,
   'disk-reset': diskReset,
+  'image-start': imageStart,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3 };

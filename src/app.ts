@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { openDatabase, type Database } from './db/database';
 import { EnvironmentsRepository } from './db/environments.repository';
+import { ImagesRepository } from './db/images.repository';
 import { PlansRepository } from './db/plans.repository';
 import { StatusRepository } from './db/status.repository';
 import { TestsRepository } from './db/tests.repository';
@@ -14,6 +15,7 @@ import { startEmbeddedRedis, redisOptionsFromUrl, type EmbeddedRedis } from './i
 import { TestQueues } from './queue/producer';
 import type { ServiceDeps } from './services/context';
 import { EnvironmentService } from './services/environment.service';
+import { ImagesService } from './services/images.service';
 import { PlanService } from './services/plan.service';
 import { StatusService } from './services/status.service';
 import { TestService } from './services/test.service';
@@ -92,6 +94,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       status: new StatusRepository(db.prisma),
       runs: new RunsRepository(db.prisma, now),
       environments: new EnvironmentsRepository(db.prisma, now),
+      images: new ImagesRepository(db.prisma, now),
       queues,
       events,
       usage: new UsageStore(redis, config.redisPrefix),
@@ -103,6 +106,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       tests: new TestService(deps),
       status: new StatusService(deps),
       environments: new EnvironmentService(deps),
+      images: new ImagesService(deps),
     };
     const runs = deps.runs;
     const store = new ArtifactStore(join(config.dataDir, 'artifacts'));

@@ -3,6 +3,7 @@ import type { PlanService } from '../services/plan.service';
 import type { StatusService } from '../services/status.service';
 import type { TestService } from '../services/test.service';
 import type { EnvironmentService } from '../services/environment.service';
+import type { ImagesService } from '../services/images.service';
 import type { UsageView } from '../views/view.types';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
@@ -12,6 +13,7 @@ export interface Services {
   tests: TestService;
   status: StatusService;
   environments: EnvironmentService;
+  images: ImagesService;
 }
 
 export interface ApiContext {

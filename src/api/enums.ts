@@ -18,6 +18,8 @@ export const EnvironmentStatus = enumOf(E.ENVIRONMENT_STATUSES);
 export type EnvironmentStatus = E.EnvironmentStatus;
 export const ArtifactKind = enumOf(E.ARTIFACT_KINDS);
 export type ArtifactKind = E.ArtifactKind;
+export const ImageStatus = enumOf(E.IMAGE_STATUSES);
+export type ImageStatus = E.ImageStatus;
 
 registerEnumType(TestType, { name: 'TestType' });
 registerEnumType(EnvironmentKind, { name: 'EnvironmentKind' });
@@ -25,3 +27,4 @@ registerEnumType(TestStatus, { name: 'TestStatus', description: 'QUEUED -> RUNNI
 registerEnumType(PlanStatus, { name: 'PlanStatus', description: 'Derived from the tests of the plan' });
 registerEnumType(EnvironmentStatus, { name: 'EnvironmentStatus' });
 registerEnumType(ArtifactKind, { name: 'ArtifactKind' });
+registerEnumType(ImageStatus, { name: 'ImageStatus', description: 'MISSING (not built yet), BUILDING, READY, FAILED (Image.error says why)' });

@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { printSchema, type GraphQLSchema } from 'graphql';
 import { buildSchema } from 'type-graphql';
 import { EnvironmentResolver } from './environment/environment.resolver';
+import { ImageResolver } from './image/image.resolver';
 import { userErrors } from './errors';
 import { PlanResolver } from './plan/plan.resolver';
 import { DateTimeScalar } from './scalars';
@@ -14,7 +15,7 @@ let built: GraphQLSchema | null = null;
 /** The schema, generated from the type-graphql classes (once per process). */
 export async function createSchema(): Promise<GraphQLSchema> {
   built ??= await buildSchema({
-    resolvers: [PlanResolver, TestCaseResolver, TestResultResolver, EnvironmentResolver, SystemResolver],
+    resolvers: [PlanResolver, TestCaseResolver, TestResultResolver, EnvironmentResolver, ImageResolver, SystemResolver],
     scalarsMap: [{ type: Date, scalar: DateTimeScalar }],
     globalMiddlewares: [userErrors],
     validate: false, // input is validated by the domain, with messages that name the test and field

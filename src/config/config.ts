@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { ValidationLimits } from '../domain/plan-input';
 import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
+import { DEFAULT_IMAGES, type ImageDefinition } from './images';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
 
@@ -33,6 +34,8 @@ export interface Config {
   /** Prefix of every Redis key and channel: several deployments can share one Redis. */
   redisPrefix: string;
   pools: PoolDefinition[];
+  /** Environment images (IMAGES / IMAGES_FILE), built on the worker hosts. */
+  images: ImageDefinition[];
   limits: SubmissionLimits;
   /** Bytes of stdout and of stderr kept in a test's result. */
   maxOutputBytes: number;
@@ -163,6 +166,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,
     pools,
+    images: DEFAULT_IMAGES,
     limits: {
       ...PLAN_LIMITS, // the fixed limits, shared with the CLI's check of a plan file
       maxTestsPerPlan: e.MAX_TESTS_PER_PLAN,

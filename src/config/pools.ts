@@ -3,6 +3,7 @@ import { z } from 'zod';
 
 import { ENVIRONMENT_KINDS, TEST_TYPES } from '../domain/enums';
 
+const imageName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'an image name: letters, digits, ".", "_" and "-"');
 const name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", at most 63');
 
 export const poolSchema = z.object({
@@ -11,7 +12,10 @@ export const poolSchema = z.object({
   arch: z.string().min(1).default('x86_64'),
   cpus: z.number().int().min(1).max(256),
   memoryMb: z.number().int().min(16).max(1024 * 1024),
-  image: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'an image name: letters, digits, ".", "_" and "-"'),
+  /** The image of its tests when they name none (requirements.image). */
+  image: imageName,
+  /** The images its tests may ask for: names of configured images, or "*" for every one. */
+  images: z.array(z.union([z.literal('*'), imageName])).min(1).default(['*']),
   tags: z.array(z.string().min(1).max(64)).default([]),
   /** How many tests one worker host runs at once on this pool. */
   capacity: z.number().int().min(1).max(1024),
@@ -40,30 +44,49 @@ export const poolsSchema = z
   });
 
 /**
- * Defaults that fit one small machine (2 cores): a pool of light containers for unit, integration and
- * security tests, and a single-slot pool with a dedicated CPU for performance tests.
+ * Defaults that fit one small machine (2 cores): light containers on the minimal Debian image for unit
+ * and security tests, containers on the services image (python3, curl, git, Redis, PostgreSQL, …) for
+ * integration tests, and a single-slot pool with a dedicated CPU for performance tests. Every pool lets
+ * its tests ask for any configured image.
  */
+const arch = process.arch === 'arm64' ? 'aarch64' : 'x86_64';
 export const DEFAULT_POOLS: PoolDefinition[] = [
   {
     name: 'container',
     kind: 'CONTAINER',
-    arch: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
+    arch,
     cpus: 1,
     memoryMb: 512,
     image: 'debian-bookworm',
+    images: ['*'],
     tags: ['linux', 'debian'],
     capacity: 2,
     pids: 256,
     diskMb: 2048,
-    testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
+    testTypes: ['UNIT', 'SECURITY'],
+  },
+  {
+    name: 'integration',
+    kind: 'CONTAINER',
+    arch,
+    cpus: 1,
+    memoryMb: 1024,
+    image: 'debian-bookworm-services',
+    images: ['*'],
+    tags: ['linux', 'debian', 'services'],
+    capacity: 2,
+    pids: 512,
+    diskMb: 2048,
+    testTypes: ['INTEGRATION'],
   },
   {
     name: 'perf',
     kind: 'CONTAINER',
-    arch: process.arch === 'arm64' ? 'aarch64' : 'x86_64',
+    arch,
     cpus: 1,
     memoryMb: 1024,
     image: 'debian-bookworm',
+    images: ['*'],
     tags: ['linux', 'debian', 'dedicated-cpu'],
     capacity: 1,
     pids: 256,

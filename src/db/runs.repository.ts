@@ -53,6 +53,7 @@ export class RunsRepository {
     guard: { from: TestStatus; attempt: number },
     environmentId: string,
     workerId: string,
+    imageDigest: string | null = null,
   ): Promise<{ test: TestView; runId: string } | null> {
     const rows = await this.prisma.$queryRawUnsafe<(TestRow & { runId: string })[]>(
       `WITH t AS (
@@ -61,10 +62,10 @@ export class RunsRepository {
           WHERE "id" = $1::uuid AND "status" = $2::"TestStatus" AND "attempts" = $4
          RETURNING ${TEST_COLUMNS}
        ), r AS (
-         INSERT INTO "test_run" ("id", "test_id", "attempt", "environment_id", "worker_id", "status", "started_at")
-         SELECT $5::uuid, t."id", t."attempts", $3::uuid, $6, 'RUNNING', $7::timestamptz FROM t
+         INSERT INTO "test_run" ("id", "test_id", "attempt", "environment_id", "worker_id", "status", "started_at", "image_digest")
+         SELECT $5::uuid, t."id", t."attempts", $3::uuid, $6, 'RUNNING', $7::timestamptz, $8 FROM t
          ON CONFLICT ("test_id", "attempt") DO UPDATE SET "environment_id" = EXCLUDED."environment_id", "worker_id" = EXCLUDED."worker_id",
-           "status" = 'RUNNING', "started_at" = $7::timestamptz, "finished_at" = NULL
+           "status" = 'RUNNING', "started_at" = $7::timestamptz, "finished_at" = NULL, "image_digest" = EXCLUDED."image_digest"
          RETURNING "id"
        )
        SELECT t.*, (SELECT "id" FROM r) AS "runId" FROM t`,
@@ -75,8 +76,38 @@ export class RunsRepository {
       randomUUID(),
       workerId,
       this.now().toISOString(),
+      imageDigest,
     );
     return rows.length ? { test: testView(rows[0]), runId: rows[0].runId } : null;
+  }
+
+  /**
+   * A test that cannot run (the image it needs failed to build) ends in ERROR in one statement: only
+   * while it is still `guard.from` at `guard.attempt`, with a run row (attempt + 1, no environment) that
+   * holds the message. null: it moved on meanwhile.
+   */
+  async refuse(testId: string, guard: { from: 'QUEUED' | 'RUNNING'; attempt: number }, errorMessage: string): Promise<TestView | null> {
+    const now = this.now().toISOString();
+    const rows = await this.prisma.$queryRawUnsafe<TestRow[]>(
+      `WITH t AS (
+         UPDATE "test_case" SET "status" = 'ERROR', "attempts" = "attempts" + 1, "finished_at" = $4::timestamptz, "environment_id" = NULL
+          WHERE "id" = $1::uuid AND "status" = $6::"TestStatus" AND "attempts" = $2
+         RETURNING ${TEST_COLUMNS}
+       ), r AS (
+         INSERT INTO "test_run" ("id", "test_id", "attempt", "status", "error_message", "infrastructure", "started_at", "finished_at")
+         SELECT $5::uuid, t."id", t."attempts", 'ERROR', $3, true, $4::timestamptz, $4::timestamptz FROM t
+         ON CONFLICT ("test_id", "attempt") DO UPDATE SET "status" = 'ERROR', "error_message" = EXCLUDED."error_message", "finished_at" = EXCLUDED."finished_at"
+         RETURNING "id"
+       )
+       SELECT t.* FROM t`, // a data-modifying WITH runs whether or not it is read
+      testId,
+      guard.attempt,
+      errorMessage,
+      now,
+      randomUUID(),
+      guard.from,
+    );
+    return rows.length ? testView(rows[0]) : null;
   }
 
   /**

@@ -23,6 +23,10 @@ export type EnvironmentStatus = (typeof ENVIRONMENT_STATUSES)[number];
 export const ARTIFACT_KINDS = ['LOG', 'CORE_DUMP', 'FILE'] as const;
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 
+/** An environment image on the hosts of the workers: not built yet, building, usable, or its build failed. */
+export const IMAGE_STATUSES = ['MISSING', 'BUILDING', 'READY', 'FAILED'] as const;
+export type ImageStatus = (typeof IMAGE_STATUSES)[number];
+
 /** The lists by the name of their type, as the database and the GraphQL schema name them. */
 export const ENUMS = {
   EnvironmentKind: ENVIRONMENT_KINDS,
@@ -31,4 +35,5 @@ export const ENUMS = {
   PlanStatus: PLAN_STATUSES,
   EnvironmentStatus: ENVIRONMENT_STATUSES,
   ArtifactKind: ARTIFACT_KINDS,
+  ImageStatus: IMAGE_STATUSES,
 } as const;

@@ -11,7 +11,10 @@ export interface PoolOffer {
   arch: string;
   cpus: number;
   memoryMb: number;
+  /** The image its tests run in when they name none. */
   image: string;
+  /** The images its tests may ask for; "*" allows every image of its kind. Default ["*"]. */
+  images?: readonly string[];
   tags: readonly string[];
   capacity: number;
   testTypes: readonly TestType[];
@@ -33,10 +36,22 @@ export function mismatch(pool: PoolOffer, type: TestType, req: Requirements): st
   if (req.arch && pool.arch !== req.arch) return `is ${pool.arch}, not ${req.arch}`;
   if (req.cpus && pool.cpus < req.cpus) return `has ${pool.cpus} CPUs, fewer than ${req.cpus}`;
   if (req.memoryMb && pool.memoryMb < req.memoryMb) return `has ${pool.memoryMb} MB, less than ${req.memoryMb}`;
-  if (req.image && pool.image !== req.image) return `has image ${pool.image}, not ${req.image}`;
+  if (req.image && !allowsImage(pool, req.image)) return `does not offer image ${req.image} (it offers ${(pool.images ?? []).join(', ') || pool.image})`;
   const missing = (req.tags ?? []).filter((t) => !pool.tags.includes(t));
   if (missing.length) return `lacks tag${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`;
   return null;
+}
+
+/** Whether a test of `pool` may ask for `image`: its default, a listed one, or any when it lists "*". */
+export function allowsImage(pool: PoolOffer, image: string): boolean {
+  if (pool.image === image) return true;
+  const images = pool.images ?? ['*'];
+  return images.includes('*') || images.includes(image);
+}
+
+/** The image a test runs in: the one it asks for, else its pool's default. */
+export function imageOf(pool: PoolOffer, req: Requirements): string {
+  return req.image || pool.image;
 }
 
 /**

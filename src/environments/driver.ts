@@ -78,11 +78,25 @@ export interface ServiceSpec {
 
 export type OutputStream = 'stdout' | 'stderr';
 
+/**
+ * The image version one run uses, chosen by the worker (the test's image, at its current version when
+ * the attempt began): its root filesystem on this host, read-only to the run.
+ */
+export interface RunImage {
+  name: string;
+  /** "sha256:…" of the version. */
+  digest: string;
+  /** Absolute host path of its root filesystem. */
+  rootfs: string;
+}
+
 export interface RunSpec {
   testId: string;
   attempt: number;
   /** Run by /bin/sh in the environment; a #! line picks another interpreter. */
   script: string;
+  /** The image to run in; absent: the shape's image at its current version. */
+  image?: RunImage;
   env: Record<string, string>;
   timeoutMs: number;
   services: ServiceSpec[];

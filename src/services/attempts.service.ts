@@ -73,8 +73,15 @@ export class AttemptsService {
    * Moves the test to RUNNING at attempt `guard.attempt + 1` on this environment, only while it is still
    * `guard.from` at `guard.attempt`. null: cancelled meanwhile, or another worker took it.
    */
-  async begin(spec: AttemptSpec, guard: { from: TestStatus; attempt: number }, environmentId: string, workerId: string, log: Logger): Promise<Attempt | null> {
-    const begun = await this.d.runs.startAttempt(spec.id, guard, environmentId, workerId);
+  async begin(
+    spec: AttemptSpec,
+    guard: { from: TestStatus; attempt: number },
+    environmentId: string,
+    workerId: string,
+    log: Logger,
+    imageDigest: string | null = null,
+  ): Promise<Attempt | null> {
+    const begun = await this.d.runs.startAttempt(spec.id, guard, environmentId, workerId, imageDigest);
     if (!begun) return null;
     this.d.events.emit('test', begun.test);
     this.refresher.soon(spec.planId);
@@ -152,6 +159,17 @@ export class AttemptsService {
     if (retry) await this.d.queues.enqueue([{ testId: t.id, planId: t.planId, pool: t.pool, priority: t.priority }]);
     await publishTestChanges(this.d, t.planId, [changed]);
     return { retry };
+  }
+
+  /**
+   * A test whose image cannot be had (its build failed) ends in ERROR with `message` as its result's
+   * errorMessage, fenced by its attempt count: QUEUED, or RUNNING after a take-over (its lost attempt
+   * already recorded). false: it moved on meanwhile.
+   */
+  async refuse(spec: AttemptSpec, message: string): Promise<boolean> {
+    const changed = await this.d.runs.refuse(spec.id, { from: spec.status === 'RUNNING' ? 'RUNNING' : 'QUEUED', attempt: spec.attempts }, message);
+    if (changed) await publishTestChanges(this.d, spec.planId, [changed]);
+    return changed !== null;
   }
 
   /** A QUEUED test that can never run (its pool is no longer configured) ends in ERROR. */

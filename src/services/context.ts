@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { EnvironmentsRepository } from '../db/environments.repository';
+import type { ImagesRepository } from '../db/images.repository';
 import type { PlansRepository } from '../db/plans.repository';
 import type { RunsRepository } from '../db/runs.repository';
 import type { StatusRepository } from '../db/status.repository';
@@ -18,6 +19,7 @@ export interface ServiceDeps {
   status: StatusRepository;
   runs: RunsRepository;
   environments: EnvironmentsRepository;
+  images: ImagesRepository;
   queues: TestQueues;
   events: EventBus;
   usage: UsageStore;

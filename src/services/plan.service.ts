@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { explainUnschedulable, matchPool } from '../domain/matching';
+import { explainUnschedulable, imageOf, matchPool } from '../domain/matching';
 import { planDigest } from '../domain/plan-digest';
 import { describeProblems, validatePlan, type SubmitPlanInput } from '../domain/plan-input';
 import type { PlanStatus } from '../domain/status';
@@ -8,6 +8,7 @@ import { UniqueViolation, type NewTestRow, type Page } from '../db/plans.reposit
 import type { PlanView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
+import { ImagesService } from './images.service';
 import { cancelRunning, publishTestChanges } from './transitions';
 import { bestEffort } from '../infra/best-effort';
 
@@ -28,7 +29,11 @@ export function pageSize(first: number | null | undefined): number {
 }
 
 export class PlanService {
-  constructor(private readonly d: ServiceDeps) {}
+  private readonly images: ImagesService;
+
+  constructor(private readonly d: ServiceDeps) {
+    this.images = new ImagesService(d);
+  }
 
   /**
    * Validates everything, matches each test to a pool, stores the plan and its tests in one transaction,
@@ -47,15 +52,25 @@ export class PlanService {
     }
 
     const tests: NewTestRow[] = [];
+    const imageOfTest: { image: string; index: number }[] = [];
     const unschedulable: string[] = []; // the first few, for the message
     let unschedulableCount = 0;
+    const refuse = (i: number, name: string, why: string) => {
+      if (unschedulableCount++ < 5) unschedulable.push(`tests[${i}] "${name}": ${why}`);
+    };
+    const defined = new Set(config.images.map((im) => im.name));
     input.tests.forEach((t, i) => {
       const req = t.requirements ?? {};
-      const pool = matchPool(config.pools, t.type, req);
-      if (!pool) {
-        if (unschedulableCount++ < 5) unschedulable.push(`tests[${i}] "${t.name}": no pool can run it (${explainUnschedulable(config.pools, t.type, req)})`);
+      if (req.image && !defined.has(req.image)) {
+        refuse(i, t.name, `no image "${req.image}" is configured (configured: ${[...defined].join(', ') || 'none'})`);
         return;
       }
+      const pool = matchPool(config.pools, t.type, req);
+      if (!pool) {
+        refuse(i, t.name, `no pool can run it (${explainUnschedulable(config.pools, t.type, req)})`);
+        return;
+      }
+      imageOfTest.push({ image: imageOf(pool, req), index: i });
       tests.push({
         id: randomUUID(),
         name: t.name,
@@ -70,6 +85,17 @@ export class PlanService {
         pool: pool.name,
       });
     });
+    if (!unschedulableCount) {
+      // An image whose build failed cannot run anything until its definition is fixed.
+      const failed = await this.images.failed([...new Set(imageOfTest.map((x) => x.image))]);
+      if (failed.size) {
+        tests.forEach((t, j) => {
+          const { image, index } = imageOfTest[j];
+          const why = failed.get(image);
+          if (why !== undefined) refuse(index, t.name, `image "${image}" failed to build: ${why}`);
+        });
+      }
+    }
     if (unschedulableCount) {
       const more = unschedulableCount - unschedulable.length;
       throw new UserError('UNSCHEDULABLE', `${unschedulable.join('; ')}${more ? `; and ${more} more` : ''}`, { tests: unschedulableCount });

@@ -2,6 +2,7 @@ import type { PoolDefinition } from '../config/pools';
 import { TERMINAL_STATUSES, totalOf, type StatusCounts } from '../domain/status';
 import type { ServiceDeps } from './context';
 import { bestEffort } from '../infra/best-effort';
+import { ImagesService } from './images.service';
 
 export interface ComponentHealth {
   name: string;
@@ -49,13 +50,17 @@ async function probe(name: string, fn: () => Promise<string | null>, timeoutMs =
 }
 
 export class StatusService {
-  constructor(private readonly d: ServiceDeps) {}
+  private readonly images: ImagesService;
+
+  constructor(private readonly d: ServiceDeps) {
+    this.images = new ImagesService(d);
+  }
 
   /** Live counts from the counter tables, pools, workers and the health of each component. */
   async systemStatus(): Promise<SystemStatusView> {
     const { config } = this.d;
     const since = new Date(this.d.now().getTime() - config.workerHeartbeatMs * 3);
-    const [counts, envs, workers, database, queue] = await Promise.all([
+    const [counts, envs, workers, database, queue, images] = await Promise.all([
       // shown as unknown (the database component says why) rather than failing the whole status
       bestEffort(this.d.logger, 'reading the test counts for systemStatus', () => this.d.status.testCounts(), null).then((c) => c ?? null),
       bestEffort(this.d.logger, 'reading the environment counts for systemStatus', () => this.d.status.environmentCounts(), null).then((c) => c ?? null),
@@ -68,6 +73,7 @@ export class StatusService {
         await this.d.queues.ping();
         return null;
       }),
+      this.images.health().catch((err: Error): ComponentHealth => ({ name: 'images', healthy: false, detail: `unknown: ${err.message}` })),
     ]);
     const total = counts?.total ?? { QUEUED: 0, RUNNING: 0, PASSED: 0, FAILED: 0, TIMED_OUT: 0, ERROR: 0, CANCELLED: 0 };
     const servedPools = new Set((workers ?? []).flatMap((w) => w.pools));
@@ -82,7 +88,7 @@ export class StatusService {
               healthy: unserved.length === 0,
               detail: `${workers.length} alive${unserved.length ? `; no worker serves pool ${unserved.join(', ')}` : ''}`,
             };
-    const components = [database, queue, workersHealth];
+    const components = [database, queue, workersHealth, images];
     const liveCount = workers?.length ?? 0;
     return {
       activeTests: total.RUNNING,

@@ -8,12 +8,14 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { dedicatedCpuSet } from '../domain/cpus';
+import { imageOf, type Requirements } from '../domain/matching';
 import { isTerminal, type TestStatus } from '../domain/status';
 import { InfrastructureError, type RunOutcome, type ServiceSpec } from '../environments/driver';
 import type { Lease, ResourceManager } from '../environments/resource-manager';
 import type { EventBus } from '../events/bus';
 import type { RunTestPayload } from '../queue/catalog';
 import type { Attempt, AttemptSpec, AttemptsService } from '../services/attempts.service';
+import type { ImageForRun, ImageSupply } from './image-supply';
 import { OutputPublisher } from './output-publisher';
 
 export type AbortReason = 'cancel' | 'shutdown' | 'fenced';
@@ -22,8 +24,10 @@ export type AbortReason = 'cancel' | 'shutdown' | 'fenced';
  * How a job ended for its queue: `done` (the test moved on: finished, cancelled, taken by another
  * worker), or `handed-back` (this worker is shutting down and the test is QUEUED again): its job must go
  * back to the queue, not be completed, so it keeps its priority and its place ahead of later submissions.
+ * `wait-for-image`: the test's image is being built on this host; the test stays QUEUED and its job is
+ * tried again shortly (delayed), without holding an environment.
  */
-export type JobEnd = 'done' | 'handed-back';
+export type JobEnd = 'done' | 'handed-back' | 'wait-for-image';
 
 export interface ExecutorDeps {
   config: Config;
@@ -32,6 +36,8 @@ export interface ExecutorDeps {
   /** Live output of running tests. */
   events: EventBus;
   managers: Map<string, ResourceManager>;
+  /** The image version of each run (built on this host). */
+  images: ImageSupply;
   workerId: string;
   hostCpus: number;
   /** Aborted when the worker stops for good: waiting for an environment ends. */
@@ -64,12 +70,41 @@ export class TestExecutor {
     if (!spec || isTerminal(spec.status)) return 'done'; // cancelled or finished: nothing to do
     const manager = d.managers.get(spec.pool);
     if (!manager) throw new Error(`this worker does not serve pool "${spec.pool}"`);
-    let attempts = spec.attempts;
-    let from: TestStatus = spec.status;
+    const attempts = spec.attempts;
+    const from: TestStatus = spec.status;
     const log = d.logger.child({ planId: spec.planId, testId: spec.id });
-    // the worker of attempt `attempts` was lost (its job stalled and came back): an infrastructure fault
-    if (spec.status === 'RUNNING' && (await d.attempts.takeOver(spec, log)) === 'done') return 'done';
+    // The image first: a test that must wait for it changes nothing meanwhile.
+    const imageName = imageOf(manager.pool, (spec.requirements ?? {}) as Requirements);
+    const image = await d.images.forRun(imageName, spec.id);
+    if (image.state === 'waiting') {
+      log.debug({ image: imageName, why: image.why }, 'the test waits for its image');
+      return 'wait-for-image';
+    }
+    try {
+      // the worker of attempt `attempts` was lost (its job stalled and came back): an infrastructure fault
+      if (spec.status === 'RUNNING' && (await d.attempts.takeOver(spec, log)) === 'done') return 'done';
+      if (image.state === 'failed') {
+        const message = `image "${imageName}" failed to build: ${image.message}`;
+        log.warn({ image: imageName }, `the test cannot run: ${message}`);
+        await d.attempts.refuse(spec, message);
+        return 'done';
+      }
+      return await this.attemptAll(spec, { from, attempts }, manager, image, log);
+    } finally {
+      if (image.state === 'ready') image.release();
+    }
+  }
 
+  /** Attempts until one ends the test (or it is handed back): a fault retries on another environment. */
+  private async attemptAll(
+    spec: AttemptSpec,
+    start: { from: TestStatus; attempts: number },
+    manager: ResourceManager,
+    image: Extract<ImageForRun, { state: 'ready' }>,
+    log: Logger,
+  ): Promise<JobEnd> {
+    const d = this.d;
+    let { from, attempts } = start;
     for (;;) {
       const running: Running = { controller: new AbortController(), attempt: attempts + 1, reason: null };
       this.running.set(spec.id, running);
@@ -85,7 +120,7 @@ export class TestExecutor {
         }
         throw err;
       }
-      const attempt = await d.attempts.begin(spec, { from, attempt: attempts }, lease.handle.id, d.workerId, log);
+      const attempt = await d.attempts.begin(spec, { from, attempt: attempts }, lease.handle.id, d.workerId, log, image.image.digest);
       if (!attempt) {
         this.running.delete(spec.id);
         void manager.release(lease);
@@ -95,7 +130,7 @@ export class TestExecutor {
       const artifactDir = join(d.config.dataDir, 'runs', `${spec.id}-${attempts}`);
       let outcome: RunOutcome;
       try {
-        outcome = await this.run(spec, attempt, lease, manager, artifactDir, running.controller.signal);
+        outcome = await this.run(spec, attempt, lease, manager, image, artifactDir, running.controller.signal);
       } catch (err) {
         this.running.delete(spec.id);
         await removeRunDir(artifactDir, attempt.log);
@@ -116,7 +151,15 @@ export class TestExecutor {
     }
   }
 
-  private async run(spec: AttemptSpec, attempt: Attempt, lease: Lease, manager: ResourceManager, artifactDir: string, signal: AbortSignal): Promise<RunOutcome> {
+  private async run(
+    spec: AttemptSpec,
+    attempt: Attempt,
+    lease: Lease,
+    manager: ResourceManager,
+    image: Extract<ImageForRun, { state: 'ready' }>,
+    artifactDir: string,
+    signal: AbortSignal,
+  ): Promise<RunOutcome> {
     const d = this.d;
     mkdirSync(artifactDir, { recursive: true });
     const output = new OutputPublisher(d.events, spec.id);
@@ -125,7 +168,9 @@ export class TestExecutor {
         testId: spec.id,
         attempt: attempt.number,
         script: spec.script,
-        env: Object.fromEntries((spec.env as { name: string; value: string }[]).map((e) => [e.name, e.value])),
+        image: image.image,
+        // the image's variables, then the test's own (which win)
+        env: { ...image.env, ...Object.fromEntries((spec.env as { name: string; value: string }[]).map((e) => [e.name, e.value])) },
         timeoutMs: spec.timeoutSeconds * 1000,
         services: spec.services as ServiceSpec[],
         artifactPaths: spec.artifactPaths,

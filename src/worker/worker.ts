@@ -5,7 +5,7 @@
 import { hostname, availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { Worker as BullWorker, WaitingError } from 'bullmq';
+import { DelayedError, Worker as BullWorker, WaitingError } from 'bullmq';
 import type { Core } from '../app';
 import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
@@ -17,6 +17,7 @@ import { parseRunTest, queueName } from '../queue/catalog';
 import { AttemptsService } from '../services/attempts.service';
 import { environmentRecords } from './environment-records';
 import { TestExecutor } from './executor';
+import { HostImages, imagesOfPools } from './host-images';
 
 export interface WorkerOptions {
   /** Pools to serve; default: every configured pool this host has a driver for. */
@@ -27,6 +28,8 @@ export interface WorkerOptions {
   graceMs?: number;
   /** BullMQ lock of a running job (default WORKER_LOCK_MS); a dead worker's jobs come back after about this long. */
   lockMs?: number;
+  /** The images of this host; default: built and looked up in IMAGE_DIR (host-images.ts). */
+  images?: HostImages;
 }
 
 export interface RunningWorker {
@@ -37,6 +40,8 @@ export interface RunningWorker {
 }
 
 const WATCHDOG_MS = 2_000;
+/** How soon a test waiting for its image is tried again. */
+const IMAGE_WAIT_MS = 2_000;
 
 export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<RunningWorker> {
   const { config, logger, events } = core;
@@ -67,11 +72,27 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     managers.set(pool.name, new ResourceManager({ pool, driver, records, logger: log }));
   }
 
+  // The images of its pools on this host: what is up to date is READY now, the rest builds in the background.
+  const images =
+    o.images ??
+    new HostImages({
+      imageDir: config.imageDir,
+      definitions: config.images,
+      build: config.buildImages,
+      report: (name, report) => core.services.images.report(name, report),
+      logger: log,
+    });
+  await images.prepare(imagesOfPools([...managers.values()].map((m) => m.pool), config.images));
+
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools: [] });
-  const started = await Promise.allSettled([...managers.values()].map((m) => m.start()));
+  // A pool starts once its default image is READY (its environments check their health in it); the
+  // pools whose default image is still building start when it is built.
+  const readyNow = [...managers.values()].filter((m) => images.status(m.pool.image) === 'READY');
+  const later = [...managers.values()].filter((m) => images.status(m.pool.image) !== 'READY');
+  const started = await Promise.allSettled(readyNow.map((m) => m.start()));
   const refused: string[] = [];
   started.forEach((r, i) => {
-    const m = [...managers.values()][i];
+    const m = readyNow[i];
     if (r.status === 'rejected') {
       log.error({ err: r.reason, pool: m.pool.name }, 'cannot serve this pool on this host');
       refused.push(`pool "${m.pool.name}": ${(r.reason as Error).message}`);
@@ -82,7 +103,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     await bestEffort(log, 'recording the worker as stopped', () => environments.stopWorker(id));
     throw new Error(`worker: this host can serve none of its pools:\n  - ${refused.join('\n  - ') || 'no pool of a kind this host has a driver for'}`);
   }
-  const pools = [...managers.keys()];
+  const pools: string[] = readyNow.filter((m) => managers.has(m.pool.name)).map((m) => m.pool.name);
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools });
   events.emit('system', { reason: 'worker started' });
 
@@ -93,6 +114,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     attempts,
     events,
     managers,
+    images,
     workerId: id,
     hostCpus: availableParallelism(),
     stopping: stopping.signal,
@@ -136,12 +158,20 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
 
   const connection = { ...redisOptionsFromUrl(core.redisUrl), maxRetriesPerRequest: null };
   const lockMs = o.lockMs ?? config.workerLockMs;
-  const consumers = pools.map((pool) => {
+  const consumers: BullWorker[] = [];
+  const closing = new AbortController();
+  const serve = (pool: string) => {
     const capacity = managers.get(pool)!.pool.capacity;
     const w = new BullWorker(
       queueName(pool),
       async (job, token) => {
-        if ((await executor.execute(parseRunTest(job.data))) === 'handed-back' && token) {
+        const end = await executor.execute(parseRunTest(job.data));
+        if (end === 'wait-for-image' && token) {
+          // Its image is being built here: tried again in a moment, holding no environment meanwhile.
+          await job.moveToDelayed(Date.now() + IMAGE_WAIT_MS, token);
+          throw new DelayedError();
+        }
+        if (end === 'handed-back' && token) {
           // Handed back at shutdown: not completed (a new job would queue behind later submissions) but
           // moved back to waiting. BullMQ puts an active job moved back at the head of its priority
           // (score priority·2³², counter 0: moveJobFromActiveToWait/pushBackJobWithPriority), so it
@@ -162,7 +192,27 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     );
     w.on('failed', (job, err) => log.error({ err, pool, testId: job?.data?.testId }, 'job failed'));
     w.on('error', (err) => log.warn({ err: err.message, pool }, 'queue consumer error'));
-    return w;
+    consumers.push(w);
+  };
+  for (const pool of pools) serve(pool);
+  // Pools waiting for their default image: served once it is built. One whose image failed is served
+  // too, without environments: its tests end in ERROR with the build's message (they need no sandbox).
+  const servingLater = later.map(async (m) => {
+    const status = await images.settled(m.pool.image);
+    if (closing.signal.aborted) return;
+    if (status === 'READY') {
+      try {
+        await m.start();
+      } catch (err) {
+        log.error({ err, pool: m.pool.name }, 'cannot serve this pool on this host');
+        managers.delete(m.pool.name);
+        return;
+      }
+    } else log.error({ pool: m.pool.name, image: m.pool.image }, 'the default image of this pool failed to build: its tests that need it end in ERROR');
+    pools.push(m.pool.name);
+    serve(m.pool.name);
+    await bestEffort(log, 'registering a pool served late', () => environments.registerWorker({ id, host: hostname(), pid: process.pid, pools }));
+    events.emit('system', { reason: `pool ${m.pool.name} started` });
   });
   log.info({ pools, hostCpus: availableParallelism(), sandboxUser: config.sandboxUser }, 'worker started');
 
@@ -174,12 +224,15 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     stop() {
       stopped ??= (async () => {
         log.info({ running: executor.running.size }, 'worker stopping: no new tests; running ones may finish');
-        const closing = Promise.all(consumers.map((c) => c.close()));
+        closing.abort(); // pools still waiting for an image are not started any more
+        await images.stop();
+        await Promise.all(servingLater);
+        const consumersClosed = Promise.all(consumers.map((c) => c.close()));
         const grace = setTimeout(() => {
           for (const testId of executor.running.keys()) executor.abort(testId, 'shutdown');
           stopping.abort();
         }, o.graceMs ?? 10_000);
-        await closing;
+        await consumersClosed;
         clearTimeout(grace);
         await attempts.flush();
         stopping.abort();

@@ -18,7 +18,8 @@ const typesAgree: [
   Same<D.PlanStatus, Prisma.PlanStatus>,
   Same<D.EnvironmentStatus, Prisma.EnvironmentStatus>,
   Same<D.ArtifactKind, Prisma.ArtifactKind>,
-] = [true, true, true, true, true, true];
+  Same<D.ImageStatus, Prisma.ImageStatus>,
+] = [true, true, true, true, true, true, true];
 
 describe('enums: one source', () => {
   it('lists every enum of the database schema, each with the same values', () => {

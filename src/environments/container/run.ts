@@ -26,6 +26,21 @@ import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerSc
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { isNearlyFull } from './work-fs';
 
+/** The root filesystem of a run: the version the worker chose, else the shape's image as it is now. */
+async function runRootfs(imageDir: string, shapeImage: string, spec: RunSpec): Promise<string> {
+  if (spec.image) {
+    // lstat: a link in an image points into the image, not at the host's files
+    const sh = path.isAbsolute(spec.image.rootfs) ? await fs.lstat(path.join(spec.image.rootfs, 'bin/sh')).catch(() => null) : null;
+    if (!sh) {
+      throw new InfrastructureError(`image ${spec.image.name} (${spec.image.digest}) is not on this host at ${spec.image.rootfs}`);
+    }
+    return spec.image.rootfs;
+  }
+  const image = await checkImage(imageDir, shapeImage);
+  if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(imageDir, shapeImage)}`);
+  return image.paths.rootfs;
+}
+
 export function cgroupSafe(id: string): string {
   return id.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 100);
 }
@@ -37,12 +52,11 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   const started = performance.now();
   if (spec.signal?.aborted) return emptyOutcome({ aborted: true });
 
-  const image = await checkImage(host.imageDir, env.shape.image);
-  if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(host.imageDir, env.shape.image)}`);
+  const rootfs = await runRootfs(host.imageDir, env.shape.image, spec);
 
   const shebang = spec.script.startsWith('#!');
   // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
-  const direct = spec.services.length === 0 && (await pathExists(path.join(image.paths.rootfs, 'usr/bin/perl')));
+  const direct = spec.services.length === 0 && (await pathExists(path.join(rootfs, 'usr/bin/perl')));
   await prepareRunFiles(host, state, spec, { shebang, direct });
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
@@ -74,7 +88,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   }
 
   const bwrapArgs = buildBwrapArgs({
-    rootfs: image.paths.rootfs,
+    rootfs,
     workDir: state.workDir,
     ctlDir: state.ctlDir,
     env: spec.env,
