@@ -33,7 +33,7 @@ export function buildSandboxArgs(input: BuildSandboxInput): string[] {
     '--bind', input.rootfs, '/',
     '--proc', '/proc',
     '--dev', '/dev',
-    '--tmpfs', '/tmp',
+    '--perms', '1777', '--tmpfs', '/tmp', // apt runs gpgv as _apt, which writes its temp files there
     '--ro-bind', input.resolvConf ?? '/etc/resolv.conf', '/etc/resolv.conf',
   ];
   if (input.setupFile) args.push('--ro-bind', input.setupFile, SETUP_PATH);

@@ -226,8 +226,8 @@ async function buildInto(
     }
 
     progress('finish', 'checking and sealing the root filesystem');
-    await ensureBindTargets(rootfs); // again: a setup script may have changed them
     const cleaned = await sanitize(rootfs);
+    await ensureBindTargets(rootfs); // again: a setup script may have changed them (and /tmp is 1777)
     if (cleaned.devices + cleaned.setuid + cleaned.worldWritable > 0) {
       progress('finish', `removed ${cleaned.devices} device nodes, set-ID bits of ${cleaned.setuid} files, write permission for others on ${cleaned.worldWritable} entries (none works in a sandbox; all would on the host)`);
     }

@@ -190,6 +190,7 @@ describe('OCI images made by the test', () => {
     const mirror = 'http://mirror.invalid/debian';
     const legacy = path.join(imageDir, 'legacy-base');
     mkdirSync(path.join(legacy, 'rootfs', 'bin'), { recursive: true });
+    mkdirSync(path.join(legacy, 'rootfs', 'work'));
     spawnSync('cp', ['/bin/busybox', path.join(legacy, 'rootfs', 'bin', 'busybox')]);
     spawnSync('ln', ['-s', 'busybox', path.join(legacy, 'rootfs', 'bin', 'sh')]);
     writeFileSync(path.join(legacy, 'rootfs', 'hello.txt'), 'from the first layout\n');
