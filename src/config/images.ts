@@ -56,6 +56,8 @@ export const DEFAULT_IMAGES: ImageDefinition[] = [
     from: `image:${DEFAULT_IMAGE_NAME}`,
     source: { type: 'image', name: DEFAULT_IMAGE_NAME },
     packages: ['python3', 'curl', 'git', 'jq', 'ca-certificates', 'procps', 'redis-server', 'redis-tools', 'postgresql'],
+    // the cluster the package makes is of no use in a read-only root: tests run initdb in their own dir
+    setup: 'rm -rf /var/lib/postgresql/15/main /etc/postgresql/15/main',
     env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/lib/postgresql/15/bin' },
   },
 ];

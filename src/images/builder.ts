@@ -19,7 +19,7 @@ import { BUILD_PATH, SETUP_PATH, aptLineMatters, packagesScript, runInBuildSandb
 import { BUILD_FORMAT, computeDigests, type SourceIdentity } from './digest';
 import { buildDirName } from './gc';
 import { hostDebianMirror } from './mirror';
-import { debianVersionOf, ensureBindTargets, isExecutableInRoot, prepareResolvConf, sanitize } from './rootfs';
+import { cleanAptCaches, debianVersionOf, ensureBindTargets, isExecutableInRoot, prepareResolvConf, sanitize } from './rootfs';
 import { copyRootfs, debootstrap, importOci, type StepContext } from './source-steps';
 import { LOCK_FILE, currentHex, hexOf, legacyImage, nameDir, resolveVersion, setCurrent, type ImageManifest, type ResolvedImage } from './store';
 import { ImageBuildError, findTool, runStep, TOOL_PACKAGES, type ImageLogger } from './tool';
@@ -178,7 +178,10 @@ async function buildInto(
         await timed('adopt', `taking over the image of the first layout at ${legacy.rootfs} (same suite, variant and mirror; hard links)`, () => copyRootfs(ctx, legacy.rootfs, 'adopt', true));
       } else {
         ctx.tools.debootstrap = await tool('debootstrap');
-        await timed('debootstrap', `debootstrap --variant=${source.variant} ${source.suite} from ${source.mirror}`, () => debootstrap(ctx, source.suite, source.variant, source.mirror));
+        await timed('debootstrap', `debootstrap --variant=${source.variant} ${source.suite} from ${source.mirror}`, async () => {
+          await debootstrap(ctx, source.suite, source.variant, source.mirror);
+          await cleanAptCaches(rootfs); // of no use in a read-only root
+        });
       }
     } else if (source.type === 'image') {
       if (!parent) throw new Error(`buildImage: the parent of ${def.name} was not built first`);

@@ -172,3 +172,27 @@ export async function debianVersionOf(rootfs: string): Promise<string | undefine
   const v = (await fs.readFile(p, 'utf8')).trim();
   return /^[A-Za-z0-9._/+-]{1,64}$/.test(v) ? v : undefined;
 }
+
+/** A directory of the image reached without any link on the way (host path), or null. */
+async function realDirIn(rootfs: string, rel: string): Promise<string | null> {
+  let p = rootfs;
+  for (const part of rel.split('/').filter(Boolean)) {
+    p = path.join(p, part);
+    try {
+      if (!(await fs.lstat(p)).isDirectory()) return null;
+    } catch (err) {
+      if (notFound(err)) return null;
+      throw err;
+    }
+  }
+  return p;
+}
+
+/** Removes what debootstrap leaves of apt's downloads: the .deb files and the package lists. */
+export async function cleanAptCaches(rootfs: string): Promise<void> {
+  for (const [rel, keep] of [['var/cache/apt/archives', (f: string) => !f.endsWith('.deb')], ['var/lib/apt/lists', (f: string) => f === 'partial' || f === 'lock']] as const) {
+    const dir = await realDirIn(rootfs, rel);
+    if (!dir) continue;
+    for (const f of await fs.readdir(dir)) if (!keep(f)) await fs.rm(path.join(dir, f), { recursive: true, force: true });
+  }
+}
