@@ -81,7 +81,7 @@ export function packagesScript(packages: readonly string[]): string {
 export async function runInBuildSandbox(
   image: string,
   step: string,
-  input: BuildSandboxInput & { bwrap: string; hostEnv: Record<string, string>; signal?: AbortSignal; onLine?(line: string): void },
+  input: BuildSandboxInput & { bwrap: string; hostEnv: Record<string, string>; signal?: AbortSignal; onLine?(line: string): void; label: string },
 ): Promise<ToolResult> {
   if (!path.isAbsolute(input.rootfs)) throw new ImageBuildError(image, step, `rootfs ${input.rootfs} is not absolute`);
   return runStep(image, step, {
@@ -90,5 +90,5 @@ export async function runInBuildSandbox(
     env: input.hostEnv,
     signal: input.signal,
     onLine: input.onLine,
-  });
+  }, input.label);
 }

@@ -210,6 +210,7 @@ async function buildInto(
             await runInBuildSandbox(def.name, 'packages', {
               ...sandbox,
               command: ['/bin/sh', '-c', packagesScript(def.packages)],
+              label: 'apt-get',
               onLine: (l) => aptLineMatters(l) && progress('packages', l, true),
             });
           });
@@ -219,7 +220,7 @@ async function buildInto(
           const setupFile = path.join(tmp, 'setup.sh');
           await fs.writeFile(setupFile, def.setup, { mode: 0o600 });
           await timed('setup', 'running the setup script (/bin/sh -e)', async () => {
-            await runInBuildSandbox(def.name, 'setup', { ...sandbox, setupFile, command: ['/bin/sh', '-e', SETUP_PATH], onLine: (l) => progress('setup', l, true) });
+            await runInBuildSandbox(def.name, 'setup', { ...sandbox, setupFile, command: ['/bin/sh', '-e', SETUP_PATH], label: 'setup script', onLine: (l) => progress('setup', l, true) });
           });
           await fs.rm(setupFile, { force: true });
         }

@@ -118,7 +118,7 @@ export function failureText(tool: string, r: ToolResult): string {
 }
 
 /** Runs a tool and throws an ImageBuildError for the step unless it exits 0. */
-export async function runStep(image: string, step: string, run: ToolRun): Promise<ToolResult> {
+export async function runStep(image: string, step: string, run: ToolRun, label?: string): Promise<ToolResult> {
   let r: ToolResult;
   try {
     r = await runTool(run);
@@ -126,7 +126,7 @@ export async function runStep(image: string, step: string, run: ToolRun): Promis
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ImageBuildError(image, step, `${run.command} not found`);
     throw err;
   }
-  const tool = run.command.split('/').pop()!;
+  const tool = label ?? run.command.split('/').pop()!;
   if (r.code === 127 && r.errors.length === 0) throw new ImageBuildError(image, step, `${tool} not found (${r.tail.slice(-1)[0] ?? 'exit 127'})`);
   if (r.code !== 0) throw new ImageBuildError(image, step, failureText(tool, r));
   return r;

@@ -123,7 +123,7 @@ describe('OCI images made by the test', () => {
     await assert.rejects(buildImage(imageDir, bad, 'fails', { logger: silentLogger }), (e: Error) => {
       assert.ok(e instanceof ImageBuildError);
       assert.equal(e.message.includes('\n'), false);
-      assert.match(e.message, /^image "fails": setup failed: cannot do this: it is broken \(bwrap exit 3\)$/);
+      assert.match(e.message, /^image "fails": setup failed: cannot do this: it is broken \(setup script exit 3\)$/);
       return true;
     });
     assert.deepEqual((await listVersions(imageDir, 'fails')).map((v) => v.digest), [good.digest]);
