@@ -15,6 +15,7 @@ import { cpus, loadavg } from 'node:os';
 import { apiSubmit } from './api-submit.bench';
 import { diskReset } from './disk-reset.bench';
 import { imageStart } from './image-start.bench';
+import { imageBuilds } from './images.bench';
 import {
   Cleanup,
   DATABASES,
@@ -38,6 +39,7 @@ export const sections: Record<string, Section> = {
   'status-1m': status1m,
   'disk-reset': diskReset,
   'image-start': imageStart,
+  images: imageBuilds,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3 };
@@ -142,6 +144,11 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     const resetBig = get('reset-big');
     const resetSmall = get('reset-small');
     if (resetBig && resetSmall) parts.push(`reset after 1 GB + 100,000 files ${fmtMs(resetBig.value)}, after a small test ${fmtMs(resetSmall.value)}`);
+    const builds = [['build-base', 'base'], ['build-derived', 'derived'], ['build-oci', 'OCI import']].flatMap(([k, label]) => {
+      const f = get(k);
+      return f ? [`${label} ${fmtMs(f.value)}`] : [];
+    });
+    if (builds.length) parts.push(`image builds: ${builds.join(', ')}`);
     const toRunning = get('to-running');
     if (toRunning) parts.push(`submit→RUNNING p50 ${fmtMs(toRunning.value)} (${toRunning.detail})`);
     const failed = failures.filter((f) => f.startsWith(`${db}:`));

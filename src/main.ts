@@ -138,6 +138,27 @@ async function main(argv: string[]): Promise<void> {
       return run({ api: true, worker: false });
     case 'worker':
       return run({ api: false, worker: true });
+    case 'images': {
+      let config;
+      try {
+        config = loadConfig();
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        console.error(e.message);
+        process.exit(2);
+      }
+      const { imagesCommand } = await import('./cli/images.js');
+      // Ctrl-C or SIGTERM stops the running tool (its own process group) and removes its build directory.
+      const stop = new AbortController();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stop.signal.aborted) process.exit(130);
+        stop.abort(new Error(`interrupted by ${signal}`));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      const code = await imagesCommand(config, parsed.positionals, { out: (l) => console.log(l), err: (l) => console.error(l) }, stop.signal);
+      process.exit(stop.signal.aborted ? 130 : code);
+    }
     case 'schema': {
       const out = resolve(parsed.positionals[0] ?? 'schema.graphql');
       writeFileSync(out, await (await import('./api/schema.js')).schemaSdl());

@@ -12,7 +12,7 @@ export interface OptionSpec {
 
 export interface CommandSpec {
   name: string;
-  /** e.g. "PLAN_FILE" or "[FILE]" */
+  /** e.g. "PLAN_FILE" or "[FILE]"; a last one named "NAME..." takes any number of arguments */
   positionals?: { name: string; required: boolean; help: string }[];
   summary: string;
   /** paragraphs printed after the usage line */
@@ -69,7 +69,8 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
   const allowed = spec.positionals ?? [];
   const required = allowed.filter((p) => p.required);
   if (positionals.length < required.length) throw new UsageError(`${required[positionals.length].name} is missing ${hint}`);
-  if (positionals.length > allowed.length)
+  const variadic = allowed.length > 0 && allowed[allowed.length - 1].name.endsWith('...');
+  if (positionals.length > allowed.length && !variadic)
     throw new UsageError(`unexpected argument ${oneArg(positionals[allowed.length])}${allowed.length ? ` (${allowed.map((p) => p.name).join(' ')} only)` : ''} ${hint}`);
   return { help: false, options, positionals };
 }

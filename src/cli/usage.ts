@@ -2,6 +2,7 @@
 
 import { CONFIG_VARIABLES } from '../config/config';
 import type { CommandSpec } from './args';
+import { IMAGES_COMMAND } from './images';
 
 /** Lines of at most `width` characters holding `words` separated by ", ". */
 function wrap(words: readonly string[], indent: string, width = 100): string {
@@ -100,7 +101,7 @@ export const SCHEMA: CommandSpec = {
   options: [],
 };
 
-export const COMMANDS: Record<string, CommandSpec> = { start: START, serve: SERVE, worker: WORKER, submit: SUBMIT, schema: SCHEMA };
+export const COMMANDS: Record<string, CommandSpec> = { start: START, serve: SERVE, worker: WORKER, submit: SUBMIT, images: IMAGES_COMMAND, schema: SCHEMA };
 
 export const TOP_USAGE = `usage: orchestrator [COMMAND] [--help]
 
@@ -110,6 +111,8 @@ commands:
   worker   a worker for the configured pools (WORKER_POOLS to choose some)
   submit   PLAN_FILE [--url URL] [--wait] [--junit FILE] [--timeout SECONDS]: submit a plan (JSON or YAML),
            follow it live; exit 0 all passed, 1 a test did not pass, 2 could not do its job
+  images   [NAME...]: build the configured environment images (npm run images); exit 0 ready, 1 a build
+           failed, 2 an image that is not configured
   schema   [FILE]: write the GraphQL schema generated from the code
   help     [COMMAND]: this text, or the help of one command
 

@@ -5,9 +5,9 @@ import { z } from 'zod';
 import type { ValidationLimits } from '../domain/plan-input';
 import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
-import { DEFAULT_IMAGES, type ImageDefinition } from './images';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
+import { DEFAULT_IMAGES, loadImages, poolImageProblems, type ImageDefinition } from './images';
 
 /**
  * Limits on what one submission may hold (the domain's ValidationLimits) and the defaults it gets.
@@ -34,8 +34,12 @@ export interface Config {
   /** Prefix of every Redis key and channel: several deployments can share one Redis. */
   redisPrefix: string;
   pools: PoolDefinition[];
-  /** Environment images (IMAGES / IMAGES_FILE), built on the worker hosts. */
+  /** The image definitions (IMAGES / IMAGES_FILE; DEFAULT_IMAGES when neither is set). */
   images: ImageDefinition[];
+  /** What image builds take from the host's environment: a Debian mirror override, proxy variables. */
+  imageBuild: ImageBuildConfig;
+  /** A worker builds the images of its pools that are missing or outdated on its host (BUILD_IMAGES, default on). */
+  buildImages: boolean;
   limits: SubmissionLimits;
   /** Bytes of stdout and of stderr kept in a test's result. */
   maxOutputBytes: number;
@@ -57,6 +61,15 @@ export interface Config {
   /** Each environment driver's own section, by kind (src/environments/registry.ts); absent: no such driver here. */
   drivers: { CONTAINER?: ContainerDriverConfig };
 }
+
+export interface ImageBuildConfig {
+  /** DEBIAN_MIRROR: the mirror debootstrap uses; unset: the first of the host's apt sources. */
+  debianMirror?: string;
+  /** http_proxy, https_proxy, no_proxy (either case) as set: debootstrap, apt and skopeo get them. */
+  proxyEnv: Record<string, string>;
+}
+
+const PROXY_VARIABLES = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'] as const;
 
 // An empty variable (`PORT=` in an env file) counts as unset, not as 0.
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
@@ -80,6 +93,10 @@ const envSchema = z.object({
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/).default('orch'),
   POOLS: z.string().optional(),
   POOLS_FILE: z.string().optional(),
+  IMAGES: z.string().optional(),
+  BUILD_IMAGES: z.preprocess(unsetIfEmpty, z.enum(['on', 'off', 'true', 'false', '1', '0']).default('on')).transform((v) => ['on', 'true', '1'].includes(v)),
+  IMAGES_FILE: z.string().optional(),
+  DEBIAN_MIRROR: z.preprocess(unsetIfEmpty, z.string().regex(/^https?:\/\/[^\s'"\\]+$/, 'an http:// or https:// URL of a Debian mirror').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_OUTPUT_BYTES: positive(1024 * 1024),
   MAX_ARTIFACT_BYTES: positive(1024 * 1024 * 1024),
@@ -133,6 +150,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   } catch (e) {
     problems.push((e as Error).message);
   }
+  let images: ImageDefinition[] = DEFAULT_IMAGES;
+  const loadedImages = loadImages({ json: env.IMAGES, file: env.IMAGES_FILE });
+  if (loadedImages && 'problems' in loadedImages) problems.push(...loadedImages.problems);
+  else if (loadedImages) images = loadedImages.images;
+  if (!(loadedImages && 'problems' in loadedImages)) problems.push(...poolImageProblems(pools, images));
   if (parsed.success && parsed.data.WORKER_POOLS) {
     for (const name of parsed.data.WORKER_POOLS.split(',')) {
       if (!pools.some((p) => p.name === name)) problems.push(`WORKER_POOLS: no pool named "${name}" is configured`);
@@ -166,7 +188,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,
     pools,
-    images: DEFAULT_IMAGES,
+    images,
+    buildImages: e.BUILD_IMAGES,
+    imageBuild: {
+      debianMirror: e.DEBIAN_MIRROR,
+      proxyEnv: Object.fromEntries(PROXY_VARIABLES.flatMap((k) => (env[k] ? [[k, env[k]]] : []))),
+    },
     limits: {
       ...PLAN_LIMITS, // the fixed limits, shared with the CLI's check of a plan file
       maxTestsPerPlan: e.MAX_TESTS_PER_PLAN,

@@ -79,7 +79,12 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
       imageDir: config.imageDir,
       definitions: config.images,
       build: config.buildImages,
-      report: (name, report) => core.services.images.report(name, report),
+      debianMirror: config.imageBuild.debianMirror,
+      buildEnv: config.imageBuild.proxyEnv,
+      report: async (name, report) => {
+        await core.services.images.report(name, report);
+        events.emit('system', { reason: `image ${name} ${report.status}` }); // dashboards show the images component
+      },
       logger: log,
     });
   await images.prepare(imagesOfPools([...managers.values()].map((m) => m.pool), config.images));

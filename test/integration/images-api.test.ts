@@ -40,6 +40,8 @@ describe('images in the API', () => {
     assert.deepEqual(
       images.map((i: any) => [i.name, i.source, i.packages, i.status, i.digest, i.pools]),
       [
+        // the default services image (not replaced here), then the configured ones
+        ['debian-bookworm-services', 'image:debian-bookworm', images[0].packages, 'MISSING', null, ['container']],
         ['debian-bookworm', 'debian:bookworm', [], 'MISSING', null, ['container', 'strict']],
         ['with-yaml', 'image:debian-bookworm', ['python3-yaml'], 'MISSING', null, ['container']],
         ['broken', 'image:debian-bookworm', ['no-such-package-xyz'], 'MISSING', null, ['container']],
@@ -53,7 +55,7 @@ describe('images in the API', () => {
     const before = await storedTests();
     const unknown = await submit('no-such-image');
     assert.equal(unknown.errors?.[0]?.extensions?.code, 'UNSCHEDULABLE', JSON.stringify(unknown));
-    assert.match(unknown.errors![0].message, /no image "no-such-image" is configured \(configured: debian-bookworm, with-yaml, broken\)/);
+    assert.match(unknown.errors![0].message, /no image "no-such-image" is configured \(configured: debian-bookworm-services, debian-bookworm, with-yaml, broken\)/);
     const notOffered = await submit('with-yaml', ['strict']);
     assert.equal(notOffered.errors?.[0]?.extensions?.code, 'UNSCHEDULABLE', JSON.stringify(notOffered));
     assert.match(notOffered.errors![0].message, /pool "strict" does not offer image with-yaml/);

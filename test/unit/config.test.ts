@@ -160,9 +160,9 @@ describe('loadConfig errors', () => {
 });
 
 describe('loadConfig pools', () => {
-  it('takes pools from POOLS, with defaults for arch, tags and pids', () => {
+  it('takes pools from POOLS, with defaults for arch, tags, pids, disk and images (every image)', () => {
     const c = loadConfig({ POOLS: JSON.stringify([pool()]) });
-    assert.deepEqual(c.pools, [{ ...pool(), arch: 'x86_64', tags: [], pids: 512, diskMb: 2048 }]);
+    assert.deepEqual(c.pools, [{ ...pool(), arch: 'x86_64', tags: [], pids: 512, diskMb: 2048, images: ['*'] }]);
   });
 
   it('treats a blank POOLS as unset', () => {

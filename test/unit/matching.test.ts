@@ -14,6 +14,7 @@ const pool = (name: string, p: Partial<PoolOffer> = {}): PoolOffer => ({
   capacity: 2,
   testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
   ...p,
+  images: p.images ?? [p.image ?? 'debian-bookworm'], // only its default, unless a test says otherwise
 });
 
 const small = pool('small');
@@ -64,6 +65,12 @@ describe('matchPool', () => {
     assert.equal(matchPool(all, 'UNIT', { image: 'debian-vm' })?.name, 'vm');
     assert.equal(matchPool(all, 'UNIT', { image: 'debian-bookworm' })?.name, 'small');
     assert.equal(matchPool(all, 'UNIT', { image: 'alpine' }), null);
+    // a pool offers the images it lists besides its default, or any with "*"
+    const py = pool('py', { images: ['debian-bookworm', 'python'] });
+    const any = pool('any', { cpus: 2, images: ['*'] });
+    assert.equal(matchPool([any, py], 'UNIT', { image: 'python' })?.name, 'py');
+    assert.equal(matchPool([any, py], 'UNIT', { image: 'alpine' })?.name, 'any');
+    assert.equal(matchPool([py], 'UNIT', { image: 'alpine' }), null);
   });
 
   it('respects tags: every required tag must be present', () => {
@@ -109,7 +116,7 @@ describe('mismatch', () => {
     assert.equal(mismatch(small, 'UNIT', { arch: 'aarch64' }), 'is x86_64, not aarch64');
     assert.equal(mismatch(small, 'UNIT', { cpus: 2 }), 'has 1 CPUs, fewer than 2');
     assert.equal(mismatch(small, 'UNIT', { memoryMb: 1024 }), 'has 512 MB, less than 1024');
-    assert.equal(mismatch(small, 'UNIT', { image: 'alpine' }), 'has image debian-bookworm, not alpine');
+    assert.equal(mismatch(small, 'UNIT', { image: 'alpine' }), 'does not offer image alpine (it offers debian-bookworm)');
     assert.equal(mismatch(small, 'UNIT', { tags: ['gpu'] }), 'lacks tag gpu');
     assert.equal(mismatch(small, 'UNIT', { tags: ['gpu', 'linux', 'fpga'] }), 'lacks tags gpu, fpga');
     // the test type is checked first
