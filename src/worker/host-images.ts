@@ -120,11 +120,8 @@ export class HostImages implements ImageSupply {
     try {
       const built = await buildImage(this.d.imageDir, this.d.definitions, name, {
         ...this.buildOptions(),
-        logger: log,
+        logger: log, // the builder logs a line per step and the tools' meaningful lines
         signal: this.stopping.signal,
-        onProgress: (p) => {
-          if (!p.toolLine) log.info({ step: p.step }, p.message);
-        },
       });
       this.ready(name, state, built, true);
     } catch (err) {
