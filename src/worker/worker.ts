@@ -94,7 +94,6 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     events,
     managers,
     workerId: id,
-    hostCpus: availableParallelism(),
     stopping: stopping.signal,
   });
 
