@@ -135,6 +135,20 @@ describe('dedicated CPUs across driver processes', () => {
     const locks = readdirSync(lockDir).filter((n) => /^cpu-\d+\.lock$/.test(n));
     const holders = locks.map((n) => parseLockHolder(readFileSync(path.join(lockDir, n), 'utf8'))!).filter((h) => h.tag?.startsWith(a.envs[0].id.replace(/[^A-Za-z0-9_-]/g, '_')));
     assert.equal(holders.length, 1, `one CPU held by the run: ${JSON.stringify(holders)}`);
+    // a performance run waiting for that CPU (the only one this host can dedicate) can be aborted:
+    // it never started, and holds nothing
+    if (allowed.length === 2) {
+      const stop = new AbortController();
+      const waiting = b.driver.run(b.envs[0], spec({ dedicatedCpus: 1, script: 'echo ran', signal: stop.signal }));
+      await sleep(300);
+      stop.abort();
+      const gaveUp = await waiting;
+      assert.equal(gaveUp.aborted, true);
+      assert.equal(gaveUp.stdout, '', 'its script never ran');
+      const heldNow = readdirSync(lockDir).filter((n) => /^cpu-\d+\.lock$/.test(n)).map((n) => parseLockHolder(readFileSync(path.join(lockDir, n), 'utf8'))?.tag);
+      assert.ok(!heldNow.some((tag) => tag?.startsWith(b.envs[0].id)), `the aborted run holds no CPU: ${heldNow}`);
+      await b.driver.reset(b.envs[0]);
+    }
     process.kill(holders[0].pid, 'SIGKILL'); // the driver host process of `a`, with its sandbox
     await assert.rejects(held, /sandbox driver process ended/);
     for (let i = 0; i < 100 && processLife(holders[0].pid) !== 'gone'; i++) await sleep(20);
