@@ -13,6 +13,7 @@
 // `sections` below. A section gets a running server on one database and records figures.
 import { cpus, loadavg } from 'node:os';
 import { apiSubmit } from './api-submit.bench';
+import { dedicatedCpus } from './dedicated-cpus.bench';
 import { diskReset } from './disk-reset.bench';
 import { imageStart } from './image-start.bench';
 import { imageBuilds } from './images.bench';
@@ -40,6 +41,7 @@ export const sections: Record<string, Section> = {
   'disk-reset': diskReset,
   'image-start': imageStart,
   images: imageBuilds,
+  'dedicated-cpus': dedicatedCpus,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3 };

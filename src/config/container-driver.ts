@@ -37,6 +37,11 @@ export const containerDriverConfigSchema = z.object({
   cgroupRoot: absolutePath.default(DEFAULT_CGROUP_ROOT),
   /** Parent group (relative to each hierarchy root) shared by every driver on the host. */
   cgroupParent: cgroupPath.default(DEFAULT_CGROUP_PARENT),
+  /**
+   * Where performance tests reserve their CPUs (a lock file per CPU): the same for every driver on the
+   * host; unset: /run/test-orchestrator/cpus as root, else <os tmpdir>/test-orchestrator-<uid>/cpus.
+   */
+  cpuLockDir: absolutePath.optional(),
   /** Run without cgroups (no limits, no accounting, killing by PID namespace only): benchmarks only. */
   disableCgroups: z.boolean().default(false),
   /** preflight builds a missing image (logging progress) instead of failing. */
@@ -63,6 +68,7 @@ export const containerDriverEnv = {
   CONTAINER_STATE_DIR: optional(z.string().refine((p) => !p.includes('\0'), 'a path')),
   CONTAINER_CGROUP_ROOT: optional(absolutePath),
   CONTAINER_CGROUP_PARENT: optional(cgroupPath),
+  CONTAINER_CPU_LOCK_DIR: optional(absolutePath),
   CONTAINER_DISABLE_CGROUPS: flag(false),
   /** A worker builds a missing image at start (minutes, logged) unless told not to. */
   CONTAINER_BUILD_MISSING_IMAGES: flag(true),
@@ -80,6 +86,7 @@ const VARIABLE_OF: Partial<Record<keyof ContainerDriverConfig, string>> = {
   sandboxGid: 'SANDBOX_USER',
   cgroupRoot: 'CONTAINER_CGROUP_ROOT',
   cgroupParent: 'CONTAINER_CGROUP_PARENT',
+  cpuLockDir: 'CONTAINER_CPU_LOCK_DIR',
 };
 
 /** The section from the parsed variables; every problem as `VARIABLE: message`. */
@@ -96,6 +103,7 @@ export function containerDriverConfigFrom(
     sandboxGid: shared.sandboxUser.gid,
     cgroupRoot: e.CONTAINER_CGROUP_ROOT,
     cgroupParent: e.CONTAINER_CGROUP_PARENT,
+    cpuLockDir: e.CONTAINER_CPU_LOCK_DIR,
     disableCgroups: e.CONTAINER_DISABLE_CGROUPS,
     buildMissingImages: e.CONTAINER_BUILD_MISSING_IMAGES,
   });

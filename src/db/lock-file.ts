@@ -1,17 +1,13 @@
-import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, linkSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { processLife, processStartTime, sleep, type ProcessLife } from '../infra/process-utils';
+import { createLockFile, ownLockContent, parseLockHolder, readLockFile, takeOverLockFile, unlinkQuietly, type LockHolder } from '../infra/pid-lock';
+import { processLife, sleep, type ProcessLife } from '../infra/process-utils';
+
+export type { LockHolder };
+export { parseLockHolder as parseHolder };
+
+const HINT = 'remove it if no orchestrator uses this DATA_DIR';
 
 /** How long a holder that is exiting (SIGKILLed, being torn down) is waited for. */
 export const LOCK_EXITING_WAIT_MS = 5_000;
-/** A lock file is a few dozen bytes; more is not ours. */
-const MAX_LOCK_BYTES = 256;
-
-export interface LockHolder {
-  pid: number;
-  /** Start time of the holder (/proc/PID/stat field 22); absent in lock files of older versions. */
-  startTime?: string;
-}
 
 export interface LockFileOptions {
   /** How long to wait for a holder that is exiting. Default {@link LOCK_EXITING_WAIT_MS}. */
@@ -33,13 +29,13 @@ export interface LockFileOptions {
  * The file is created whole (written aside, then hard-linked into place), so no reader ever sees it empty.
  */
 export async function acquireLockFile(path: string, what: string, opts: LockFileOptions = {}): Promise<{ release(): void }> {
-  const me = `${process.pid}\nstart=${processStartTime('self') ?? ''}\n`;
+  const me = ownLockContent();
   const deadline = Date.now() + (opts.exitingWaitMs ?? LOCK_EXITING_WAIT_MS);
   for (let round = 0; Date.now() < deadline + 5_000; round++) { // never loop for ever on a directory that fights back
-    if (create(path, me)) return handle(path, me);
-    const seen = readLock(path);
+    if (createLockFile(path, me)) return handle(path, me);
+    const seen = readLockFile(path, HINT);
     if (seen === undefined) continue; // removed meanwhile: try again
-    const holder = parseHolder(seen);
+    const holder = parseLockHolder(seen);
     const life: ProcessLife = holder ? processLife(holder.pid, holder.startTime) : 'gone';
     if (holder && life === 'alive') {
       const who = holder.pid === process.pid ? 'this process' : `another process (pid ${holder.pid})`;
@@ -61,7 +57,7 @@ export async function acquireLockFile(path: string, what: string, opts: LockFile
       continue;
     }
     opts.onStale?.(holder ?? { pid: 0 }, life);
-    takeOver(path, seen);
+    takeOverLockFile(path, seen);
   }
   throw new Error(`could not take the lock ${path}`);
 }
@@ -72,85 +68,8 @@ function handle(path: string, me: string): { release(): void } {
     release() {
       if (released) return;
       released = true;
-      if (readLock(path) === me) unlinkQuietly(path);
+      if (readLockFile(path, HINT) === me) unlinkQuietly(path);
     },
   };
 }
 
-/** Creates the lock with its content in one step (hard link of a file written aside); false when one exists. */
-function create(path: string, content: string): boolean {
-  const aside = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.new`;
-  writeFileSync(aside, content, { mode: 0o600, flag: 'wx' });
-  try {
-    linkSync(aside, path);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
-  } finally {
-    unlinkQuietly(aside);
-  }
-}
-
-/**
- * Removes a stale lock whose content was `stale`: moved aside atomically first, so a fresh lock another
- * process created since we read it is not deleted but put back.
- */
-function takeOver(path: string, stale: string): void {
-  const aside = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.stale`;
-  try {
-    renameSync(path, aside);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // someone else removed it
-    throw e;
-  }
-  if (readLock(aside) !== stale) {
-    try {
-      linkSync(aside, path); // a newer lock: put it back
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e; // a third process holds it now
-    }
-  }
-  unlinkQuietly(aside);
-}
-
-/**
- * The lock file's text; undefined when it does not exist. Never follows a link, never blocks on a FIFO,
- * reads at most a few hundred bytes: anything else in its place is an error, not a lock to remove.
- */
-function readLock(path: string): string | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw new Error(`the lock ${path} is a symbolic link: remove it if no orchestrator uses this DATA_DIR`);
-    throw e;
-  }
-  try {
-    if (!fstatSync(fd).isFile()) throw new Error(`the lock ${path} is not a regular file: remove it if no orchestrator uses this DATA_DIR`);
-    const buf = Buffer.alloc(MAX_LOCK_BYTES);
-    const n = readSync(fd, buf, 0, MAX_LOCK_BYTES, 0);
-    return buf.subarray(0, n).toString('utf8');
-  } finally {
-    closeSync(fd);
-  }
-}
-
-export function parseHolder(text: string): LockHolder | undefined {
-  const [first, ...rest] = text.split('\n');
-  if (!first || !/^\d+$/.test(first.trim())) return undefined;
-  const pid = Number(first.trim());
-  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-  const start = rest.find((l) => l.startsWith('start='))?.slice('start='.length).trim();
-  return { pid, startTime: start && /^\d+$/.test(start) ? start : undefined };
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-}

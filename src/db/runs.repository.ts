@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ArtifactKind } from '../domain/enums';
 import { withoutNul } from '../domain/output-text';
 import type { TestStatus } from '../domain/status';
+import type { ReportedMetric } from '../views/view.types';
 import type { TestView } from '../views/view.types';
 import type { PrismaClient } from '../generated/prisma/client';
 import { testView, type TestRow } from '../views/view.mappers';
@@ -26,6 +27,14 @@ export interface RunResult {
   infrastructure: boolean;
   cpuTimeMs: number | null;
   peakMemoryBytes: number | null;
+  userCpuMs: number | null;
+  systemCpuMs: number | null;
+  voluntaryContextSwitches: number | null;
+  involuntaryContextSwitches: number | null;
+  readBytes: number | null;
+  writeBytes: number | null;
+  /** What the test reported itself (checked by the driver: finite values, bounded names). */
+  reportedMetrics: ReportedMetric[];
 }
 
 export interface StoredArtifact {
@@ -121,7 +130,9 @@ export class RunsRepository {
       `WITH r AS (
          UPDATE "test_run" SET "status" = $3::"TestStatus", "exit_code" = $4, "signal" = $5, "stdout" = $6, "stderr" = $7,
                 "output_truncated" = $8, "timed_out" = $9, "duration_ms" = $10, "error_message" = $11, "infrastructure" = $12,
-                "cpu_time_ms" = $13, "peak_memory_bytes" = $14, "finished_at" = $17::timestamptz
+                "cpu_time_ms" = $13, "peak_memory_bytes" = $14, "finished_at" = $17::timestamptz,
+                "user_cpu_ms" = $18, "system_cpu_ms" = $19, "voluntary_context_switches" = $20, "involuntary_context_switches" = $21,
+                "read_bytes" = $22, "write_bytes" = $23, "reported_metrics" = $24::jsonb
           WHERE "id" = $2::uuid AND "finished_at" IS NULL
          RETURNING "id"
        )
@@ -147,6 +158,13 @@ export class RunsRepository {
       attempt,
       to,
       this.now().toISOString(),
+      r.userCpuMs,
+      r.systemCpuMs,
+      r.voluntaryContextSwitches,
+      r.involuntaryContextSwitches,
+      r.readBytes,
+      r.writeBytes,
+      JSON.stringify(r.reportedMetrics),
     );
     return rows.length ? testView(rows[0]) : null;
   }
@@ -186,6 +204,13 @@ export class RunsRepository {
           infrastructure: r.infrastructure,
           cpuTimeMs: r.cpuTimeMs,
           peakMemoryBytes: r.peakMemoryBytes,
+          userCpuMs: r.userCpuMs,
+          systemCpuMs: r.systemCpuMs,
+          voluntaryContextSwitches: r.voluntaryContextSwitches,
+          involuntaryContextSwitches: r.involuntaryContextSwitches,
+          readBytes: r.readBytes,
+          writeBytes: r.writeBytes,
+          reportedMetrics: r.reportedMetrics as unknown as object[],
           finishedAt: this.now(),
         },
       });

@@ -4,6 +4,10 @@
 // kind from their own configuration section (registry.ts). A shared conformance suite
 // (test/conformance/) runs the same expectations against each driver.
 
+import type { ReportedMetric } from './reported-metrics';
+
+export type { ReportedMetric };
+
 export type EnvironmentKind = 'CONTAINER' | 'QEMU';
 
 /** What a pool offers; the resource manager provisions environments of this shape. */
@@ -61,8 +65,16 @@ export interface DriverCapabilities {
   diskLimit: boolean;
   /** The shape's memory, CPU and process limits hold, and CPU time and peak memory are reported. */
   resourceLimits: boolean;
-  /** RunSpec.dedicatedCpus pins a run to those CPUs. */
+  /**
+   * RunSpec.dedicatedCpus gives a run CPUs of its own: no other run of any driver on the host that
+   * shares its reservations uses them while it runs.
+   */
   dedicatedCpus: boolean;
+  /**
+   * A run's outcome also has user and system CPU time, context switches and storage bytes
+   * (RunOutcome.userCpuMs…writeBytes; each null where the kernel does not give it).
+   */
+  detailedMetrics: boolean;
   /** RunSpec.services are started (and killed) with the run, their logs collected. */
   services: boolean;
   /** A crashing process leaves a core dump in the working directory, collected as CORE_DUMP. */
@@ -108,14 +120,24 @@ export interface RunSpec {
   artifactLimits?: ArtifactLimits;
   /** Bytes of stdout and of stderr kept each; the rest is counted and dropped. */
   maxOutputBytes: number;
-  /** Performance tests: pin to these CPUs (capability `dedicatedCpus`). */
-  dedicatedCpus?: number[];
+  /**
+   * Performance tests: this many CPUs that no other run uses while this one runs (capability
+   * `dedicatedCpus`). The driver reserves them host-wide, waiting while they are taken (before the
+   * script starts: the wait is not part of its time or timeout).
+   */
+  dedicatedCpus?: number;
   /** Default 'standard'; security tests run 'hardened'. */
   isolation?: Isolation;
   onOutput?: (stream: OutputStream, chunk: Buffer) => void;
   /** Aborting kills the whole process tree of the run (cancel, shutdown). */
   signal?: AbortSignal;
 }
+
+/**
+ * The variable every run finds set to the path of a file it may write its own figures to (JSON, see
+ * reported-metrics.ts); the driver reads it after the run.
+ */
+export const METRICS_FILE_ENV = 'METRICS_FILE';
 
 export interface CollectedFile {
   name: string;
@@ -144,9 +166,22 @@ export interface RunOutcome {
   stdoutBytes: Buffer;
   stderrBytes: Buffer;
   outputTruncated: boolean;
+  /** Wall time of the run, from the start of the sandbox to its end. */
   durationMs: number;
+  /** CPU time of every process of the run (user + system). */
   cpuTimeMs: number | null;
   peakMemoryBytes: number | null;
+  /** CPU time of the run's processes in user mode and in the kernel (capability `detailedMetrics`). */
+  userCpuMs?: number | null;
+  systemCpuMs?: number | null;
+  /** Context switches of the script and the processes it waited for: waits (voluntary) and preemptions. */
+  voluntaryContextSwitches?: number | null;
+  involuntaryContextSwitches?: number | null;
+  /** Bytes the script and the processes it waited for had the storage layer read, and write (counted when dirtied). */
+  readBytes?: number | null;
+  writeBytes?: number | null;
+  /** The test's own figures: `##metric` lines on stdout, then $METRICS_FILE (reported-metrics.ts). */
+  reportedMetrics?: ReportedMetric[];
   files: CollectedFile[];
   /** The working directory's disk was full when the run ended (writes failed with ENOSPC). */
   diskFull?: boolean;

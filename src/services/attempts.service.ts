@@ -273,10 +273,24 @@ function resultOf(o: RunOutcome, status: TestStatus, errorMessage: string | null
     infrastructure,
     cpuTimeMs: o.cpuTimeMs,
     peakMemoryBytes: o.peakMemoryBytes,
+    userCpuMs: o.userCpuMs ?? null,
+    systemCpuMs: o.systemCpuMs ?? null,
+    voluntaryContextSwitches: o.voluntaryContextSwitches ?? null,
+    involuntaryContextSwitches: o.involuntaryContextSwitches ?? null,
+    readBytes: o.readBytes ?? null,
+    writeBytes: o.writeBytes ?? null,
+    reportedMetrics: o.reportedMetrics ?? [],
   };
 }
 
 /** An infrastructure ERROR with nothing of a run to keep. */
 function failedRun(status: TestStatus, errorMessage: string): RunResult {
-  return { status, exitCode: null, signal: null, stdout: '', stderr: '', outputTruncated: false, timedOut: false, durationMs: 0, errorMessage, infrastructure: true, cpuTimeMs: null, peakMemoryBytes: null };
+  return {
+    status, exitCode: null, signal: null, stdout: '', stderr: '', outputTruncated: false, timedOut: false, durationMs: 0, errorMessage, infrastructure: true,
+    cpuTimeMs: null, peakMemoryBytes: null, ...NO_DETAILED_METRICS, reportedMetrics: [],
+  };
 }
+
+const NO_DETAILED_METRICS = {
+  userCpuMs: null, systemCpuMs: null, voluntaryContextSwitches: null, involuntaryContextSwitches: null, readBytes: null, writeBytes: null,
+} as const;

@@ -1,5 +1,5 @@
 // Row → view mapping: the plain JSON-safe objects the API returns and events carry.
-import type { EnvironmentView, PlanView, ResultView, TestView } from './view.types';
+import type { EnvironmentView, PlanView, ReportedMetric, ResultView, TestView, UsageView } from './view.types';
 import { emptyCounts, type StatusCounts, type TestStatus } from '../domain/status';
 import type { EnvironmentModel } from '../generated/prisma/models/Environment';
 import type { ExecutionPlanModel } from '../generated/prisma/models/ExecutionPlan';
@@ -86,7 +86,27 @@ export function testView(t: TestRow, result?: ResultView | null): TestView {
 type RunFields = Pick<
   TestRunModel,
   'exitCode' | 'signal' | 'stdout' | 'stderr' | 'outputTruncated' | 'durationMs' | 'timedOut' | 'errorMessage' | 'cpuTimeMs' | 'peakMemoryBytes'
->;
+  | 'userCpuMs' | 'systemCpuMs' | 'voluntaryContextSwitches' | 'involuntaryContextSwitches' | 'readBytes' | 'writeBytes'
+> & { reportedMetrics: unknown };
+
+const DETAILED_USAGE = ['userCpuMs', 'systemCpuMs', 'voluntaryContextSwitches', 'involuntaryContextSwitches', 'readBytes', 'writeBytes'] as const;
+
+/** What a run used; null when nothing was measured. */
+function runUsage(run: RunFields): UsageView | null {
+  const usage: UsageView = { cpuTimeMs: run.cpuTimeMs, cpuPercent: null, memoryBytes: null, peakMemoryBytes: run.peakMemoryBytes };
+  for (const k of DETAILED_USAGE) usage[k] = run[k] ?? null;
+  return Object.entries(usage).every(([, v]) => v === null) ? null : usage;
+}
+
+/** The stored reported metrics (a JSON column): well-formed entries only. */
+function reportedMetricsOf(json: unknown): ReportedMetric[] {
+  if (!Array.isArray(json)) return [];
+  return json.flatMap((m): ReportedMetric[] =>
+    m && typeof m === 'object' && typeof m.name === 'string' && typeof m.value === 'number' && Number.isFinite(m.value)
+      ? [{ name: m.name, value: m.value, unit: typeof m.unit === 'string' ? m.unit : null }]
+      : [],
+  );
+}
 
 /** Artifacts a result carries (in a query's first page and in a live event); the rest are queried by page. */
 export const ARTIFACTS_IN_VIEW = 100;
@@ -119,10 +139,8 @@ export function resultView(run: RunFields & { id: string; artifacts: ArtifactFie
     durationMs: run.durationMs,
     timedOut: run.timedOut,
     errorMessage: run.errorMessage,
-    metrics:
-      run.cpuTimeMs === null && run.peakMemoryBytes === null
-        ? null
-        : { cpuTimeMs: run.cpuTimeMs, cpuPercent: null, memoryBytes: null, peakMemoryBytes: run.peakMemoryBytes },
+    metrics: runUsage(run),
+    reportedMetrics: reportedMetricsOf(run.reportedMetrics),
     artifacts: first.map(artifactView),
   };
 }

@@ -27,7 +27,16 @@ export interface ResultView {
   timedOut: boolean;
   errorMessage: string | null;
   metrics: UsageView | null;
+  /** What the test reported itself (`##metric` lines, $METRICS_FILE), in the order reported. */
+  reportedMetrics: ReportedMetric[];
   artifacts: ArtifactView[];
+}
+
+/** One figure a test reported itself. */
+export interface ReportedMetric {
+  name: string;
+  value: number;
+  unit: string | null;
 }
 
 export interface TestView {
@@ -83,10 +92,19 @@ export interface OutputChunkView {
   offset: number;
 }
 
-/** Live use of an environment while it runs a test, as its worker last reported it. */
+/**
+ * Live use of an environment while it runs a test, as its worker last reported it; or what a finished
+ * run used (then also the detailed figures, absent from live use).
+ */
 export interface UsageView {
   cpuTimeMs: number | null;
   cpuPercent: number | null;
   memoryBytes: number | null;
   peakMemoryBytes: number | null;
+  userCpuMs?: number | null;
+  systemCpuMs?: number | null;
+  voluntaryContextSwitches?: number | null;
+  involuntaryContextSwitches?: number | null;
+  readBytes?: number | null;
+  writeBytes?: number | null;
 }

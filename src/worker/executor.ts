@@ -7,7 +7,6 @@ import { mkdirSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import { dedicatedCpuSet } from '../domain/cpus';
 import { imageOf, type Requirements } from '../domain/matching';
 import { isTerminal, type TestStatus } from '../domain/status';
 import { InfrastructureError, type RunOutcome, type ServiceSpec } from '../environments/driver';
@@ -39,7 +38,6 @@ export interface ExecutorDeps {
   /** The image version of each run (built on this host). */
   images: ImageSupply;
   workerId: string;
-  hostCpus: number;
   /** Aborted when the worker stops for good: waiting for an environment ends. */
   stopping: AbortSignal;
 }
@@ -177,7 +175,8 @@ export class TestExecutor {
         artifactDir,
         artifactLimits: d.config.artifactLimits,
         maxOutputBytes: d.config.maxOutputBytes,
-        dedicatedCpus: spec.type === 'PERFORMANCE' ? dedicatedCpuSet(lease.slot, manager.pool.cpus, d.hostCpus) : undefined,
+        // reserved host-wide by the driver: no other test on this host runs on them meanwhile
+        dedicatedCpus: spec.type === 'PERFORMANCE' ? manager.pool.cpus : undefined,
         isolation: spec.type === 'SECURITY' ? 'hardened' : 'standard',
         onOutput: (stream, chunk) => output.push(stream, chunk),
         signal,

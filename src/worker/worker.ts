@@ -121,7 +121,6 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     managers,
     images,
     workerId: id,
-    hostCpus: availableParallelism(),
     stopping: stopping.signal,
   });
 

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSyn
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../../src/environments/cgroups/layout.js';
+import { formatCpuList, parseCpuList } from '../../src/environments/cgroups/cpu-list.js';
 import { RunCgroup } from '../../src/environments/cgroups/run-cgroup.js';
 import { listChildGroups, removeGroupTree } from '../../src/environments/cgroups/sweep.js';
 import { ContainerDriver, type ContainerHandle } from '../../src/environments/container/driver.js';
@@ -206,11 +207,16 @@ describe('ContainerDriver specifics', () => {
     if (process.arch === 'x64') assert.match(plain.stdout, /Seccomp:\s+2/);
   });
 
-  it('pins dedicated CPUs with cpuset', async (t) => {
+  it('pins a performance run to CPUs it reserved, and other runs to the rest', async (t) => {
     if (skip) return t.skip(skip);
-    const o = await driver.run(env, spec({ dedicatedCpus: [0], script: 'grep Cpus_allowed_list /proc/self/status' }));
+    const allowed = parseCpuList(readFileSync('/sys/fs/cgroup/cpuset/test-orchestrator/cpuset.cpus', 'utf8'));
+    if (allowed.length < 2) return t.skip('one CPU: nothing to dedicate');
+    const o = await driver.run(env, spec({ dedicatedCpus: 1, script: 'grep Cpus_allowed_list /proc/self/status' }));
     assert.equal(o.exitCode, 0, o.stderr);
-    assert.match(o.stdout, /Cpus_allowed_list:\s+0$/m);
+    // the highest CPU first: the lowest stays for every other run
+    assert.match(o.stdout, new RegExp(`Cpus_allowed_list:\\s+${allowed[allowed.length - 1]}$`, 'm'));
+    const plain = await driver.run(env, spec({ script: 'grep Cpus_allowed_list /proc/self/status' }));
+    assert.match(plain.stdout, new RegExp(`Cpus_allowed_list:\\s+${formatCpuList(allowed)}$`, 'm'), 'given back once the performance run ended');
   });
 
   it('a missing image or bwrap is an InfrastructureError / clear preflight error, a failing script is not', async (t) => {

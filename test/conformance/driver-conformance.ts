@@ -292,6 +292,55 @@ export function runDriverConformance(
       assert.ok(o.peakMemoryBytes !== null && o.peakMemoryBytes > 20 * 1024 * 1024, `peak=${o.peakMemoryBytes}`);
     });
 
+    it('reports user and system CPU, context switches, and the bytes a test wrote', async (t) => {
+      const d = ready(t, ['detailedMetrics']);
+      if (!d) return;
+      const o = await run(d, {
+        // user time (a shell loop), kernel time (200,000 one-byte reads and writes), 10 MiB written and synced
+        script: 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done\ndd if=/dev/zero of=/dev/null bs=1 count=200000 2>/dev/null\ndd if=/dev/zero of=big bs=1M count=10 conv=fsync 2>/dev/null\nrm big\n',
+      });
+      assert.equal(o.exitCode, 0, o.stderr);
+      const m = { user: o.userCpuMs, system: o.systemCpuMs, vcsw: o.voluntaryContextSwitches, ivcsw: o.involuntaryContextSwitches, read: o.readBytes, write: o.writeBytes };
+      assert.ok(typeof m.user === 'number' && m.user > 0, JSON.stringify(m));
+      assert.ok(typeof m.system === 'number' && m.system > 0, `400,000 system calls take kernel time: ${JSON.stringify(m)}`);
+      assert.ok(typeof m.vcsw === 'number' && m.vcsw > 0, `fsync waits: ${JSON.stringify(m)}`);
+      assert.ok(typeof m.ivcsw === 'number' && m.ivcsw >= 0, JSON.stringify(m));
+      assert.ok(typeof m.read === 'number' && m.read >= 0, JSON.stringify(m));
+      assert.ok(typeof m.write === 'number' && m.write >= 10 * 1024 * 1024, `10 MiB written: ${JSON.stringify(m)}`);
+    });
+
+    it('keeps the figures a test reports itself: ##metric lines on stdout, then $METRICS_FILE', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const o = await run(d, {
+        maxOutputBytes: 1000,
+        script: [
+          "printf '##metric latency_ms 12.5 ms\\n##metric count 3\\nnot ##metric x 1\\n##metric bad NaN\\n##metric bad 1 two units\\n'",
+          // beyond the kept part of stdout: still counted
+          'head -c 5000 /dev/zero | tr "\\0" x; echo',
+          "printf '##metric after_cap -4e-3\\r\\n'",
+          `echo '[{"name":"from_file","value":2,"unit":"s"},{"name":"no_value"},{"name":"str","value":"1"}]' > "$METRICS_FILE"`,
+          "printf '##metric last 1'",
+        ].join('\n'),
+      });
+      assert.equal(o.exitCode, 0, o.stderr);
+      assert.equal(o.outputTruncated, true);
+      assert.deepEqual(o.reportedMetrics, [
+        { name: 'latency_ms', value: 12.5, unit: 'ms' },
+        { name: 'count', value: 3, unit: null },
+        { name: 'after_cap', value: -0.004, unit: null },
+        { name: 'last', value: 1, unit: null },
+        { name: 'from_file', value: 2, unit: 's' },
+      ]);
+      // A FIFO in its place is not waited for; a link is not followed.
+      const fifo = await run(d, { script: 'mkfifo "$METRICS_FILE"; echo "##metric ok 1"' });
+      assert.deepEqual(fifo.reportedMetrics, [{ name: 'ok', value: 1, unit: null }]);
+      const hostFile = path.join(tmp.path, 'host-metrics.json');
+      writeFileSync(hostFile, '[{"name":"host_file","value":1}]');
+      const link = await run(d, { script: `ln -s ${hostFile} "$METRICS_FILE"` });
+      assert.deepEqual(link.reportedMetrics, []);
+    });
+
     it('starts services, waits for their ready checks, kills them with the sandbox', async (t) => {
       const d = ready(t, ['services']);
       if (!d) return;

@@ -32,10 +32,11 @@ describe('the container driver configuration section', () => {
       sandboxGid: 2345,
       cgroupRoot: '/sys/fs/cgroup',
       cgroupParent: 'test-orchestrator',
+      cpuLockDir: undefined,
       disableCgroups: false,
       buildMissingImages: true,
     });
-    for (const name of ['CONTAINER_BWRAP_PATH', 'CONTAINER_SETPRIV_PATH', 'CONTAINER_STATE_DIR', 'CONTAINER_CGROUP_ROOT', 'CONTAINER_CGROUP_PARENT', 'CONTAINER_DISABLE_CGROUPS', 'CONTAINER_BUILD_MISSING_IMAGES']) {
+    for (const name of ['CONTAINER_BWRAP_PATH', 'CONTAINER_SETPRIV_PATH', 'CONTAINER_STATE_DIR', 'CONTAINER_CGROUP_ROOT', 'CONTAINER_CGROUP_PARENT', 'CONTAINER_CPU_LOCK_DIR', 'CONTAINER_DISABLE_CGROUPS', 'CONTAINER_BUILD_MISSING_IMAGES']) {
       assert.ok(CONFIG_VARIABLES.includes(name), `${name} is a known variable`);
     }
   });
@@ -47,6 +48,7 @@ describe('the container driver configuration section', () => {
       CONTAINER_STATE_DIR: '/var/lib/orch/state',
       CONTAINER_CGROUP_ROOT: '/mnt/cgroup',
       CONTAINER_CGROUP_PARENT: 'system.slice/orch.service',
+      CONTAINER_CPU_LOCK_DIR: '/run/orch/cpus',
       CONTAINER_DISABLE_CGROUPS: 'true',
       CONTAINER_BUILD_MISSING_IMAGES: '0',
     }).drivers.CONTAINER!;
@@ -55,6 +57,7 @@ describe('the container driver configuration section', () => {
     assert.equal(c.stateDir, '/var/lib/orch/state');
     assert.equal(c.cgroupRoot, '/mnt/cgroup');
     assert.equal(c.cgroupParent, 'system.slice/orch.service');
+    assert.equal(c.cpuLockDir, '/run/orch/cpus');
     assert.equal(c.disableCgroups, true);
     assert.equal(c.buildMissingImages, false);
     assert.equal(loadConfig({ CONTAINER_BWRAP_PATH: '', CONTAINER_DISABLE_CGROUPS: '' }).drivers.CONTAINER!.bwrapPath, '/usr/bin/bwrap');
@@ -67,6 +70,7 @@ describe('the container driver configuration section', () => {
       CONTAINER_CGROUP_ROOT: 'sys/fs/cgroup',
       CONTAINER_CGROUP_PARENT: 'test-orchestrator/../../system.slice',
       CONTAINER_DISABLE_CGROUPS: 'maybe',
+      CONTAINER_CPU_LOCK_DIR: 'relative/cpus',
       POOLS: '[]',
     });
     const has = (re: RegExp) => assert.ok(problems.some((p) => re.test(p)), `${re} in ${JSON.stringify(problems)}`);
@@ -75,6 +79,7 @@ describe('the container driver configuration section', () => {
     has(/^CONTAINER_CGROUP_ROOT: an absolute path/);
     has(/^CONTAINER_CGROUP_PARENT: a cgroup path below the root/);
     has(/^CONTAINER_DISABLE_CGROUPS:/);
+    has(/^CONTAINER_CPU_LOCK_DIR: an absolute path/);
     has(/^POOLS pools: at least one pool/);
   });
 
@@ -100,7 +105,7 @@ describe('the driver registry', () => {
     assert.ok(driver instanceof ContainerDriver);
     assert.equal(driver.kind, 'CONTAINER');
     const root = process.getuid?.() === 0;
-    assert.deepEqual(driver.capabilities, { diskLimit: root, resourceLimits: true, dedicatedCpus: true, services: true, coreDumps: true });
+    assert.deepEqual(driver.capabilities, { diskLimit: root, resourceLimits: true, dedicatedCpus: true, detailedMetrics: true, services: true, coreDumps: true });
     const noCgroups = createDriver('CONTAINER', { ...section, disableCgroups: true }, { logger: quiet });
     assert.equal(noCgroups.capabilities.resourceLimits, false);
     assert.equal(noCgroups.capabilities.dedicatedCpus, false);

@@ -13,7 +13,7 @@ const quiet = { info() {}, warn() {}, error() {} };
 /** Sandboxes as a set of live ids; each step can be made to fail. */
 class FakeDriver implements EnvironmentDriver {
   readonly kind = 'CONTAINER' as const;
-  readonly capabilities = { diskLimit: false, resourceLimits: false, dedicatedCpus: false, services: false, coreDumps: false };
+  readonly capabilities = { diskLimit: false, resourceLimits: false, dedicatedCpus: false, detailedMetrics: false, services: false, coreDumps: false };
   readonly alive = new Set<string>();
   readonly destroyed: string[] = [];
   healthy = true;

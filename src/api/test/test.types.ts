@@ -13,6 +13,13 @@ export class Artifact {
   @Field({ description: 'HTTP path on this server that returns the bytes' }) url!: string;
 }
 
+@ObjectType({ description: 'a figure a test reported itself' })
+export class Metric {
+  @Field() name!: string;
+  @Field(() => Float) value!: number;
+  @Field(() => String, { nullable: true }) unit!: string | null;
+}
+
 @ObjectType()
 export class TestResult {
   @Field(() => Int, { nullable: true, description: 'null when the script was killed by a signal or never started' }) exitCode!: number | null;
@@ -24,6 +31,8 @@ export class TestResult {
   @Field() timedOut!: boolean;
   @Field(() => String, { nullable: true, description: 'why a test FAILED, TIMED_OUT or hit an ERROR, in one readable line' }) errorMessage!: string | null;
   @Field(() => ResourceUsage, { nullable: true }) metrics!: ResourceUsage | null;
+  @Field(() => [Metric], { description: 'what the test itself reported: `##metric NAME VALUE [UNIT]` lines on stdout, or $METRICS_FILE' })
+  reportedMetrics!: Metric[];
   @Field(() => Int, { description: 'how many artifacts the run kept; `artifacts` lists them a page at a time' }) artifactCount!: number;
   // artifacts(first, offset): TestResultResolver
 }

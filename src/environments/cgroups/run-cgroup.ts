@@ -23,6 +23,9 @@ export interface CgroupLimits {
 
 export interface CgroupStats {
   cpuTimeMs: number | null;
+  /** CPU time in user mode and in the kernel (v1 cpuacct.usage_user/usage_sys, else cpuacct.stat; v2 cpu.stat). */
+  userCpuMs: number | null;
+  systemCpuMs: number | null;
   memoryBytes: number | null;
   peakMemoryBytes: number | null;
   /** Number of OOM kills in the group; null when the kernel does not report it. */
@@ -129,8 +132,12 @@ export class RunCgroup {
     if (this.layout.version === 2) {
       const d = this.dir('v2')!;
       const usec = await readKeyed(path.join(d, 'cpu.stat'), 'usage_usec');
+      const userUsec = await readKeyed(path.join(d, 'cpu.stat'), 'user_usec');
+      const systemUsec = await readKeyed(path.join(d, 'cpu.stat'), 'system_usec');
       return {
         cpuTimeMs: usec === null ? null : Math.round(usec / 1000),
+        userCpuMs: userUsec === null ? null : Math.round(userUsec / 1000),
+        systemCpuMs: systemUsec === null ? null : Math.round(systemUsec / 1000),
         memoryBytes: await readNumber(path.join(d, 'memory.current')),
         peakMemoryBytes: await readNumber(path.join(d, 'memory.peak')), // kernel >= 5.19
         oomKills: await readKeyed(path.join(d, 'memory.events'), 'oom_kill'),
@@ -138,9 +145,12 @@ export class RunCgroup {
       };
     }
     const mem = this.dir('memory')!;
-    const ns = await readNumber(path.join(this.dir('cpuacct')!, 'cpuacct.usage'));
+    const cpuacct = this.dir('cpuacct')!;
+    const ns = await readNumber(path.join(cpuacct, 'cpuacct.usage'));
+    const split = await cpuacctSplit(cpuacct);
     return {
       cpuTimeMs: ns === null ? null : Math.round(ns / 1e6),
+      ...split,
       memoryBytes: await readNumber(path.join(mem, 'memory.usage_in_bytes')),
       peakMemoryBytes: await readNumber(path.join(mem, 'memory.max_usage_in_bytes')),
       oomKills: await readKeyed(path.join(mem, 'memory.oom_control'), 'oom_kill'), // kernel >= 4.13
@@ -216,4 +226,17 @@ export class RunCgroup {
     this.removed = errors.length === 0;
     if (errors.length) throw new Error(`cannot remove cgroup: ${errors.join('; ')}`);
   }
+}
+
+/** Clock ticks of cpuacct.stat: USER_HZ, 100 on every Linux architecture. */
+const USER_HZ = 100;
+
+/** User and system CPU of a v1 cpuacct group: nanoseconds where the kernel has them (4.7+), else ticks. */
+async function cpuacctSplit(dir: string): Promise<{ userCpuMs: number | null; systemCpuMs: number | null }> {
+  const userNs = await readNumber(path.join(dir, 'cpuacct.usage_user'));
+  const sysNs = await readNumber(path.join(dir, 'cpuacct.usage_sys'));
+  if (userNs !== null && sysNs !== null) return { userCpuMs: Math.round(userNs / 1e6), systemCpuMs: Math.round(sysNs / 1e6) };
+  const user = await readKeyed(path.join(dir, 'cpuacct.stat'), 'user');
+  const system = await readKeyed(path.join(dir, 'cpuacct.stat'), 'system');
+  return { userCpuMs: user === null ? null : (user * 1000) / USER_HZ, systemCpuMs: system === null ? null : (system * 1000) / USER_HZ };
 }

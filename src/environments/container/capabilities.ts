@@ -10,6 +10,8 @@ export function containerCapabilities(config: Pick<ContainerDriverConfig, 'disab
     diskLimit: uid === 0,
     resourceLimits: cgroups,
     dedicatedCpus: cgroups,
+    // user/system CPU from the run's cgroup; context switches and storage bytes from the runner
+    detailedMetrics: cgroups,
     services: true,
     coreDumps: true,
   };

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { containerDriverConfigSchema, type ContainerDriverConfigInput } from '../../config/container-driver';
 import { bestEffort } from '../../infra/best-effort';
+import type { CpuReservations } from '../cgroups/cpu-reservations';
 import { describeLayout, detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../cgroups/layout';
 import { removeGroupTree, removeStaleGroups } from '../cgroups/sweep';
 import {
@@ -34,6 +35,7 @@ import {
   type RunSpec,
 } from '../driver';
 import { containerCapabilities } from './capabilities';
+import { defaultCpuLockDir, prepareCpuReservations } from './dedicated-cpus';
 import type { ContainerHandle, ContainerHost, EnvState } from './env-state';
 import { defaultStateRoot, makeSandboxDir, removeDirAndMounts } from './host-files';
 import { checkImage, buildHint, type DriverLogger } from './image';
@@ -84,6 +86,9 @@ export class ContainerDriver implements EnvironmentDriver {
   private stateRootReady: Promise<void> | null = null;
   private readonly envs = new Map<string, EnvState>();
   private layout: Promise<CgroupLayout> | null = null;
+  /** Host-wide lock files of performance tests' CPUs (cgroups/cpu-reservations.ts). */
+  private readonly cpuLockDir: string;
+  private cpus: Promise<CpuReservations> | null = null;
   private readonly seccompFiles: SeccompFiles;
   private warnedNoSeccomp = false;
   /** Environments get a loop-mounted filesystem of diskMb (needs root; see work-fs.ts). */
@@ -112,6 +117,7 @@ export class ContainerDriver implements EnvironmentDriver {
     this.cgroupRoot = config.cgroupRoot;
     this.cgroupBase = config.cgroupParent;
     this.cgroupParent = `${this.cgroupBase}/${this.instance}`;
+    this.cpuLockDir = config.cpuLockDir ?? defaultCpuLockDir();
     this.useCgroups = !config.disableCgroups;
     this.buildMissingImages = config.buildMissingImages;
     this.sandboxUser = resolveSandboxUser(config);
@@ -125,6 +131,7 @@ export class ContainerDriver implements EnvironmentDriver {
       bwrapPath: this.bwrapPath,
       cgroupParent: this.cgroupParent,
       cgroupLayout: () => (this.useCgroups ? this.cgroupLayout() : null),
+      cpuReservations: () => (this.useCgroups ? this.cpuReservations() : null),
       seccompFilterFile: (profile) => this.seccompFiles.get(profile),
       warnNoSeccomp: () => {
         if (this.warnedNoSeccomp) return;
@@ -158,6 +165,9 @@ export class ContainerDriver implements EnvironmentDriver {
     if (this.useCgroups) {
       const layout = await this.cgroupLayout().catch((err: Error) => {
         throw new Error(`cgroups unavailable: ${err.message}`);
+      });
+      await this.cpuReservations().catch((err: Error) => {
+        throw new Error(`cannot prepare the reservation of dedicated CPUs (${this.cpuLockDir}): ${err.message}`);
       });
       this.logger.info({ cgroups: describeLayout(layout), instance: this.instance }, 'container driver preflight ok');
     }
@@ -314,6 +324,7 @@ export class ContainerDriver implements EnvironmentDriver {
     const pending = this.layout;
     const layout = pending ? await bestEffort(this.logger, 'detecting cgroups for close', () => pending, null) : null;
     this.layout = null;
+    this.cpus = null;
     if (layout) await removeGroupTree(layout, this.cgroupParent, this.logger).catch((err: Error) => errors.push(err.message));
     this.stateRootReady = null;
     this.seccompFiles.clear();
@@ -367,6 +378,20 @@ export class ContainerDriver implements EnvironmentDriver {
     await active.done;
     // run() finishes its own bookkeeping (cgroup removal) right after; give it a moment.
     for (let i = 0; i < 100 && state.active; i++) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** The CPU reservations, prepared once (their lock dir made, the shared cpuset group up to date). */
+  private cpuReservations(): Promise<CpuReservations> {
+    if (!this.cpus) {
+      const made = this.cgroupLayout().then((layout) =>
+        prepareCpuReservations({ layout, cgroupBase: this.cgroupBase, lockDir: this.cpuLockDir, secure: this.sandboxUser !== null, log: this.logger }),
+      );
+      this.cpus = made;
+      made.catch(() => {
+        if (this.cpus === made) this.cpus = null; // the caller sees the error; retry next time
+      });
+    }
+    return this.cpus;
   }
 
   private cgroupLayout(): Promise<CgroupLayout> {

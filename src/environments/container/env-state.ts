@@ -1,5 +1,6 @@
 // What the container driver keeps for each environment, and the part of the driver a run needs.
 
+import type { CpuReservations } from '../cgroups/cpu-reservations';
 import type { CgroupLayout } from '../cgroups/layout';
 import type { RunCgroup } from '../cgroups/run-cgroup';
 import type { EnvironmentHandle } from '../driver';
@@ -40,6 +41,8 @@ export interface ContainerHost {
   readonly cgroupParent: string;
   /** The prepared cgroup layout; null when cgroups are disabled. */
   cgroupLayout(): Promise<CgroupLayout> | null;
+  /** The host-wide CPU reservations (prepared); null when cgroups are disabled. */
+  cpuReservations(): Promise<CpuReservations> | null;
   /** The BPF program of `profile` as a file; null: no table for this architecture. */
   seccompFilterFile(profile: SeccompProfile): Promise<string | null>;
   /** Logs once that runs go without a seccomp filter. */

@@ -54,14 +54,14 @@ export async function writeNewFile(file: string, data: string, mode: number): Pr
  * Reads a small regular file without following a final symlink or blocking on a FIFO; null if it is
  * not one (absent, a link, a FIFO, unreadable: the sandbox user owns the dir and may leave anything).
  */
-export async function readSmallRegularFile(file: string, log: WarnLogger, maxBytes = 4096): Promise<string | null> {
+export async function readSmallRegularFile(file: string, log: WarnLogger, maxBytes = 4096, encoding: BufferEncoding = 'utf8'): Promise<string | null> {
   let handle: FileHandle | undefined;
   try {
     handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
     if (!(await handle.stat()).isFile()) return null;
     const buf = Buffer.alloc(maxBytes);
     const { bytesRead } = await handle.read(buf, 0, maxBytes, 0);
-    return buf.subarray(0, bytesRead).toString('utf8');
+    return buf.subarray(0, bytesRead).toString(encoding);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // absent (the runner never wrote it) or a link (ELOOP): not a status; anything else is worth a line
@@ -71,4 +71,15 @@ export async function readSmallRegularFile(file: string, log: WarnLogger, maxByt
     const h = handle;
     if (h) await bestEffort(log, `closing ${file}`, () => h.close());
   }
+}
+
+/**
+ * Reads a regular file of at most `maxBytes` as readSmallRegularFile does (no link followed, no FIFO
+ * waited on); `tooBig` when it holds more (nothing past maxBytes + 1 is read). null: not such a file.
+ */
+export async function readCappedRegularFile(file: string, log: WarnLogger, maxBytes: number): Promise<{ text: string; tooBig: boolean } | null> {
+  const text = await readSmallRegularFile(file, log, maxBytes + 1, 'latin1');
+  if (text === null) return null;
+  if (text.length > maxBytes) return { text: '', tooBig: true };
+  return { text: Buffer.from(text, 'latin1').toString('utf8'), tooBig: false };
 }

@@ -13,15 +13,19 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bestEffort } from '../../infra/best-effort';
 import { pathExists } from '../../infra/fs-utils';
+import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
-import { InfrastructureError, type RunOutcome, type RunSpec } from '../driver';
+import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
+import { MetricLineScanner } from '../reported-metrics';
 import { collectArtifacts } from './artifacts';
+import { reserveDedicatedCpus } from './dedicated-cpus';
 import { SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
 import type { ContainerHost, EnvState } from './env-state';
 import { decodeExit, emptyOutcome, type SandboxExit } from './exit-status';
 import { readSmallRegularFile, writeNewFile } from './host-files';
 import { buildHint, checkImage } from './image';
 import { OutputCapture } from './output-capture';
+import { collectRunMetrics, SANDBOX_METRICS_FILE } from './run-metrics';
 import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { isNearlyFull } from './work-fs';
@@ -61,6 +65,34 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
   }
+  const runEnv = { ...spec.env, [METRICS_FILE_ENV]: SANDBOX_METRICS_FILE };
+
+  // The run's name (its cgroup's); a performance run's CPUs are reserved in it, host-wide, first.
+  state.runSeq += 1;
+  const name = `${cgroupSafe(env.id)}-${spec.attempt}-${state.runSeq}`;
+  const dedicated = await reserveDedicatedCpus(host, state, spec, name);
+  if (dedicated.aborted || spec.signal?.aborted) {
+    await dedicated.reservation?.release();
+    return emptyOutcome({ aborted: true });
+  }
+  try {
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, name, runEnv, reservation: dedicated.reservation, started });
+  } finally {
+    const r = dedicated.reservation;
+    if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
+  }
+}
+
+/** The rest of runInSandbox, with the run's CPUs reserved (when it is a performance run). */
+async function runReserved(
+  host: ContainerHost,
+  state: EnvState,
+  spec: RunSpec,
+  o: { rootfs: string; shebang: boolean; direct: boolean; name: string; runEnv: Record<string, string>; reservation: CpuReservation | null; started: number },
+): Promise<RunOutcome> {
+  const env = state.handle;
+  const log = host.logger;
+  const { shebang, direct, name, runEnv, reservation, started } = o;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
@@ -68,30 +100,32 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   if (file) seccompFd = openSync(file, 'r');
   else host.warnNoSeccomp();
 
-  // Per-run cgroup.
+  // Per-run cgroup; a run without dedicated CPUs also joins the shared cpuset group, kept off them.
   let cgroup: RunCgroup | null = null;
+  let sharedCpuset: string | null = null;
   const layout = host.cgroupLayout();
   if (layout) {
-    state.runSeq += 1;
-    const name = `${cgroupSafe(env.id)}-${spec.attempt}-${state.runSeq}`;
     try {
       cgroup = await RunCgroup.create(await layout, host.cgroupParent, name, {
         memoryBytes: env.shape.memoryMb * 1024 * 1024,
         cpus: env.shape.cpus,
         pids: env.shape.pids,
-        cpuset: spec.dedicatedCpus && spec.dedicatedCpus.length > 0 ? spec.dedicatedCpus : undefined,
+        cpuset: reservation ? reservation.cpus : undefined,
       }, log);
+      if (!reservation) sharedCpuset = await (await host.cpuReservations())!.sharedProcsFile();
     } catch (err) {
       if (seccompFd !== undefined) closeSync(seccompFd);
+      const group = cgroup;
+      if (group) await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
       throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
 
   const bwrapArgs = buildBwrapArgs({
-    rootfs,
+    rootfs: o.rootfs,
     workDir: state.workDir,
     ctlDir: state.ctlDir,
-    env: spec.env,
+    env: runEnv,
     envFd: ENV_FD,
     command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
     disableUserns: true,
@@ -100,12 +134,13 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   });
   const { command, args, stdio } = sandboxCommand({
     seccompFd,
-    procsFiles: cgroup?.procsFiles ?? [],
+    procsFiles: [...(cgroup?.procsFiles ?? []), ...(sharedCpuset ? [sharedCpuset] : [])],
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
 
   const stdout = new OutputCapture(spec.maxOutputBytes);
   const stderr = new OutputCapture(spec.maxOutputBytes);
+  const stdoutMetrics = new MetricLineScanner();
   let timedOut = false;
   let aborted = false;
   let child: ChildProcess;
@@ -127,6 +162,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     child.kill('SIGKILL');
   };
   const onData = (stream: 'stdout' | 'stderr', capture: OutputCapture) => (chunk: Buffer) => {
+    if (stream === 'stdout') stdoutMetrics.push(chunk); // all of it, also beyond what is kept
     const kept = capture.push(chunk);
     if (kept.length > 0 && spec.onOutput) {
       try {
@@ -139,7 +175,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   // The environment: bwrap reads it to EOF before it does anything else. A wrapper or bwrap that
   // ends first (it then fails to start) makes this write fail: that is reported below, not here.
   child.stdin!.on('error', (err: Error) => log.info({ envId: env.id, err: err.message }, 'sandbox environment not read'));
-  child.stdin!.end(bwrapEnvData(spec.env));
+  child.stdin!.end(bwrapEnvData(runEnv));
   child.stdout!.on('data', onData('stdout', stdout));
   child.stderr!.on('data', onData('stderr', stderr));
   // Any byte on the start socket: the sandbox was set up and the runner ran.
@@ -215,6 +251,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
         })
       : false;
     const { files, notes: artifactNotes } = await collect(host, state, spec);
+    const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: state.ctlDir, log, testId: spec.testId });
 
     const outcome: RunOutcome = {
       exitCode,
@@ -231,6 +268,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
       durationMs,
       cpuTimeMs: stats?.cpuTimeMs ?? null,
       peakMemoryBytes: stats?.peakMemoryBytes ?? null,
+      ...metrics,
       files,
       diskFull,
       artifactNotes,
@@ -247,6 +285,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
         oomKilled: outcome.oomKilled,
         durationMs,
         setupMs: Math.round(t0 - started),
+        ...(reservation ? { dedicatedCpus: reservation.cpus } : {}),
       },
       'container run finished',
     );

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { CgroupLayout } from '../cgroups/layout';
+import { SHARED_CPUSET_GROUP } from '../cgroups/cpu-reservations';
 import { listChildGroups, removeGroupTree, removeIfEmptyAndOld } from '../cgroups/sweep';
 import { removeDirAndMounts } from './host-files';
 import type { DriverLogger } from './image';
@@ -27,7 +28,7 @@ export interface SweepTarget {
 /**
  * Kills anything still in dead instances' cgroups, removes the groups (children first), then their
  * state dirs. Instances of live processes, or of another pid namespace, are never touched; nor is a
- * state dir whose groups could not be removed. Run group directories of older versions (directly
+ * state dir whose groups could not be removed, nor the shared cpuset group of every driver. Run group directories of older versions (directly
  * under the shared parent) are removed when empty and more than 5 minutes old. Errors are logged,
  * never thrown.
  */
@@ -37,6 +38,7 @@ export async function sweepDeadInstances(t: SweepTarget): Promise<{ cgroups: str
   const keep = new Set<string>(); // dead instances whose groups are still there: keep their dirs
   if (layout) {
     for (const name of await listChildGroups(layout, cgroupBase)) {
+      if (name === SHARED_CPUSET_GROUP) continue; // every driver's (cpu-reservations.ts), never a leftover
       const rel = `${cgroupBase}/${name}`;
       const status = instanceStatus(name);
       try {
