@@ -130,6 +130,19 @@ describe('OCI images made by the test', () => {
     assert.notEqual(w.status, 0, 'the sandbox user cannot write b.txt on the host');
   });
 
+  it('a broken archive fails naming the source and what skopeo said, and leaves nothing', async (t) => {
+    if (skip) return t.skip(skip);
+    const broken = path.join(work, 'broken.tar');
+    writeFileSync(broken, 'not a tar archive at all');
+    await assert.rejects(buildImage(imageDir, [oci('broken', `docker-archive:${broken}`)], 'broken', { logger: silentLogger }), (e: Error) => {
+      assert.ok(e instanceof ImageBuildError);
+      assert.match(e.message, new RegExp(`^image "broken": source failed: cannot inspect docker-archive:${broken}: .*manifest\\.json`));
+      assert.equal(e.message.includes('\n'), false);
+      return true;
+    });
+    assert.deepEqual(await listVersions(imageDir, 'broken'), []);
+  });
+
   it('runs the setup script in the build sandbox and seals the result', async (t) => {
     if (skip) return t.skip(skip);
     const setup = 'echo made > /made.txt\nchmod 4755 /bin/busybox\nchmod 0777 /made.txt\nexit 0';
