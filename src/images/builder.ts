@@ -104,10 +104,12 @@ async function buildVersion(imageDir: string, plan: Plan, parent: ResolvedImage 
     opts.logger.info({ image: def.name, step, toolLine }, toolLine ? message : `${def.name}: ${message}`);
     opts.onProgress?.({ image: def.name, step, message, toolLine });
   };
-  const ready = await upToDate(imageDir, plan);
-  if (ready) {
+  const found = await resolveVersion(imageDir, def.name, digest);
+  const isCurrent = found !== null && (await currentHex(imageDir, def.name)) === hexOf(digest);
+  if (found && (isCurrent || process.getuid?.() !== 0)) {
+    // (not root: the cache is not ours to change; the version is used as it is)
     progress('skip', `up to date (${digest.slice(0, 19)})`);
-    return ready;
+    return { ...found, built: false };
   }
   if (process.getuid?.() !== 0) throw new ImageBuildError(def.name, 'build', 'building an image needs root (debootstrap, umoci, the build sandbox): run `sudo npm run images`');
   const dir = nameDir(imageDir, def.name);
@@ -117,23 +119,17 @@ async function buildVersion(imageDir: string, plan: Plan, parent: ResolvedImage 
     onWait: (h) => progress('wait', `waiting for pid ${h.pid}, which is building it`),
   });
   try {
-    const builtMeanwhile = await upToDate(imageDir, plan);
-    if (builtMeanwhile) {
-      progress('skip', `built meanwhile by another process (${digest.slice(0, 19)})`);
-      return builtMeanwhile;
+    // Under the lock (a collection holds it too): made current here, it cannot be collected meanwhile.
+    const ready = await resolveVersion(imageDir, def.name, digest);
+    if (ready) {
+      if ((await currentHex(imageDir, def.name)) !== hexOf(digest)) await setCurrent(imageDir, def.name, digest);
+      progress('skip', found ? `up to date (${digest.slice(0, 19)}), made current again` : `built meanwhile by another process (${digest.slice(0, 19)})`);
+      return { ...ready, built: false };
     }
     return await buildInto(imageDir, dir, plan, parent, opts, progress);
   } finally {
     lock.release();
   }
-}
-
-/** The version of `plan`'s digest if complete, made current; else null. */
-async function upToDate(imageDir: string, plan: Plan): Promise<BuiltImage | null> {
-  const v = await resolveVersion(imageDir, plan.def.name, plan.digest);
-  if (!v) return null;
-  if ((await currentHex(imageDir, plan.def.name)) !== hexOf(plan.digest)) await setCurrent(imageDir, plan.def.name, plan.digest);
-  return { ...v, built: false };
 }
 
 async function buildInto(

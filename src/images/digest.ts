@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ImageDefinition, ImageSource } from '../config/images';
-import { runTool, oneLine } from './tool';
+import { ImageBuildError, readableLine, runTool, oneLine } from './tool';
 
 /**
  * Bumped when the builder makes a different root filesystem from the same definition (a new
@@ -62,7 +62,14 @@ export async function computeDigests(defs: readonly ImageDefinition[], ctx: Dige
     visiting.add(name);
     let source: SourceIdentity;
     if (def.source.type === 'image') source = { type: 'image', parent: def.source.name, digest: (await visit(def.source.name)).digest };
-    else source = await sourceIdentity(def, ctx);
+    else {
+      try {
+        source = await sourceIdentity(def, ctx);
+      } catch (err) {
+        if (ctx.signal?.aborted) throw err;
+        throw new ImageBuildError(def.name, 'source', (err as Error).message);
+      }
+    }
     const result = { digest: definitionDigest(def, source), source };
     out.set(name, result);
     return result;
@@ -80,17 +87,17 @@ export async function sourceIdentity(def: ImageDefinition, ctx: DigestContext): 
     case 'image':
       throw new Error('sourceIdentity: image:NAME is the parent digest (computeDigests)');
     case 'oci':
-      return { type: 'oci', transport: 'oci', manifestDigest: await ociLayoutDigest(def.name, s.path, s.tag) };
+      return { type: 'oci', transport: 'oci', manifestDigest: await ociLayoutDigest(s.path, s.tag) };
     default:
-      return { type: 'oci', transport: s.type === 'docker' ? 'docker' : s.type, manifestDigest: await skopeoDigest(def.name, s, ctx) };
+      return { type: 'oci', transport: s.type === 'docker' ? 'docker' : s.type, manifestDigest: await skopeoDigest(s, ctx) };
   }
 }
 
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
 /** The manifest digest of an image in an OCI layout (its index.json), as skopeo would pick it. */
-export async function ociLayoutDigest(image: string, dir: string, tag?: string): Promise<string> {
-  const where = `image "${image}": source oci:${dir}${tag ? `:${tag}` : ''}`;
+export async function ociLayoutDigest(dir: string, tag?: string): Promise<string> {
+  const where = `oci:${dir}${tag ? `:${tag}` : ''}`;
   let index: { manifests?: { digest?: string; annotations?: Record<string, string> }[] };
   try {
     index = JSON.parse(await fs.readFile(path.join(dir, 'index.json'), 'utf8'));
@@ -127,14 +134,14 @@ export function skopeoReference(s: Exclude<ImageSource, { type: 'debian' } | { t
 }
 
 /** The manifest digest `skopeo inspect` reports for the source. */
-async function skopeoDigest(image: string, s: Exclude<ImageSource, { type: 'debian' } | { type: 'image' }>, ctx: DigestContext): Promise<string> {
+async function skopeoDigest(s: Exclude<ImageSource, { type: 'debian' } | { type: 'image' }>, ctx: DigestContext): Promise<string> {
   const ref = skopeoReference(s);
-  const fail = (why: string) => new Error(`image "${image}": cannot inspect ${ref}: ${oneLine(why)}`);
-  const r = await runTool({ command: ctx.skopeo, args: ['inspect', ref], env: ctx.env, signal: ctx.signal }).catch((err: NodeJS.ErrnoException) => {
+  const fail = (why: string) => new Error(`cannot inspect ${ref}: ${oneLine(why)}`);
+  const r = await runTool({ command: ctx.skopeo, args: ['--command-timeout', '120s', 'inspect', ref], env: ctx.env, signal: ctx.signal }).catch((err: NodeJS.ErrnoException) => {
     throw fail(err.code === 'ENOENT' ? `${ctx.skopeo} not found (install the Debian package skopeo)` : err.message);
   });
-  if (r.code === 127) throw fail('skopeo not found (install the Debian package skopeo)');
-  if (r.code !== 0) throw fail(r.tail.filter((l) => l.trim() !== '').slice(-2).join('; ') || `skopeo exit ${r.code}`);
+  if (r.code === 127) throw fail(`skopeo not found (install the Debian package skopeo)`);
+  if (r.code !== 0) throw fail(r.tail.filter((l) => l.trim() !== '').slice(-2).map(readableLine).join('; ') || `skopeo exit ${r.code}`);
   let digest: unknown;
   try {
     digest = (JSON.parse(r.stdout) as { Digest?: unknown }).Digest;

@@ -120,7 +120,8 @@ export async function sanitize(rootfs: string): Promise<SanitizeReport> {
       }
       let mode = st.mode & 0o7777;
       if (st.isFile()) mode &= ~0o6000;
-      if (mode & 0o002) {
+      const bindTarget = dir === rootfs && BIND_TARGETS.some((t) => t.name === e.name); // its mode is set by ensureBindTargets
+      if (mode & 0o002 && !bindTarget) {
         mode &= ~0o002;
         report.worldWritable++;
       }

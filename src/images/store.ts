@@ -12,7 +12,7 @@
 // Versions are immutable: a digest names one content. Everything is root's and world-readable.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, promises as fs, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, promises as fs, readdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { IMAGE_NAME_RE } from '../config/images';
 import { processLife, processStartTime } from '../infra/process-utils';
@@ -273,7 +273,12 @@ export async function acquireVersion(imageDir: string, name: string, digest: str
   const usersDir = `${dir}.users`;
   const holder = holderId.replace(HOLDER_RE, '_').slice(0, 100) || 'holder';
   const marker = path.join(usersDir, `${process.pid}.${processStartTime('self') ?? ''}.${holder}.${randomBytes(3).toString('hex')}`);
-  mkdirSync(usersDir, { recursive: true, mode: 0o755 });
+  try {
+    mkdirSync(usersDir, { mode: 0o755 });
+    chmodSync(usersDir, 0o755); // whatever the umask: anyone may list who uses a version
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err; // made by another user of it: as good
+  }
   writeFileSync(marker, '', { flag: 'wx', mode: 0o644 });
   let released = false;
   const release = () => {

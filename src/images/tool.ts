@@ -110,11 +110,22 @@ export function abortError(signal: AbortSignal): Error {
   return Object.assign(new Error(`aborted${reason ? `: ${String(reason)}` : ''}`), { name: 'AbortError' });
 }
 
+/** A line as people read it: logrus lines (skopeo, umoci: `time=… level=fatal msg="…"`) give their message. */
+export function readableLine(line: string): string {
+  const m = /\blevel=(?:fatal|error|warning)\s+msg="((?:[^"\\]|\\.)*)"/.exec(line);
+  if (!m) return line.trim();
+  try {
+    return (JSON.parse(`"${m[1]}"`) as string).trim();
+  } catch {
+    return m[1].trim(); // not JSON escapes after all: the text as it is
+  }
+}
+
 /** What went wrong, in the tool's words: its error lines, else its last lines, else its exit status. */
 export function failureText(tool: string, r: ToolResult): string {
   const why = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
   const said = r.errors.length > 0 ? r.errors.slice(-3) : r.tail.filter((l) => l.trim() !== '').slice(-2);
-  return said.length > 0 ? `${said.map((l) => l.trim()).join('; ')} (${tool} ${why})` : `${tool} ${why}`;
+  return said.length > 0 ? `${said.map(readableLine).join('; ')} (${tool} ${why})` : `${tool} ${why}`;
 }
 
 /** Runs a tool and throws an ImageBuildError for the step unless it exits 0. */

@@ -8,7 +8,7 @@
 // the shared cache, whose debian-bookworm saves a debootstrap, under names of their own removed after.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -52,6 +52,7 @@ describe('OCI images made by the test', () => {
   before(() => {
     if (skip) return;
     work = mkdtempSync(path.join(tmpdir(), 'orch-oci-'));
+    chmodSync(work, 0o755); // the sandbox user must reach the image store below it
     imageDir = path.join(work, 'images');
     img = makeTestOciImage(work);
   });
@@ -103,6 +104,44 @@ describe('OCI images made by the test', () => {
       assert.equal(again.digest, image.digest);
     });
   }
+
+  it('is world-readable and root-owned under the orchestrator\'s umask 077, readable by the sandbox user', async (t) => {
+    if (skip) return t.skip(skip);
+    const old = process.umask(0o077);
+    let image: ResolvedImage;
+    try {
+      image = await buildImage(imageDir, [oci('umask', `oci:${img.layout}:v2`)], 'umask', { logger: silentLogger });
+      const release = await acquireVersion(imageDir, 'umask', image.digest, 'reader');
+      release();
+    } finally {
+      process.umask(old);
+    }
+    const version = path.dirname(image.rootfs);
+    for (const p of [imageDir, path.dirname(version), version, image.rootfs, `${version}.users`]) {
+      const st = statSync(p);
+      assert.equal(st.uid, 0, p);
+      assert.equal(st.mode & 0o777, 0o755, `${p} is ${(st.mode & 0o777).toString(8)}`);
+    }
+    assert.equal(statSync(path.join(version, 'image.json')).mode & 0o777, 0o644);
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', path.join(image.rootfs, 'b.txt'), path.join(version, 'image.json')], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^layer one b\n/);
+    const w = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', `echo x > ${path.join(image.rootfs, 'b.txt')}`], { encoding: 'utf8' });
+    assert.notEqual(w.status, 0, 'the sandbox user cannot write b.txt on the host');
+  });
+
+  it('a broken archive fails naming the source and what skopeo said, and leaves nothing', async (t) => {
+    if (skip) return t.skip(skip);
+    const broken = path.join(work, 'broken.tar');
+    writeFileSync(broken, 'not a tar archive at all');
+    await assert.rejects(buildImage(imageDir, [oci('broken', `docker-archive:${broken}`)], 'broken', { logger: silentLogger }), (e: Error) => {
+      assert.ok(e instanceof ImageBuildError);
+      assert.match(e.message, new RegExp(`^image "broken": source failed: cannot inspect docker-archive:${broken}: .*manifest\\.json`));
+      assert.equal(e.message.includes('\n'), false);
+      return true;
+    });
+    assert.deepEqual(await listVersions(imageDir, 'broken'), []);
+  });
 
   it('runs the setup script in the build sandbox and seals the result', async (t) => {
     if (skip) return t.skip(skip);

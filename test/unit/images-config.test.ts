@@ -219,9 +219,9 @@ describe('image digests', () => {
 
   it('names the image whose OCI source cannot be read', async () => {
     const d: ImageDefinition[] = [{ name: 'imp', from: 'oci:/nonexistent/layout', source: { type: 'oci', path: '/nonexistent/layout' }, packages: [], env: {} }];
-    await assert.rejects(computeDigests(d, ctx), /image "imp": source oci:\/nonexistent\/layout: not an OCI layout \(no index.json\)/);
+    await assert.rejects(computeDigests(d, ctx), /image "imp": source failed: oci:\/nonexistent\/layout: not an OCI layout \(no index.json\)$/);
     const a: ImageDefinition[] = [{ name: 'arc', from: 'docker-archive:/x.tar', source: { type: 'docker-archive', path: '/x.tar' }, packages: [], env: {} }];
-    await assert.rejects(computeDigests(a, ctx), /image "arc": cannot inspect docker-archive:\/x.tar: .*skopeo not found/);
+    await assert.rejects(computeDigests(a, ctx), /image "arc": source failed: cannot inspect docker-archive:\/x.tar: .*skopeo not found/);
   });
 
   it('definitionDigest is pure over the source identity', () => {
