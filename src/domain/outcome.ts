@@ -35,6 +35,9 @@ export function classifyRun(r: RunFacts): { status: Extract<TestStatus, 'PASSED'
     return { status: 'FAILED', errorMessage: `hit ${limit} (No space left on device)${last ? `: ${last}` : ''}` };
   }
   if (r.signal) return { status: 'FAILED', errorMessage: `killed by ${r.signal}${last ? `: ${last}` : ''}` };
+  // a declared service that failed or never got ready: the runner says which, and ran no script
+  const service = last?.match(/^\[orchestrator\] (service .*)$/);
+  if (service) return { status: 'FAILED', errorMessage: `${service[1]}: the script was not run` };
   return { status: 'FAILED', errorMessage: last ? `exit code ${r.exitCode}: ${last}` : `exit code ${r.exitCode}` };
 }
 

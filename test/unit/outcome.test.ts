@@ -20,4 +20,10 @@ describe('classifyRun and the process limit', () => {
     assert.equal(classifyRun(facts({})).status, 'PASSED');
     assert.equal(classifyRun(facts({ timedOut: true })).status, 'TIMED_OUT');
   });
+
+  it('a service that failed or never got ready is named as the reason, without the exit code', () => {
+    const stderr = 'some output\n[orchestrator] service "db" not ready within 3600 ms (readyCheck: pg_isready)\n';
+    assert.deepEqual(classifyRun(facts({ exitCode: 125, stderr })), { status: 'FAILED', errorMessage: 'service "db" not ready within 3600 ms (readyCheck: pg_isready): the script was not run' });
+    assert.equal(classifyRun(facts({ exitCode: 125, stderr: 'mine\n' })).errorMessage, 'exit code 125: mine');
+  });
 });

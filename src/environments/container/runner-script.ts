@@ -119,16 +119,15 @@ export function buildRunnerScript(input: RunnerInput): string {
   });
   input.services.forEach((svc, i) => {
     if (!svc.readyCheck) return;
-    const name = shQuote(svc.name);
     lines.push(
       `svc_exited=""`,
       `until /bin/sh "$ctl/${readyCheckName(i)}" </dev/null >/dev/null 2>&1; do`,
       // A service that exits 0 may have daemonized: keep polling. A non-zero exit is final.
       `  if [ -z "$svc_exited" ] && ! kill -0 "$svc_pid_${i}" 2>/dev/null; then`,
       `    wait "$svc_pid_${i}"; st=$?; svc_exited=1`,
-      `    [ "$st" -ne 0 ] && fail_service "service "${name}" exited with status $st before it was ready (log: ${ctl}/${serviceLogName(i)})"`,
+      `    [ "$st" -ne 0 ] && fail_service "service \\"${svc.name}\\" exited with status $st before it was ready (log: ${ctl}/${serviceLogName(i)})"`,
       '  fi',
-      `  [ "$(now_ms)" -ge "$ready_deadline" ] && fail_service "service "${name}" not ready within ${input.readyBudgetMs} ms (readyCheck: "${shQuote(svc.readyCheck)}")"`,
+      `  [ "$(now_ms)" -ge "$ready_deadline" ] && fail_service "service \\"${svc.name}\\" not ready within ${input.readyBudgetMs} ms (readyCheck: "${shQuote(svc.readyCheck)}")"`,
       `  sleep ${poll}`,
       'done',
     );
