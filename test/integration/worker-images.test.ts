@@ -55,11 +55,14 @@ describe('images built by a worker, chosen by tests', { skip: skip ?? false }, (
 
   const submit = (url: string, tests: object[]) => gql(url, SUBMIT, { input: { name: `img-${randomUUID().slice(0, 6)}`, tests } });
   async function finished(url: string, id: string, timeoutMs = 240_000) {
+    let last: unknown = null;
     for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(250)) {
       const { plan } = await gqlOk(url, PLAN, { id });
+      last = plan;
       if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status)) return Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t]));
     }
-    throw new Error(`plan ${id} did not finish`);
+    const images = await gqlOk(url, '{ images { name status digest error } systemStatus { components { name detail } } }');
+    throw new Error(`plan ${id} did not finish: ${JSON.stringify(last)}; ${JSON.stringify(images)}`);
   }
   async function image(url: string, name: string, until: (i: any) => boolean, timeoutMs = 240_000) {
     for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await sleep(250)) {
