@@ -16,7 +16,7 @@ import { pathExists } from '../../infra/fs-utils';
 import { RunCgroup } from '../cgroups/run-cgroup';
 import { InfrastructureError, type RunOutcome, type RunSpec } from '../driver';
 import { collectArtifacts } from './artifacts';
-import { SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
+import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
 import type { ContainerHost, EnvState } from './env-state';
 import { decodeExit, emptyOutcome, type SandboxExit } from './exit-status';
 import { readSmallRegularFile, writeNewFile } from './host-files';
@@ -24,6 +24,7 @@ import { buildHint, checkImage } from './image';
 import { OutputCapture } from './output-capture';
 import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
+import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
 
 export function cgroupSafe(id: string): string {
@@ -41,9 +42,11 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   if (!image.ok) throw new InfrastructureError(`${image.problem}; ${buildHint(host.imageDir, env.shape.image)}`);
 
   const shebang = spec.script.startsWith('#!');
+  const hardened = spec.isolation === 'hardened';
+  const hasPerl = await pathExists(path.join(image.paths.rootfs, 'usr/bin/perl'));
   // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
-  const direct = spec.services.length === 0 && (await pathExists(path.join(image.paths.rootfs, 'usr/bin/perl')));
-  await prepareRunFiles(host, state, spec, { shebang, direct });
+  const direct = spec.services.length === 0 && hasPerl;
+  await prepareRunFiles(host, state, spec, { shebang, direct, hardened });
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
   }
@@ -72,6 +75,9 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
       throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
+  // SECURITY runs: what they are denied and what they execute (security-audit.ts; never fails).
+  const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl }) : null;
+  const auditFile = path.join(env.stateDir, SECURITY_AUDIT_LOG);
 
   const bwrapArgs = buildBwrapArgs({
     rootfs: image.paths.rootfs,
@@ -79,14 +85,16 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     ctlDir: state.ctlDir,
     env: spec.env,
     envFd: ENV_FD,
-    command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
+    command: [...(audit?.commandPrefix ?? []), ...(direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`])],
     disableUserns: true,
     seccompFd: seccompFd === undefined ? undefined : SECCOMP_FD,
     tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
+    readOnly: hardened,
   });
   const { command, args, stdio } = sandboxCommand({
     seccompFd,
     procsFiles: cgroup?.procsFiles ?? [],
+    loginuid: audit?.loginuid,
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
 
@@ -103,6 +111,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
       const group = cgroup;
       await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
     }
+    if (audit) await audit.dispose();
     throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
   } finally {
     if (seccompFd !== undefined) closeSync(seccompFd);
@@ -125,7 +134,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   // The environment: bwrap reads it to EOF before it does anything else. A wrapper or bwrap that
   // ends first (it then fails to start) makes this write fail: that is reported below, not here.
   child.stdin!.on('error', (err: Error) => log.info({ envId: env.id, err: err.message }, 'sandbox environment not read'));
-  child.stdin!.end(bwrapEnvData(spec.env));
+  child.stdin!.end(bwrapEnvData(hardened ? { TMPDIR: HARDENED_TMPDIR, ...spec.env } : spec.env));
   child.stdout!.on('data', onData('stdout', stdout));
   child.stderr!.on('data', onData('stderr', stderr));
   // Any byte on the start socket: the sandbox was set up and the runner ran.
@@ -200,7 +209,11 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
           return false;
         })
       : false;
-    const { files, notes: artifactNotes } = await collect(host, state, spec);
+    if (audit) {
+      await fs.rm(auditFile, { force: true });
+      await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
+    }
+    const { files, notes: artifactNotes } = await collect(host, state, spec, audit ? auditFile : null);
 
     const outcome: RunOutcome = {
       exitCode,
@@ -241,6 +254,10 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     clearTimeout(timer);
     spec.signal?.removeEventListener('abort', onAbort);
     state.active = null;
+    if (audit) {
+      await audit.dispose();
+      await bestEffort(log, 'removing the security audit file', () => fs.rm(auditFile, { force: true }));
+    }
     if (cgroup) {
       await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
     }
@@ -248,11 +265,12 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
 }
 
 /** Control dir (runner, status, service logs), fresh per run, and the script in the work dir. */
-async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean }): Promise<void> {
+async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean; hardened: boolean }): Promise<void> {
   try {
     await fs.rm(state.ctlDir, { recursive: true, force: true });
     await host.makeSandboxDir(state.ctlDir);
     await host.makeSandboxDir(state.workDir);
+    if (o.hardened) await host.makeSandboxDir(path.join(state.workDir, HARDENED_TMPDIR_NAME));
     const scriptPath = path.join(state.workDir, SCRIPT_NAME);
     await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
     await writeNewFile(scriptPath, spec.script, o.shebang ? 0o755 : 0o644);
@@ -271,18 +289,21 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
 }
 
 /** The run's artifacts and service logs, copied out of the work and control dirs. */
-async function collect(host: ContainerHost, state: EnvState, spec: RunSpec): Promise<{ files: RunOutcome['files']; notes: string[] }> {
+async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, auditFile: string | null): Promise<{ files: RunOutcome['files']; notes: string[] }> {
   const log = host.logger;
   try {
     const result = await collectArtifacts({
       workDir: state.workDir,
       artifactDir: spec.artifactDir,
       patterns: spec.artifactPaths,
-      exclude: [SCRIPT_NAME],
-      logs: spec.services.map((svc, i) => ({
-        source: path.join(state.ctlDir, serviceLogName(i)),
-        name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
-      })),
+      exclude: auditFile ? [SCRIPT_NAME, `${HARDENED_TMPDIR_NAME}/`] : [SCRIPT_NAME],
+      logs: [
+        ...(auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : []),
+        ...spec.services.map((svc, i) => ({
+          source: path.join(state.ctlDir, serviceLogName(i)),
+          name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
+        })),
+      ],
       limits: spec.artifactLimits,
       onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
     });
