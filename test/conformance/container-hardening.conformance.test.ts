@@ -152,6 +152,71 @@ describe('ContainerDriver hardening', () => {
     assert.equal(r.perl, 'ok');
   });
 
+  /** What a SECURITY test may write, and what it holds: each line `name=value`. */
+  const PROFILE = String.raw`
+grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' /proc/self/status | tr -d '	' | sed 's/:/=/'
+w() { if touch "$2/probe" 2>/dev/null; then echo "write_$1=yes"; else echo "write_$1=no"; fi; }
+w tmp /tmp; w run /run; w shm /dev/shm; w etc /etc; w root ''; w work /work
+f=$(mktemp) && echo "mktemp=$f"
+if unshare -U true 2>/dev/null; then echo userns=yes; else echo userns=no; fi
+perl -e '$r = syscall(279, 0, 0, 0, 0, 0, 0); print "move_pages=", ($r == -1 ? ($!+0) : "ok"), "
+"'
+/bin/true; /bin/true
+`;
+
+  it('a SECURITY test: everything but /work read-only, TMPDIR in /work, no capabilities, no user namespaces', async (t) => {
+    if (skip) return t.skip(skip);
+    const o = await driver.run(env, spec({ isolation: 'hardened', script: PROFILE, artifactDir: path.join(tmp.path, 'art-profile') }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    const r = probes(o.stdout);
+    for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.match(o.stdout, new RegExp(`^${cap}=0+$`, 'm'), `${cap}:\n${o.stdout}`);
+    assert.deepEqual(
+      [r.write_tmp, r.write_run, r.write_shm, r.write_etc, r.write_root, r.write_work],
+      ['no', 'no', 'no', 'no', 'no', 'yes'],
+      `only /work is writable:\n${o.stdout}`,
+    );
+    assert.match(r.mktemp ?? '', /^\/work\/\.tmp\/tmp\./, 'mktemp honours TMPDIR=/work/.tmp');
+    assert.equal(r.userns, 'no');
+    assert.equal(r.move_pages, '1', 'move_pages, in the strict list, fails with EPERM');
+    // The same script as a UNIT test: /tmp is writable there, and it gets no audit.
+    const unit = await driver.run(env, spec({ script: PROFILE, artifactDir: path.join(tmp.path, 'art-unit') }));
+    assert.match(unit.stdout, /^write_tmp=yes$/m);
+    assert.match(unit.stdout, /^mktemp=\/tmp\/tmp\./m);
+    assert.ok(!unit.files.some((f) => f.name === 'security-audit.log'), 'no audit of a UNIT test');
+  });
+
+  it('a SECURITY test\'s security-audit.log lists the system calls it was denied, with counts, and the programs it executed', async (t) => {
+    if (skip) return t.skip(skip);
+    if (process.getuid?.() !== 0) return t.skip('the audit needs root (audit socket, tracefs)');
+    const script = [
+      'unshare -U true 2>/dev/null; unshare -U true 2>/dev/null',
+      `perl -e 'syscall(279, 0, 0, 0, 0, 0, 0) for 1..3; syscall(101, 0, 0, 0, 0)'`,
+      '/bin/true; /bin/true; /bin/echo done',
+      // a test that leaves a file by the audit's name does not replace the audit
+      'echo forged > security-audit.log',
+    ].join('\n');
+    const o = await driver.run(env, spec({ isolation: 'hardened', script, artifactPaths: ['*.log'], artifactDir: path.join(tmp.path, 'art-audit') }));
+    assert.equal(o.exitCode, 0, o.stderr);
+    const file = o.files.find((f) => f.name === 'security-audit.log');
+    assert.ok(file, `an audit among ${o.files.map((f) => f.name).join(', ')}`);
+    assert.equal(file.kind, 'LOG');
+    const text = readFileSync(file.path, 'utf8');
+    assert.doesNotMatch(text, /^forged/m);
+    assert.match(o.artifactNotes?.join('\n') ?? '', /security-audit\.log left out: it has the name of a file collected before it/);
+    // unshare -U: unshare(CLONE_NEWUSER), twice; move_pages three times and ptrace once, from perl
+    assert.match(text, /^ {2}move_pages +3 {2}EPERM {2}\(\/usr\/bin\/perl 3\)$/m, text);
+    assert.match(text, /^ {2}unshare +2 {2}EPERM {2}\(\/usr\/bin\/unshare 2\)$/m, text);
+    assert.match(text, /^ {2}ptrace +1 {2}EPERM/m, text);
+    assert.match(text, /^6 denied calls/m, text);
+    assert.doesNotMatch(text, /did not confirm|may be low|not monitored/, text);
+    // executed: the script's shell, unshare twice, perl, /bin/true twice, echo
+    assert.match(text, /^ +2 {2}\/bin\/true$/m, text);
+    assert.match(text, /^ +2 {2}\/usr\/bin\/unshare$/m, text);
+    assert.match(text, /^ +1 {2}\/bin\/echo$/m, text);
+    assert.match(text, /pid \d+ {2}\/bin\/sh$/m, text);
+    assert.doesNotMatch(text, /setpriv|bwrap/, 'the driver\'s own execs are left out');
+  });
+
   /** Runs driver-child.js (mode direct or remote) with fd 251 open in it and `env`. */
   function runChild(mode: 'direct' | 'remote', script: string, extraEnv: Record<string, string> = {}) {
     const file = path.join(tmp.path, 'fd251.txt');

@@ -63,10 +63,14 @@ export interface CollectInput {
   workDir: string;
   artifactDir: string;
   patterns: string[];
-  /** Work-dir relative paths never collected (the driver's own files). */
+  /** Work-dir relative paths never collected (the driver's own files); `dir/` excludes a subtree. */
   exclude?: string[];
-  /** Extra host files to copy in as LOG (service logs): source path → name in artifactDir. */
-  logs?: Array<{ source: string; name: string }>;
+  /**
+   * Extra host files to copy in as LOG (service logs, the security audit): source path → name in
+   * artifactDir. `first`: taken before the work dir's files (a file of the test by that name is then
+   * left out, with a note), so the driver's own log is kept whatever the test leaves.
+   */
+  logs?: Array<{ source: string; name: string; first?: boolean }>;
   limits?: ArtifactLimits;
   onRejected?: (pattern: string, reason: string) => void;
 }
@@ -131,7 +135,13 @@ async function copyOne(source: string, dest: string, budget: number, whole: bool
     if (whole && st.size > budget) return { skipped: `is ${formatBytes(st.size)}, more than the ${formatBytes(budget)} left of the artifact byte limit` };
     const allocated = st.blocks * 512;
     await fs.mkdir(path.dirname(dest), { recursive: true });
-    const out = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    let out;
+    try {
+      out = await fs.open(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { skipped: 'has the name of a file collected before it' };
+      throw err;
+    }
     try {
       // A file claiming no blocks may still hold a few bytes inline: one block of slack.
       const r = await copySparse(src, out, { length: Math.max(0, Math.min(st.size, budget)), maxWritten: Math.max(allocated, BLOCK_BYTES) });
@@ -163,7 +173,8 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectResu
     if (c.ok) compiled.push(c.regex);
     else input.onRejected?.(p, c.reason);
   }
-  const exclude = new Set(input.exclude ?? []);
+  const exclude = new Set((input.exclude ?? []).filter((e) => !e.endsWith('/')));
+  const excludeDirs = (input.exclude ?? []).filter((e) => e.endsWith('/'));
   const files: CollectedFile[] = [];
   const notes: string[] = [];
   let extraNotes = 0;
@@ -208,21 +219,23 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectResu
     files.push({ name, kind, path: dest, sizeBytes: r.bytes });
   };
 
+  const takeLog = async (log: { source: string; name: string }) => {
+    try {
+      const st = await fs.lstat(log.source);
+      if (!st.isFile()) return;
+    } catch {
+      return; // the service wrote no log
+    }
+    await take(log.source, log.name, 'LOG');
+  };
+  for (const log of input.logs ?? []) if (log.first) await takeLog(log);
   for (const rel of all) {
-    if (exclude.has(rel)) continue;
+    if (exclude.has(rel) || excludeDirs.some((d) => rel.startsWith(d))) continue;
     const isCore = !rel.includes('/') && CORE_NAME.test(rel);
     if (!isCore && !compiled.some((re) => re.test(rel))) continue;
     await take(path.join(input.workDir, rel), rel, isCore ? 'CORE_DUMP' : 'FILE');
   }
-  for (const log of input.logs ?? []) {
-    try {
-      const st = await fs.lstat(log.source);
-      if (!st.isFile()) continue;
-    } catch {
-      continue; // the service wrote no log
-    }
-    await take(log.source, log.name, 'LOG');
-  }
+  for (const log of input.logs ?? []) if (!log.first) await takeLog(log);
   // Counts first: they matter more than any single file's note.
   const counts: string[] = [];
   if (overFiles) counts.push(`${overFiles} more matching file${overFiles === 1 ? '' : 's'} left out (limit ${limits.maxFiles} files per test)`);

@@ -5,6 +5,13 @@
 // only —, cgroup, user), uid/gid 65534 inside, no capabilities, killed with its parent, a new
 // session (no TIOCSTI into the orchestrator's terminal). bwrap sets no_new_privs itself.
 //
+// Hardened runs (SECURITY tests, `readOnly`): everything but /work is read-only. /tmp and /run are
+// then empty read-only tmpfs, /dev is read-only (its devices work; /dev/shm takes no files, so POSIX
+// shared memory and semaphores fail), and TMPDIR points at /work/.tmp (HARDENED_TMPDIR), which the
+// driver makes: programs that honour TMPDIR (mktemp, Python's tempfile, Perl's File::Temp, compilers)
+// work, one that writes to /tmp by name gets EROFS. The control dir (/run/orchestrator: the runner's
+// status file, service logs) stays writable: the runner, with the test's uid, writes there.
+//
 // The test's environment never goes on a command line (/proc/<pid>/cmdline is readable by every
 // local user): with `envFd` it is read by bwrap from that descriptor (`--args FD`, NUL-separated
 // `--setenv NAME VALUE` triples, bwrapEnvData()); bwrap closes the descriptor once read.
@@ -40,7 +47,13 @@ export interface BwrapArgsInput {
   seccompFd?: number;
   /** Size cap of the /tmp tmpfs in bytes (also counted in the memory cgroup). */
   tmpSizeBytes?: number;
+  /** Hardened: /tmp, /run (but the control dir) and /dev read-only. */
+  readOnly?: boolean;
 }
+
+/** TMPDIR of a hardened run: /tmp is read-only there. Excluded from artifacts. */
+export const HARDENED_TMPDIR_NAME = '.tmp';
+export const HARDENED_TMPDIR = `${WORK_DIR}/${HARDENED_TMPDIR_NAME}`;
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
@@ -79,6 +92,10 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
     '--bind', input.workDir, SANDBOX_WORK_DIR,
     '--bind', input.ctlDir, SANDBOX_CTL_DIR,
     '--chdir', SANDBOX_WORK_DIR,
+  );
+  // After the binds below them (a remount is of that one mount, not of those below).
+  if (input.readOnly) args.push('--remount-ro', '/tmp', '--remount-ro', '/run', '--remount-ro', '/dev');
+  args.push(
     '--unshare-all',
     '--unshare-user',
     '--uid', String(SANDBOX_UID),

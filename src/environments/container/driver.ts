@@ -45,6 +45,7 @@ import { cgroupSafe, runInSandbox } from './run';
 import { healthProbe } from './health';
 import { prepareSecureDir, resolveSandboxUser, setprivArgs, type SandboxUser } from './sandbox-user';
 import { SeccompFiles } from './seccomp-files';
+import { SecurityAuditor } from './security-audit';
 import { sweepDeadInstances } from './sweep';
 import { CTL_FS_MB, clearInPlace, createWorkFs, destroyWorkFs, removeTree, type WorkFs } from './work-fs';
 
@@ -96,6 +97,7 @@ export class ContainerDriver implements EnvironmentDriver {
   private diskProbe: Promise<void> | null = null;
   /** What a run needs of this driver (run.ts). */
   private readonly host: ContainerHost;
+  private auditor: SecurityAuditor | null = null;
 
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
@@ -140,6 +142,7 @@ export class ContainerDriver implements EnvironmentDriver {
       },
       dropPrivileges: () => (this.sandboxUser ? setprivArgs(this.setprivPath, this.sandboxUser) : []),
       makeSandboxDir: (dir) => makeSandboxDir(dir, this.sandboxUser),
+      securityAuditor: () => (this.auditor ??= new SecurityAuditor(this.instance, this.logger)),
     };
   }
 
@@ -321,6 +324,7 @@ export class ContainerDriver implements EnvironmentDriver {
     const errors: string[] = [];
     for (const state of this.envs.values()) await this.stopActive(state, 'destroy');
     this.envs.clear();
+    await this.auditor?.close();
     const pending = this.layout;
     const layout = pending ? await bestEffort(this.logger, 'detecting cgroups for close', () => pending, null) : null;
     this.layout = null;

@@ -6,6 +6,7 @@ import type { RunCgroup } from '../cgroups/run-cgroup';
 import type { EnvironmentHandle } from '../driver';
 import type { DriverLogger } from './image';
 import type { SeccompProfile } from './seccomp';
+import type { SecurityAuditor } from './security-audit';
 import type { WorkFs } from './work-fs';
 
 /** The container driver's handle: the common one and the host directory of the environment's state. */
@@ -50,4 +51,6 @@ export interface ContainerHost {
   /** argv prefix that drops to the sandbox user before bwrap (empty when not running as root). */
   dropPrivileges(): string[];
   makeSandboxDir(dir: string): Promise<void>;
+  /** Audits SECURITY runs (security-audit.ts). */
+  securityAuditor(): SecurityAuditor;
 }

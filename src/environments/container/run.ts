@@ -19,7 +19,7 @@ import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } 
 import { MetricLineScanner } from '../reported-metrics';
 import { collectArtifacts } from './artifacts';
 import { reserveDedicatedCpus } from './dedicated-cpus';
-import { SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
+import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
 import type { ContainerHost, EnvState } from './env-state';
 import { decodeExit, emptyOutcome, type SandboxExit } from './exit-status';
 import { readSmallRegularFile, writeNewFile } from './host-files';
@@ -28,6 +28,7 @@ import { OutputCapture } from './output-capture';
 import { collectRunMetrics, SANDBOX_METRICS_FILE } from './run-metrics';
 import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
+import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
 
 /** The root filesystem of a run: the version the worker chose, else the shape's image as it is now. */
@@ -59,13 +60,16 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   const rootfs = await runRootfs(host.imageDir, env.shape.image, spec);
 
   const shebang = spec.script.startsWith('#!');
+  const hardened = spec.isolation === 'hardened';
+  const hasPerl = await pathExists(path.join(rootfs, 'usr/bin/perl'));
   // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
-  const direct = spec.services.length === 0 && (await pathExists(path.join(rootfs, 'usr/bin/perl')));
-  await prepareRunFiles(host, state, spec, { shebang, direct });
+  const direct = spec.services.length === 0 && hasPerl;
+  await prepareRunFiles(host, state, spec, { shebang, direct, hardened });
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
   }
-  const runEnv = { ...spec.env, [METRICS_FILE_ENV]: SANDBOX_METRICS_FILE };
+  // hardened runs have a read-only /tmp: their TMPDIR is in /work (the test may still set its own)
+  const runEnv = { ...(hardened ? { TMPDIR: HARDENED_TMPDIR } : {}), ...spec.env, [METRICS_FILE_ENV]: SANDBOX_METRICS_FILE };
 
   // The run's name (its cgroup's); a performance run's CPUs are reserved in it, host-wide, first.
   state.runSeq += 1;
@@ -76,7 +80,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     return emptyOutcome({ aborted: true });
   }
   try {
-    return await runReserved(host, state, spec, { rootfs, shebang, direct, name, runEnv, reservation: dedicated.reservation, started });
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started });
   } finally {
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
@@ -88,11 +92,11 @@ async function runReserved(
   host: ContainerHost,
   state: EnvState,
   spec: RunSpec,
-  o: { rootfs: string; shebang: boolean; direct: boolean; name: string; runEnv: Record<string, string>; reservation: CpuReservation | null; started: number },
+  o: { rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>; reservation: CpuReservation | null; started: number },
 ): Promise<RunOutcome> {
   const env = state.handle;
   const log = host.logger;
-  const { shebang, direct, name, runEnv, reservation, started } = o;
+  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started } = o;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
@@ -120,6 +124,9 @@ async function runReserved(
       throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
+  // SECURITY runs: what they are denied and what they execute (security-audit.ts; never fails).
+  const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl }) : null;
+  const auditFile = path.join(env.stateDir, SECURITY_AUDIT_LOG);
 
   const bwrapArgs = buildBwrapArgs({
     rootfs: o.rootfs,
@@ -127,14 +134,16 @@ async function runReserved(
     ctlDir: state.ctlDir,
     env: runEnv,
     envFd: ENV_FD,
-    command: direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`],
+    command: [...(audit?.commandPrefix ?? []), ...(direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`])],
     disableUserns: true,
     seccompFd: seccompFd === undefined ? undefined : SECCOMP_FD,
     tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
+    readOnly: hardened,
   });
   const { command, args, stdio } = sandboxCommand({
     seccompFd,
     procsFiles: [...(cgroup?.procsFiles ?? []), ...(sharedCpuset ? [sharedCpuset] : [])],
+    loginuid: audit?.loginuid,
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
 
@@ -152,6 +161,7 @@ async function runReserved(
       const group = cgroup;
       await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
     }
+    if (audit) await audit.dispose();
     throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
   } finally {
     if (seccompFd !== undefined) closeSync(seccompFd);
@@ -250,7 +260,11 @@ async function runReserved(
           return false;
         })
       : false;
-    const { files, notes: artifactNotes } = await collect(host, state, spec);
+    if (audit) {
+      await fs.rm(auditFile, { force: true });
+      await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
+    }
+    const { files, notes: artifactNotes } = await collect(host, state, spec, audit ? auditFile : null);
     const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: state.ctlDir, log, testId: spec.testId });
 
     const outcome: RunOutcome = {
@@ -294,6 +308,10 @@ async function runReserved(
     clearTimeout(timer);
     spec.signal?.removeEventListener('abort', onAbort);
     state.active = null;
+    if (audit) {
+      await audit.dispose();
+      await bestEffort(log, 'removing the security audit file', () => fs.rm(auditFile, { force: true }));
+    }
     if (cgroup) {
       await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
     }
@@ -301,11 +319,12 @@ async function runReserved(
 }
 
 /** Control dir (runner, status, service logs), fresh per run, and the script in the work dir. */
-async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean }): Promise<void> {
+async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean; hardened: boolean }): Promise<void> {
   try {
     await fs.rm(state.ctlDir, { recursive: true, force: true });
     await host.makeSandboxDir(state.ctlDir);
     await host.makeSandboxDir(state.workDir);
+    if (o.hardened) await host.makeSandboxDir(path.join(state.workDir, HARDENED_TMPDIR_NAME));
     const scriptPath = path.join(state.workDir, SCRIPT_NAME);
     await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
     await writeNewFile(scriptPath, spec.script, o.shebang ? 0o755 : 0o644);
@@ -324,18 +343,21 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
 }
 
 /** The run's artifacts and service logs, copied out of the work and control dirs. */
-async function collect(host: ContainerHost, state: EnvState, spec: RunSpec): Promise<{ files: RunOutcome['files']; notes: string[] }> {
+async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, auditFile: string | null): Promise<{ files: RunOutcome['files']; notes: string[] }> {
   const log = host.logger;
   try {
     const result = await collectArtifacts({
       workDir: state.workDir,
       artifactDir: spec.artifactDir,
       patterns: spec.artifactPaths,
-      exclude: [SCRIPT_NAME],
-      logs: spec.services.map((svc, i) => ({
-        source: path.join(state.ctlDir, serviceLogName(i)),
-        name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
-      })),
+      exclude: auditFile ? [SCRIPT_NAME, `${HARDENED_TMPDIR_NAME}/`] : [SCRIPT_NAME],
+      logs: [
+        ...(auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : []),
+        ...spec.services.map((svc, i) => ({
+          source: path.join(state.ctlDir, serviceLogName(i)),
+          name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
+        })),
+      ],
       limits: spec.artifactLimits,
       onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
     });

@@ -186,8 +186,14 @@ function assemble(lines: Line[]): Buffer {
   return buf;
 }
 
-/** The filter of `profile` for `arch` (Node's process.arch), or null when there is no table for it. */
-export function buildSeccompFilter(profile: SeccompProfile = 'baseline', arch: string = process.arch): Buffer | null {
+/**
+ * The filter of `profile` for `arch` (Node's process.arch), or null when there is no table for it.
+ * `forAudit`: the copy a SECURITY run loads again inside its sandbox with SECCOMP_FILTER_FLAG_LOG
+ * (security-audit.ts), so that the kernel audits each denial. Its rules are the same but for clone3,
+ * which it allows: glibc tries clone3 on every fork, and its ENOSYS (answered by the first filter,
+ * which logs nothing) is no denial worth an audit record.
+ */
+export function buildSeccompFilter(profile: SeccompProfile = 'baseline', arch: string = process.arch, options: { forAudit?: boolean } = {}): Buffer | null {
   if (arch !== 'x64') return null;
   const denied = [...new Set(Object.values(deniedSyscalls(profile)))].sort((a, b) => a - b);
   const lines: Line[] = [
@@ -198,7 +204,7 @@ export function buildSeccompFilter(profile: SeccompProfile = 'baseline', arch: s
     ...denied.map((nr): Line => ({ op: 'jeq', k: nr, jt: 'eperm', jf: null })),
     { op: 'jeq', k: NR_CLONE, jt: 'clone-flags', jf: null },
     ...(denied.includes(NR_UNSHARE) ? [] : [{ op: 'jeq', k: NR_UNSHARE, jt: 'unshare-flags', jf: null } as Line]),
-    { op: 'jeq', k: NR_CLONE3, jt: 'enosys', jf: null },
+    { op: 'jeq', k: NR_CLONE3, jt: options.forAudit ? 'allow' : 'enosys', jf: null },
     { op: 'jeq', k: NR_PERSONALITY, jt: 'personality', jf: null },
     { op: 'ret', k: SECCOMP_RET_ALLOW },
     // clone(flags, …), unshare(flags): no new namespace
