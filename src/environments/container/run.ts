@@ -98,6 +98,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
 
+  const envData = bwrapEnvData(hardened ? { TMPDIR: HARDENED_TMPDIR, ...spec.env } : spec.env);
   const stdout = new OutputCapture(spec.maxOutputBytes);
   const stderr = new OutputCapture(spec.maxOutputBytes);
   let timedOut = false;
@@ -134,7 +135,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   // The environment: bwrap reads it to EOF before it does anything else. A wrapper or bwrap that
   // ends first (it then fails to start) makes this write fail: that is reported below, not here.
   child.stdin!.on('error', (err: Error) => log.info({ envId: env.id, err: err.message }, 'sandbox environment not read'));
-  child.stdin!.end(bwrapEnvData(hardened ? { TMPDIR: HARDENED_TMPDIR, ...spec.env } : spec.env));
+  child.stdin!.end(envData);
   child.stdout!.on('data', onData('stdout', stdout));
   child.stderr!.on('data', onData('stderr', stderr));
   // Any byte on the start socket: the sandbox was set up and the runner ran.

@@ -33,6 +33,7 @@ const MAX_DENIAL_LINES = 50;
 const MAX_DISTINCT = 100;
 const AUDIT_ARCH_X86_64 = 'c000003e';
 const NR_UNSHARE = 272;
+const X32_SYSCALL_BIT = 0x40000000;
 
 /** Runs inside the sandbox: `perl -e LOADER -- HEX COMMAND...`. */
 const LOADER = [
@@ -52,6 +53,7 @@ const NAMES: Record<number, string> = Object.fromEntries([
 
 function syscallName(nr: number, arch: string): string {
   if (arch !== AUDIT_ARCH_X86_64) return `syscall ${nr} of arch ${arch}`;
+  if (nr >= X32_SYSCALL_BIT) return `x32 syscall ${nr - X32_SYSCALL_BIT}`;
   return NAMES[nr] ?? `syscall ${nr}`;
 }
 
@@ -207,8 +209,9 @@ export function formatAudit(a: AuditInput): string {
     if (a.loader && events[0]?.filename === '/usr/bin/perl') events = events.slice(1);
     const runner = events[0];
     const counts = new Map<string, number>();
-    for (const e of events) counts.set(e.filename, (counts.get(e.filename) ?? 0) + 1);
-    out.push(`${events.length} exec${events.length === 1 ? '' : 's'} (paths as the sandbox saw them; a #! script shows as its own path), by program:`);
+    for (const e of events.slice(1)) counts.set(e.filename, (counts.get(e.filename) ?? 0) + 1);
+    const n = Math.max(0, events.length - 1);
+    out.push(`${n} exec${n === 1 ? '' : 's'} after the orchestrator's runner (paths as the sandbox saw them; a #! script shows as its own path), by program:`);
     const distinct = [...counts.entries()].sort((p, q) => q[1] - p[1] || p[0].localeCompare(q[0]));
     for (const [name, n] of distinct.slice(0, MAX_DISTINCT)) out.push(`  ${String(n).padStart(6)}  ${shown(name)}`);
     if (distinct.length > MAX_DISTINCT) out.push(`  and ${distinct.length - MAX_DISTINCT} more programs`);
