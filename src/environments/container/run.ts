@@ -76,7 +76,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     }
   }
   // SECURITY runs: what they are denied and what they execute (security-audit.ts; never fails).
-  const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl }) : null;
+  const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl, withServices: spec.services.length > 0 }) : null;
   const auditFile = path.join(env.stateDir, SECURITY_AUDIT_LOG);
 
   const bwrapArgs = buildBwrapArgs({

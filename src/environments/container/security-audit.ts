@@ -91,7 +91,23 @@ export class SecurityAuditor {
     this.traces = new ExecTraceHost(driverInstance, log);
   }
 
-  async begin(o: { imageHasPerl: boolean }): Promise<AuditSession> {
+  /** Never throws: what cannot be monitored is said in the log. */
+  async begin(o: { imageHasPerl: boolean; withServices: boolean }): Promise<AuditSession> {
+    try {
+      return await this.start(o);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'security audit not started');
+      const note = `nothing was monitored: ${(err as Error).message}`;
+      return {
+        loginuid: undefined,
+        commandPrefix: [],
+        finish: (file) => fs.writeFile(file, formatAudit({ denials: null, executed: null, notes: [note], wrapperPid: undefined, loader: false }), { mode: 0o600, flag: 'wx' }),
+        dispose: async () => undefined,
+      };
+    }
+  }
+
+  private async start(o: { imageHasPerl: boolean; withServices: boolean }): Promise<AuditSession> {
     const log = this.log;
     if (this.filterHex === undefined) this.filterHex = buildSeccompFilter('strict', process.arch, { forAudit: true })?.toString('hex') ?? null;
     const notes: string[] = [];
@@ -116,7 +132,7 @@ export class SecurityAuditor {
           audit ? audit.stop() : Promise.resolve(null),
           execs ? readTrace(() => execs.finish(wrapperPid), log) : Promise.resolve(null),
         ]);
-        const text = formatAudit({ denials, executed, notes, wrapperPid, loader: audit !== null });
+        const text = formatAudit({ denials, executed, notes, wrapperPid, loader: audit !== null, withServices: o.withServices });
         await fs.writeFile(file, text, { mode: 0o600, flag: 'wx' });
       },
       dispose: async () => {
@@ -145,6 +161,8 @@ interface AuditInput {
   wrapperPid: number | undefined;
   /** The loader ran first in the sandbox (its exec and sentinel are the orchestrator's own). */
   loader: boolean;
+  /** Services ran: the runner shell's own commands are among the execs. */
+  withServices?: boolean;
 }
 
 /** The text of security-audit.log. Pure. */
@@ -224,6 +242,7 @@ export function formatAudit(a: AuditInput): string {
     if (events.length > MAX_EXEC_LINES) out.push(`  … ${events.length - MAX_EXEC_LINES} more`);
     if (x.dropped) limits.push(`the exec trace buffer (${x.bufferKb} KiB per CPU) was full: ${x.dropped} exec(s) not recorded`);
     if (x.problem) limits.push(`part of the exec trace could not be read: ${x.problem}`);
+    if (a.withServices) limits.push("with services, the runner shell's own commands (date, sleep between ready checks, sh, perl) are among the executed programs");
   }
 
   out.push(
