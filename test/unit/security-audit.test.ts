@@ -146,7 +146,9 @@ describe('security-audit.log', () => {
 
   it('lists the executed programs after the driver\'s own, a newline in a name escaped', () => {
     const text = formatAudit({ denials, executed, notes: [], wrapperPid: 5, loader: true });
-    assert.match(text, /^3 execs/m);
+    assert.match(text, /^2 execs after the orchestrator's runner/m);
+    assert.match(text, /^ +1 {2}\/usr\/bin\/unshare$/m);
+    assert.doesNotMatch(text, /^ +\d+ {2}\/usr\/bin\/perl$/m, 'the runner is not counted');
     assert.doesNotMatch(text, /setpriv|bwrap/);
     assert.match(text, /pid 10 {2}\/usr\/bin\/perl {2}\(the orchestrator's runner\)/);
     assert.match(text, /pid 11 {2}\/usr\/bin\/unshare$/m);

@@ -14,6 +14,8 @@
 // Tracing is on only while a SECURITY run is going (`tracing_on`: 0.1 ms to switch on, 1-3 ms off);
 // meanwhile the events of this process's other children (other tests' sandboxes) are read and
 // dropped. Cost of a SECURITY run: one read of the buffer at its end, plus one a second meanwhile.
+// IDLE_MS after the last SECURITY run the instance is removed (its pid filter looks at every
+// context switch of the host while it exists), and made again (~5 ms) by the next.
 //
 // Read as binary (per_cpu/cpuN/trace_pipe_raw, the ring buffer's pages) rather than as the text of
 // `trace`: a file name may hold a newline, and the text would then let a test forge lines. The buffer
@@ -36,6 +38,7 @@ const INSTANCE_NAME = /^orch-(p\d+\.\d+\.\d+\.[0-9a-f]{8})$/;
 /** Events held for the runs going on (forks, execs, exits of this process's descendants). */
 export const MAX_KEPT = 200_000;
 const DRAIN_EVERY_MS = 1000;
+const IDLE_MS = 10_000;
 
 export interface ExecTraceResult {
   events: ExecEvent[];
@@ -89,6 +92,9 @@ export class ExecTraceHost {
   private problems: string[] = [];
   private draining: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
+  private idle: NodeJS.Timeout | null = null;
+  private removing: Promise<void> | null = null;
+  private swept = false;
   private dropped = 0;
 
   constructor(
@@ -100,7 +106,8 @@ export class ExecTraceHost {
     this.instance ??= (async () => {
       const root = await findOrMountTracefs(this.log);
       const formats = await readEventFormats(root);
-      await this.sweep(root);
+      if (!this.swept) await this.sweep(root);
+      this.swept = true;
       const dir = path.join(root, 'instances', `orch-${this.driverInstance}`);
       await fs.mkdir(dir).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'EEXIST') throw err;
@@ -132,6 +139,9 @@ export class ExecTraceHost {
 
   /** Starts recording for one run (before its sandbox is spawned); `finish` gives its execs. */
   async begin(): Promise<{ finish: (rootPid: number | undefined) => Promise<ExecTraceResult>; cancel: () => void }> {
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
+    if (this.removing) await this.removing;
     const inst = await this.prepare();
     const watch: Watch = { since: process.hrtime.bigint(), droppedAtStart: this.dropped };
     this.active.add(watch);
@@ -153,6 +163,12 @@ export class ExecTraceHost {
         if (this.timer) clearInterval(this.timer);
         this.timer = null;
         await fs.writeFile(path.join(inst.dir, 'tracing_on'), '0').catch((err: Error) => this.log.warn({ err: err.message }, 'security audit: cannot switch tracing off'));
+        if (this.active.size === 0 && !this.idle) {
+          this.idle = setTimeout(() => {
+            this.idle = null;
+            this.removing = this.removeInstance().finally(() => (this.removing = null));
+          }, IDLE_MS).unref();
+        }
       }
     };
     return {
@@ -231,10 +247,17 @@ export class ExecTraceHost {
 
   /** Removes the instance (the driver's close). */
   async close(): Promise<void> {
-    const pending = this.instance;
-    this.instance = null;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.idle) clearTimeout(this.idle);
+    this.idle = null;
+    if (this.removing) await this.removing;
+    await this.removeInstance();
+  }
+
+  private async removeInstance(): Promise<void> {
+    const pending = this.instance;
+    this.instance = null;
     const inst = pending ? await pending.catch(() => null) : null;
     await this.draining.catch(() => undefined);
     if (inst) {

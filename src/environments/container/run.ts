@@ -125,7 +125,7 @@ async function runReserved(
     }
   }
   // SECURITY runs: what they are denied and what they execute (security-audit.ts; never fails).
-  const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl }) : null;
+  const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl, withServices: spec.services.length > 0 }) : null;
   const auditFile = path.join(env.stateDir, SECURITY_AUDIT_LOG);
 
   const bwrapArgs = buildBwrapArgs({
@@ -147,6 +147,7 @@ async function runReserved(
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
 
+  const envData = bwrapEnvData(runEnv); // built before spawning: the audit's timing starts at the spawn
   const stdout = new OutputCapture(spec.maxOutputBytes);
   const stderr = new OutputCapture(spec.maxOutputBytes);
   const stdoutMetrics = new MetricLineScanner();
@@ -185,7 +186,7 @@ async function runReserved(
   // The environment: bwrap reads it to EOF before it does anything else. A wrapper or bwrap that
   // ends first (it then fails to start) makes this write fail: that is reported below, not here.
   child.stdin!.on('error', (err: Error) => log.info({ envId: env.id, err: err.message }, 'sandbox environment not read'));
-  child.stdin!.end(bwrapEnvData(runEnv));
+  child.stdin!.end(envData);
   child.stdout!.on('data', onData('stdout', stdout));
   child.stderr!.on('data', onData('stderr', stderr));
   // Any byte on the start socket: the sandbox was set up and the runner ran.

@@ -33,6 +33,7 @@ const MAX_DENIAL_LINES = 50;
 const MAX_DISTINCT = 100;
 const AUDIT_ARCH_X86_64 = 'c000003e';
 const NR_UNSHARE = 272;
+const X32_SYSCALL_BIT = 0x40000000;
 
 /** Runs inside the sandbox: `perl -e LOADER -- HEX COMMAND...`. */
 const LOADER = [
@@ -52,6 +53,7 @@ const NAMES: Record<number, string> = Object.fromEntries([
 
 function syscallName(nr: number, arch: string): string {
   if (arch !== AUDIT_ARCH_X86_64) return `syscall ${nr} of arch ${arch}`;
+  if (nr >= X32_SYSCALL_BIT) return `x32 syscall ${nr - X32_SYSCALL_BIT}`;
   return NAMES[nr] ?? `syscall ${nr}`;
 }
 
@@ -89,7 +91,23 @@ export class SecurityAuditor {
     this.traces = new ExecTraceHost(driverInstance, log);
   }
 
-  async begin(o: { imageHasPerl: boolean }): Promise<AuditSession> {
+  /** Never throws: what cannot be monitored is said in the log. */
+  async begin(o: { imageHasPerl: boolean; withServices: boolean }): Promise<AuditSession> {
+    try {
+      return await this.start(o);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'security audit not started');
+      const note = `nothing was monitored: ${(err as Error).message}`;
+      return {
+        loginuid: undefined,
+        commandPrefix: [],
+        finish: (file) => fs.writeFile(file, formatAudit({ denials: null, executed: null, notes: [note], wrapperPid: undefined, loader: false }), { mode: 0o600, flag: 'wx' }),
+        dispose: async () => undefined,
+      };
+    }
+  }
+
+  private async start(o: { imageHasPerl: boolean; withServices: boolean }): Promise<AuditSession> {
     const log = this.log;
     if (this.filterHex === undefined) this.filterHex = buildSeccompFilter('strict', process.arch, { forAudit: true })?.toString('hex') ?? null;
     const notes: string[] = [];
@@ -114,7 +132,7 @@ export class SecurityAuditor {
           audit ? audit.stop() : Promise.resolve(null),
           execs ? readTrace(() => execs.finish(wrapperPid), log) : Promise.resolve(null),
         ]);
-        const text = formatAudit({ denials, executed, notes, wrapperPid, loader: audit !== null });
+        const text = formatAudit({ denials, executed, notes, wrapperPid, loader: audit !== null, withServices: o.withServices });
         await fs.writeFile(file, text, { mode: 0o600, flag: 'wx' });
       },
       dispose: async () => {
@@ -143,6 +161,8 @@ interface AuditInput {
   wrapperPid: number | undefined;
   /** The loader ran first in the sandbox (its exec and sentinel are the orchestrator's own). */
   loader: boolean;
+  /** Services ran: the runner shell's own commands are among the execs. */
+  withServices?: boolean;
 }
 
 /** The text of security-audit.log. Pure. */
@@ -207,8 +227,9 @@ export function formatAudit(a: AuditInput): string {
     if (a.loader && events[0]?.filename === '/usr/bin/perl') events = events.slice(1);
     const runner = events[0];
     const counts = new Map<string, number>();
-    for (const e of events) counts.set(e.filename, (counts.get(e.filename) ?? 0) + 1);
-    out.push(`${events.length} exec${events.length === 1 ? '' : 's'} (paths as the sandbox saw them; a #! script shows as its own path), by program:`);
+    for (const e of events.slice(1)) counts.set(e.filename, (counts.get(e.filename) ?? 0) + 1);
+    const n = Math.max(0, events.length - 1);
+    out.push(`${n} exec${n === 1 ? '' : 's'} after the orchestrator's runner (paths as the sandbox saw them; a #! script shows as its own path), by program:`);
     const distinct = [...counts.entries()].sort((p, q) => q[1] - p[1] || p[0].localeCompare(q[0]));
     for (const [name, n] of distinct.slice(0, MAX_DISTINCT)) out.push(`  ${String(n).padStart(6)}  ${shown(name)}`);
     if (distinct.length > MAX_DISTINCT) out.push(`  and ${distinct.length - MAX_DISTINCT} more programs`);
@@ -221,6 +242,7 @@ export function formatAudit(a: AuditInput): string {
     if (events.length > MAX_EXEC_LINES) out.push(`  … ${events.length - MAX_EXEC_LINES} more`);
     if (x.dropped) limits.push(`the exec trace buffer (${x.bufferKb} KiB per CPU) was full: ${x.dropped} exec(s) not recorded`);
     if (x.problem) limits.push(`part of the exec trace could not be read: ${x.problem}`);
+    if (a.withServices) limits.push("with services, the runner shell's own commands (date, sleep between ready checks, sh, perl) are among the executed programs");
   }
 
   out.push(
