@@ -3,7 +3,7 @@
 // empty. The kernel does not release them (an flock would need a native package): a holder is judged
 // from /proc (process-utils' processLife), and the lock of a holder that is gone is taken over. Used by
 // the embedded database's lock (db/lock-file.ts) and the host-wide CPU reservations of performance
-// tests (environments/cgroups/cpu-reservations.ts).
+// tests (environments/cgroups/cpu-reservations.ts) and one image builder per name (images/build-lock.ts).
 
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -118,11 +118,11 @@ export type TryLockResult = { ok: true; content: string } | { ok: false; holder:
  * holder being torn down may still have processes about). A holder that is gone (no such pid, or a
  * reused one), dead (a zombie), or a file that names no holder, is taken over.
  */
-export function tryLockFile(path: string, tag?: string): TryLockResult {
+export function tryLockFile(path: string, tag?: string, hint?: string): TryLockResult {
   const content = ownLockContent(tag);
   for (let round = 0; round < 5; round++) {
     if (createLockFile(path, content)) return { ok: true, content };
-    const seen = readLockFile(path);
+    const seen = readLockFile(path, hint);
     if (seen === undefined) continue; // released meanwhile
     const holder = parseLockHolder(seen);
     const life: ProcessLife = holder ? processLife(holder.pid, holder.startTime) : 'gone';

@@ -10,7 +10,7 @@ import type { ImageStatus } from '../domain/enums';
 import { buildImage, imageStatus } from '../images/builder';
 import { collectGarbage } from '../images/gc';
 import { acquireVersion, resolveVersion, type ResolvedImage } from '../images/store';
-import { bestEffort } from '../infra/best-effort';
+import { bestEffort, bestEffortSync } from '../infra/best-effort';
 import type { ImageReport } from '../services/images.service';
 import type { ImageForRun, ImageSupply } from './image-supply';
 
@@ -31,6 +31,12 @@ interface ImageState {
   status: ImageStatus;
   /** The version tests start on (READY). */
   version: ResolvedImage | null;
+  /**
+   * This worker's hold on `version` while it is the one its tests start on: `current` is the version
+   * built last on the host by anyone (another deployment may define the image otherwise), so without
+   * the hold a garbage collection (this worker's own, or another process's) removes it.
+   */
+  pin: (() => void) | null;
   error: string | null;
   /** Settles when the image is READY or FAILED. */
   settled: Promise<void>;
@@ -42,6 +48,7 @@ export class HostImages implements ImageSupply {
   private builds: Promise<void> = Promise.resolve();
   private readonly stopping = new AbortController();
   private readonly host = hostname();
+  private unheldWarned = false;
 
   constructor(private readonly d: HostImagesDeps) {}
 
@@ -66,7 +73,7 @@ export class HostImages implements ImageSupply {
         continue;
       }
       if (ready) {
-        this.ready(name, state, ready, false);
+        await this.ready(name, state, ready, false);
         continue;
       }
       if (!this.d.build) {
@@ -99,10 +106,15 @@ export class HostImages implements ImageSupply {
     if (state.status !== 'READY' || !state.version) return { state: 'waiting', why: `image "${name}" is being built` };
     const v = state.version;
     // held until the run ends: garbage collection (here or in another process) leaves it alone
-    const release = await acquireVersion(this.d.imageDir, name, v.digest, holder);
-    if (!(await resolveVersion(this.d.imageDir, name, v.digest))) {
-      release();
-      return { state: 'failed', message: `version ${v.digest} of image "${name}" was removed from ${this.d.imageDir}` };
+    let release: () => void;
+    try {
+      release = await this.hold(name, v.digest, holder);
+    } catch (err) {
+      // gone from the host after all (removed by hand, or by a process that did not see our hold):
+      // built again, and the test waits for it meanwhile
+      this.d.logger.warn({ image: name, digest: v.digest, err: (err as Error).message }, 'the version of this image tests run on is gone: building it again');
+      this.rebuild(name, state);
+      return { state: 'waiting', why: `image "${name}" is being built again` };
     }
     return { state: 'ready', image: { name, digest: v.digest, rootfs: v.rootfs }, env: v.env, release };
   }
@@ -111,6 +123,44 @@ export class HostImages implements ImageSupply {
   async stop(): Promise<void> {
     this.stopping.abort();
     await this.builds;
+    for (const state of this.states.values()) this.unpin(state);
+  }
+
+  /**
+   * A hold on a version: a marker in IMAGE_DIR (store.acquireVersion). Where IMAGE_DIR is not writable
+   * (a worker that does not run as root and builds nothing) there is no marker: nothing it runs can
+   * collect garbage there either, so the version is used as it is.
+   */
+  private async hold(name: string, digest: string, holder: string): Promise<() => void> {
+    try {
+      return await acquireVersion(this.d.imageDir, name, digest, holder);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw err;
+      if (!(await resolveVersion(this.d.imageDir, name, digest))) throw err;
+      if (!this.unheldWarned) this.d.logger.warn({ imageDir: this.d.imageDir, err: (err as Error).message }, 'cannot mark image versions in use (IMAGE_DIR is not writable): running on them unmarked');
+      this.unheldWarned = true;
+      return () => {};
+    }
+  }
+
+  private unpin(state: ImageState): void {
+    const pin = state.pin;
+    state.pin = null;
+    if (pin) bestEffortSync(this.d.logger, 'releasing the hold on an image version', pin);
+  }
+
+  private rebuild(name: string, state: ImageState): void {
+    if (state.status === 'BUILDING' || this.stopping.signal.aborted) return;
+    this.unpin(state);
+    state.status = 'BUILDING';
+    state.version = null;
+    if (!this.d.build) {
+      this.fail(name, state, `its version is gone from ${this.d.imageDir} and building is off (BUILD_IMAGES): build it with \`npm run images\``);
+      return;
+    }
+    this.report(name, { status: 'BUILDING', host: this.host });
+    this.builds = this.builds.then(() => this.buildOne(name, state));
   }
 
   private async buildOne(name: string, state: ImageState): Promise<void> {
@@ -123,14 +173,21 @@ export class HostImages implements ImageSupply {
         logger: log, // the builder logs a line per step and the tools' meaningful lines
         signal: this.stopping.signal,
       });
-      this.ready(name, state, built, true);
+      await this.ready(name, state, built, true);
     } catch (err) {
       if (this.stopping.signal.aborted) return;
       this.fail(name, state, (err as Error).message.split('\n')[0]);
     }
   }
 
-  private ready(name: string, state: ImageState, version: ResolvedImage, built: boolean): void {
+  private async ready(name: string, state: ImageState, version: ResolvedImage, built: boolean): Promise<void> {
+    this.unpin(state);
+    try {
+      state.pin = await this.hold(name, version.digest, `worker-${this.host}`);
+    } catch (err) {
+      this.fail(name, state, `its version ${version.digest} vanished as it was made ready: ${(err as Error).message}`);
+      return;
+    }
     state.status = 'READY';
     state.version = version;
     state.error = null;
@@ -166,7 +223,7 @@ export class HostImages implements ImageSupply {
   private newState(): ImageState {
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    return { status: 'MISSING', version: null, error: null, settled, settle };
+    return { status: 'MISSING', version: null, pin: null, error: null, settled, settle };
   }
 }
 

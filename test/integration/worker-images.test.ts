@@ -11,6 +11,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { loadConfig } from '../../src/config/config';
+import { buildImage } from '../../src/images/builder';
+import { collectGarbage } from '../../src/images/gc';
+import { HostImages } from '../../src/worker/host-images';
 import { gql, gqlOk, sleep } from '../helpers/gql';
 import { makeTestOciImage, ociToolsMissing, type TestOciImage } from '../helpers/oci-image';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
@@ -120,6 +125,42 @@ describe('images built by a worker, chosen by tests', { skip: skip ?? false }, (
       assert.equal(t.view.result.stdout, 'b.txt\nc.txt\nlayer one b\nlayer two c\nFOO=from-oci\nno a.txt\n');
     });
   }
+
+  it('a worker keeps the version its tests run on, though another built a newer one, and builds it again if it vanishes', async () => {
+    const imageDir = mkdtempSync(join(tmpdir(), 'orch-host-images-'));
+    const defs = (env: Record<string, string>) => loadConfig({ IMAGES: JSON.stringify([{ name: 'pinned', from: `oci:${oci.layout}:v2`, env }]) }).images;
+    const logger = pino({ level: 'silent' });
+    const reports: string[] = [];
+    const mine = new HostImages({ imageDir, definitions: defs({ V: '1' }), build: true, report: async (n, r) => void reports.push(`${n} ${r.status}`), logger });
+    try {
+      await mine.prepare(['pinned']);
+      assert.equal(await mine.settled('pinned'), 'READY');
+      const first = await mine.forRun('pinned', 'a');
+      assert.equal(first.state, 'ready');
+      if (first.state !== 'ready') return;
+      first.release();
+      // another deployment builds its own definition of the name (now `current`) and collects garbage
+      const other = await buildImage(imageDir, defs({ V: '2' }), 'pinned', { logger });
+      assert.notEqual(other.digest, first.image.digest);
+      await collectGarbage(imageDir, defs({ V: '2' }));
+      const again = await mine.forRun('pinned', 'b');
+      assert.equal(again.state, 'ready', 'the version this worker runs on was kept');
+      if (again.state === 'ready') {
+        assert.equal(again.image.digest, first.image.digest);
+        again.release();
+      }
+      // removed by hand: the worker builds it again and its tests wait meanwhile
+      rmSync(join(imageDir, 'pinned', first.image.digest.slice(7)), { recursive: true, force: true });
+      assert.equal((await mine.forRun('pinned', 'c')).state, 'waiting');
+      for (let i = 0; i < 100 && mine.status('pinned') !== 'READY'; i++) await sleep(100);
+      const rebuilt = await mine.forRun('pinned', 'd');
+      assert.equal(rebuilt.state, 'ready', JSON.stringify(reports));
+      if (rebuilt.state === 'ready') rebuilt.release();
+    } finally {
+      await mine.stop();
+      rmSync(imageDir, { recursive: true, force: true });
+    }
+  });
 
   it('a changed definition is a new version; a test running on the old one finishes on it', async () => {
     const v1 = await image(server.url, 'test-versioned', (x) => x.status === 'READY');
