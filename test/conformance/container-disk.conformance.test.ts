@@ -15,7 +15,7 @@ import { checkImage } from '../../src/environments/container/image.js';
 import { createWorkFs, mountsBelow } from '../../src/environments/container/work-fs.js';
 import { InfrastructureError, type EnvironmentShape, type RunSpec } from '../../src/environments/driver.js';
 import { classifyRun, withArtifactNotes } from '../../src/domain/outcome.js';
-import { ArtifactStore } from '../../src/infra/artifact-store.js';
+import { DirectoryArtifactStore } from '../../src/infra/artifact-store.js';
 import { TEST_IMAGE, makeTempDir, silentLogger, testImageDir, type TempDir } from '../helpers/sandbox-env.js';
 
 const DISK_MB = 32;
@@ -119,7 +119,7 @@ describe('ContainerDriver disk limits', () => {
     assert.equal(sha256Of(f.path), inside, 'the same bytes');
     assert.ok(allocated(f.path) <= 1.25 * 1024 * 1024, `the copy holds ${allocated(f.path)} bytes on disk`);
 
-    const store = new ArtifactStore(path.join(tmp.path, 'store'));
+    const store = new DirectoryArtifactStore(path.join(tmp.path, 'store'));
     const put = await store.putFile(f.path);
     assert.equal(put.sha256, inside, 'hashed over the logical content');
     const stored = store.pathOf(put.key);
@@ -161,7 +161,7 @@ describe('ContainerDriver disk limits', () => {
     assert.equal(core.name, name);
     assert.equal(core.sizeBytes, Number(size), 'not cut');
     assert.equal(sha256Of(core.path), sum);
-    const store = new ArtifactStore(path.join(tmp.path, 'store-core'));
+    const store = new DirectoryArtifactStore(path.join(tmp.path, 'store-core'));
     const put = await store.putFile(core.path);
     assert.equal(put.sha256, sum);
     assert.equal(statSync(store.pathOf(put.key)).size, Number(size));

@@ -15,7 +15,7 @@ import { TestsRepository } from '../../src/db/tests.repository';
 import type { RunOutcome } from '../../src/environments/driver';
 import { EventBus } from '../../src/events/bus';
 import type { PlanView, TestView } from '../../src/views/view.types';
-import { ArtifactStore } from '../../src/infra/artifact-store';
+import { DirectoryArtifactStore } from '../../src/infra/artifact-store';
 import { redisOptionsFromUrl } from '../../src/infra/redis-server';
 import { TestQueues } from '../../src/queue/producer';
 import { AttemptsService, type Attempt } from '../../src/services/attempts.service';
@@ -65,7 +65,7 @@ describe('attempts service (PGlite, Redis)', () => {
       events,
       queues,
       now: () => new Date(),
-      store: new ArtifactStore(storeDir),
+      store: new DirectoryArtifactStore(storeDir),
       retryDelayMs: 10,
     });
   });

@@ -17,6 +17,7 @@ import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
+import { DEFAULT_MAX_LOG_BYTES, STDERR_LOG, STDOUT_LOG, StreamLog, copyLog, cutNote, serviceLogArtifactName, type LogEnd } from '../run-logs';
 import { collectArtifacts } from './artifacts';
 import { reserveDedicatedCpus } from './dedicated-cpus';
 import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
@@ -79,11 +80,38 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     await dedicated.reservation?.release();
     return emptyOutcome({ aborted: true });
   }
+  // The complete logs, written as the output arrives (run-logs.ts).
+  let logs: RunLogs;
   try {
-    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started });
-  } finally {
+    logs = await openRunLogs(spec);
+  } catch (err) {
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
+    throw new InfrastructureError(`cannot write the logs of the run in ${spec.artifactDir}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started, logs });
+  } finally {
+    await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
+    const r = dedicated.reservation;
+    if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
+  }
+}
+
+interface RunLogs {
+  stdout: StreamLog;
+  stderr: StreamLog;
+  limit: number;
+}
+
+async function openRunLogs(spec: RunSpec): Promise<RunLogs> {
+  const limit = spec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
+  const stdout = await StreamLog.open(spec.artifactDir, STDOUT_LOG, limit);
+  try {
+    return { stdout, stderr: await StreamLog.open(spec.artifactDir, STDERR_LOG, limit), limit };
+  } catch (err) {
+    await stdout.close();
+    throw err;
   }
 }
 
@@ -92,11 +120,14 @@ async function runReserved(
   host: ContainerHost,
   state: EnvState,
   spec: RunSpec,
-  o: { rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>; reservation: CpuReservation | null; started: number },
+  o: {
+    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>;
+    reservation: CpuReservation | null; started: number; logs: RunLogs;
+  },
 ): Promise<RunOutcome> {
   const env = state.handle;
   const log = host.logger;
-  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started } = o;
+  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started, logs } = o;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
@@ -173,6 +204,13 @@ async function runReserved(
   };
   const onData = (stream: 'stdout' | 'stderr', capture: OutputCapture) => (chunk: Buffer) => {
     if (stream === 'stdout') stdoutMetrics.push(chunk); // all of it, also beyond what is kept
+    // the complete log; a disk that lags pauses the pipe (the test then waits on its writes)
+    const file = logs[stream];
+    if (!file.write(chunk)) {
+      const source = child[stream]!;
+      source.pause();
+      file.onDrain(() => source.resume());
+    }
     const kept = capture.push(chunk);
     if (kept.length > 0 && spec.onOutput) {
       try {
@@ -264,7 +302,10 @@ async function runReserved(
       await fs.rm(auditFile, { force: true });
       await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
     }
-    const { files, notes: artifactNotes } = await collect(host, state, spec, audit ? auditFile : null);
+    const ended = await endLogs(host, state, spec, logs);
+    const collected = await collect(host, state, spec, audit ? auditFile : null);
+    const files = [...ended.files, ...collected.files];
+    const artifactNotes = [...ended.notes, ...collected.notes];
     const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: state.ctlDir, log, testId: spec.testId });
 
     const outcome: RunOutcome = {
@@ -342,7 +383,33 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
   }
 }
 
-/** The run's artifacts and service logs, copied out of the work and control dirs. */
+/**
+ * The complete logs, before the test's own files (a file of the test by such a name is then left out,
+ * with a note): stdout.log and stderr.log closed, each service's log copied out of the control dir.
+ * None counts against the artifact limits: each has the log limit.
+ */
+async function endLogs(host: ContainerHost, state: EnvState, spec: RunSpec, logs: RunLogs): Promise<{ files: RunOutcome['files']; notes: string[] }> {
+  const ends: LogEnd[] = [await logs.stdout.close(), await logs.stderr.close()];
+  try {
+    for (const [i, svc] of spec.services.entries()) {
+      const end = await copyLog(path.join(state.ctlDir, serviceLogName(i)), spec.artifactDir, serviceLogArtifactName(svc.name, i), logs.limit);
+      if (end) ends.push(end);
+    }
+  } catch (err) {
+    throw new InfrastructureError(`cannot copy the service logs: ${(err as Error).message}`, { cause: err });
+  }
+  const notes: string[] = [];
+  for (const e of ends) {
+    if (e.dropped > 0) notes.push(cutNote(e.file.name, logs.limit, e.dropped));
+    if (e.error) {
+      notes.push(`${e.file.name} is incomplete: ${e.error}`);
+      host.logger.error({ testId: spec.testId, log: e.file.name, err: e.error }, 'a log of the run could not be written in full');
+    }
+  }
+  return { files: ends.map((e) => e.file), notes };
+}
+
+/** The run's artifacts (and the security audit), copied out of the work dir. */
 async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, auditFile: string | null): Promise<{ files: RunOutcome['files']; notes: string[] }> {
   const log = host.logger;
   try {
@@ -351,13 +418,7 @@ async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, audi
       artifactDir: spec.artifactDir,
       patterns: spec.artifactPaths,
       exclude: auditFile ? [SCRIPT_NAME, `${HARDENED_TMPDIR_NAME}/`] : [SCRIPT_NAME],
-      logs: [
-        ...(auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : []),
-        ...spec.services.map((svc, i) => ({
-          source: path.join(state.ctlDir, serviceLogName(i)),
-          name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
-        })),
-      ],
+      logs: auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : [],
       limits: spec.artifactLimits,
       onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
     });
