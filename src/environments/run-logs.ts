@@ -163,19 +163,20 @@ export class StreamLog {
 /**
  * Copies a log a process of the run wrote (a service's, in the control dir the sandbox user owns) into
  * `dir` as `name`: its first `limit` bytes, then the cut marker when it was longer. Never follows a link
- * or blocks on a FIFO there; null when there is no such regular file (the service wrote nothing).
+ * or blocks on a FIFO there: such an entry (or none) is `{ skipped }`, saying why.
  */
-export async function copyLog(source: string, dir: string, name: string, limit: number): Promise<LogEnd | null> {
+export async function copyLog(source: string, dir: string, name: string, limit: number): Promise<LogEnd | { skipped: string | null }> {
   let src: FileHandle;
   try {
     src = await fs.open(source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { skipped: null }; // the service wrote nothing
+    return { skipped: code === 'ELOOP' ? 'it is a symbolic link' : `it cannot be opened (${code ?? (err as Error).message})` };
   }
   try {
     const st = await src.stat();
-    if (!st.isFile()) return null;
+    if (!st.isFile()) return { skipped: 'it is not a regular file' };
     const log = await StreamLog.open(dir, name, limit);
     const buf = Buffer.allocUnsafe(COPY_CHUNK);
     // its writers are dead: it holds what it will hold; only what fits is read, the rest is counted

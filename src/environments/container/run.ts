@@ -390,15 +390,18 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
  */
 async function endLogs(host: ContainerHost, state: EnvState, spec: RunSpec, logs: RunLogs): Promise<{ files: RunOutcome['files']; notes: string[] }> {
   const ends: LogEnd[] = [await logs.stdout.close(), await logs.stderr.close()];
+  const skipped: string[] = [];
   try {
     for (const [i, svc] of spec.services.entries()) {
-      const end = await copyLog(path.join(state.ctlDir, serviceLogName(i)), spec.artifactDir, serviceLogArtifactName(svc.name, i), logs.limit);
-      if (end) ends.push(end);
+      const name = serviceLogArtifactName(svc.name, i);
+      const end = await copyLog(path.join(state.ctlDir, serviceLogName(i)), spec.artifactDir, name, logs.limit);
+      if ('file' in end) ends.push(end);
+      else if (end.skipped) skipped.push(`${name} left out: ${end.skipped}`);
     }
   } catch (err) {
     throw new InfrastructureError(`cannot copy the service logs: ${(err as Error).message}`, { cause: err });
   }
-  const notes: string[] = [];
+  const notes: string[] = [...skipped];
   for (const e of ends) {
     if (e.dropped > 0) notes.push(cutNote(e.file.name, logs.limit, e.dropped));
     if (e.error) {
