@@ -24,6 +24,8 @@ export interface BlobReader {
   size: number;
   /** The bytes from `start` to `end` inclusive (default: all of them); closes the blob when done. */
   stream(range?: { start: number; end: number }): Readable;
+  /** All of it at once, then closed: for small blobs (one read, no stream). */
+  read(): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -181,6 +183,15 @@ export class DirectoryArtifactStore implements ArtifactStore {
         if (used) throw new Error('a blob reader gives one stream');
         used = true;
         return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+      },
+      async read() {
+        if (used) throw new Error('a blob reader gives one stream');
+        used = true;
+        try {
+          return await handle.readFile();
+        } finally {
+          await handle.close();
+        }
       },
       async close() {
         if (!used) await handle.close();

@@ -62,9 +62,14 @@ export function entryHeader(path: string, size: number, mtime: Date): Buffer {
 /** The two zero blocks that end an archive. */
 export const TAR_END = Buffer.alloc(2 * BLOCK);
 
+/** Small writes (headers, padding, small files) are gathered up to this before they go out. */
+const GATHER_BYTES = 64 * 1024;
+
 /** Writes to `out`, waiting for it to drain; rejects once it closed (the client went away). */
 export class TarWriter {
   private closed = false;
+  private gathered: Buffer[] = [];
+  private gatheredBytes = 0;
 
   constructor(private readonly out: Writable) {
     out.once('close', () => {
@@ -77,6 +82,21 @@ export class TarWriter {
   }
 
   private async write(chunk: Buffer): Promise<void> {
+    if (this.closed) throw new Error('the client closed the connection');
+    if (chunk.length < GATHER_BYTES) {
+      this.gathered.push(chunk);
+      this.gatheredBytes += chunk.length;
+      if (this.gatheredBytes < GATHER_BYTES) return;
+      chunk = Buffer.concat(this.gathered, this.gatheredBytes);
+    } else if (this.gatheredBytes) {
+      await this.send(Buffer.concat(this.gathered, this.gatheredBytes));
+    }
+    this.gathered = [];
+    this.gatheredBytes = 0;
+    await this.send(chunk);
+  }
+
+  private async send(chunk: Buffer): Promise<void> {
     if (this.closed) throw new Error('the client closed the connection');
     if (!this.out.write(chunk)) {
       await Promise.race([once(this.out, 'drain'), once(this.out, 'close')]);
@@ -121,6 +141,9 @@ export class TarWriter {
 
   async end(): Promise<void> {
     await this.write(TAR_END);
+    if (this.gatheredBytes) await this.send(Buffer.concat(this.gathered, this.gatheredBytes));
+    this.gathered = [];
+    this.gatheredBytes = 0;
     this.out.end();
   }
 }

@@ -1,9 +1,8 @@
 // Artifacts as people download them: one by id (its row, then its blob), every artifact of a plan in
 // one tar, and the store's size and health for systemStatus.
 
-import type { Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { isUuid } from '../db/cursor';
-import type { PlanArtifactCursor } from '../db/artifacts.repository';
 import { TarDirectories, tarEntryPath } from '../domain/downloads';
 import { BlobMissingError, StoreUnavailableError, type BlobReader } from '../infra/artifact-store';
 import { TarWriter } from '../infra/tar-writer';
@@ -19,7 +18,14 @@ export interface Download {
   blob: BlobReader;
 }
 
-const TAR_PAGE = 500;
+/** Tests whose artifacts are listed per query. */
+const TAR_TESTS = 200;
+/** Blobs up to this size go into a tar in one read. */
+const SMALL_BLOB = 1024 * 1024;
+/** Blobs opened ahead of the one being written. */
+const PREFETCH = 32;
+
+type Prepared = { blob: BlobReader; content: Buffer | Readable | null } | { error: Error };
 
 export type ArtifactsDeps = Pick<ServiceDeps, 'artifacts' | 'store' | 'storeUsage' | 'logger' | 'now'>;
 
@@ -56,39 +62,66 @@ export class ArtifactsService {
     const tar = new TarWriter(out);
     const dirs = new TarDirectories();
     const mtime = this.d.now();
-    let after: PlanArtifactCursor | null = null;
+    let after: bigint | null = null;
     let entries = 0;
     let unavailable = 0;
     for (;;) {
-      const page = await this.d.artifacts.ofPlan(planId, after, TAR_PAGE);
-      for (const a of page) {
-        if (tar.aborted) return { entries, unavailable };
-        const path = tarEntryPath(dirs.of(a.testId, a.testName), a.attempt, a.name);
-        let blob: BlobReader;
-        try {
-          blob = await this.d.store.open(a.storageKey);
-        } catch (err) {
-          if (!(err instanceof BlobMissingError || err instanceof StoreUnavailableError)) throw err;
-          unavailable += 1;
-          this.d.logger.warn({ planId, artifactId: a.id, err: err.message }, 'an artifact of a plan tar cannot be read');
-          await tar.entry(`${path}.unavailable.txt`, Buffer.byteLength(`${err.message}\n`), mtime, Buffer.from(`${err.message}\n`));
-          continue;
+      const { rows: page, lastSeq } = await this.d.artifacts.ofPlanTests(planId, after, TAR_TESTS);
+      // the next few blobs are opened (a small one read) while one is written: the store's latency overlaps
+      const ahead: Promise<Prepared>[] = [];
+      const prepare = (i: number) => {
+        if (i < page.length && ahead[i] === undefined) ahead[i] = this.prepare(page[i].storageKey);
+      };
+      try {
+        for (const [i, a] of page.entries()) {
+          for (let j = i; j <= i + PREFETCH; j++) prepare(j);
+          if (tar.aborted) return { entries, unavailable };
+          const path = tarEntryPath(dirs.of(a.testId, a.testName), a.attempt, a.name);
+          const p = await ahead[i];
+          if ('error' in p) {
+            unavailable += 1;
+            this.d.logger.warn({ planId, artifactId: a.id, err: p.error.message }, 'an artifact of a plan tar cannot be read');
+            const note = Buffer.from(`${p.error.message}\n`);
+            await tar.entry(`${path}.unavailable.txt`, note.length, mtime, note);
+            continue;
+          }
+          const failed = await tar.entry(path, p.blob.size, mtime, p.content ?? p.blob.stream());
+          entries += 1;
+          if (failed) {
+            unavailable += 1;
+            this.d.logger.warn({ planId, artifactId: a.id, err: failed.message }, 'an artifact of a plan tar was read only in part (padded with zeros)');
+            const note = Buffer.from(`the content could not be read in full (${failed.message}): the entry beside this one is padded with zeros\n`);
+            await tar.entry(`${path}.unavailable.txt`, note.length, mtime, note);
+          }
         }
-        const failed = await tar.entry(path, blob.size, mtime, blob.stream());
-        entries += 1;
-        if (failed) {
-          unavailable += 1;
-          this.d.logger.warn({ planId, artifactId: a.id, err: failed.message }, 'an artifact of a plan tar was read only in part (padded with zeros)');
-          const note = `the content could not be read in full (${failed.message}): the entry beside this one is padded with zeros\n`;
-          await tar.entry(`${path}.unavailable.txt`, Buffer.byteLength(note), mtime, Buffer.from(note));
+      } finally {
+        // blobs opened ahead and not written (the client went away): closed
+        for (const p of ahead.slice(0)) {
+          void p?.then((x) => ('blob' in x && x.content === null ? x.blob.close() : undefined)).catch((err: Error) => this.d.logger.warn({ err: err.message }, 'closing a blob opened ahead failed'));
         }
       }
-      if (page.length < TAR_PAGE) break;
-      const last = page[page.length - 1];
-      after = { testSeq: last.testSeq, attempt: last.attempt, name: last.name, id: last.id };
+      if (lastSeq === null) break;
+      after = lastSeq;
     }
     await tar.end();
     return { entries, unavailable };
+  }
+
+  /** A blob opened, a small one read at once; or why it cannot be read. */
+  private async prepare(key: string): Promise<Prepared> {
+    let blob: BlobReader;
+    try {
+      blob = await this.d.store.open(key);
+    } catch (err) {
+      if (err instanceof BlobMissingError || err instanceof StoreUnavailableError) return { error: err };
+      throw err;
+    }
+    if (blob.size > SMALL_BLOB) return { blob, content: null };
+    try {
+      return { blob, content: await blob.read() };
+    } catch (err) {
+      return { blob, content: Readable.from((async function* () { throw err; })()) };
+    }
   }
 
   /** The `artifacts` component of systemStatus: whether the store can be used, and its size. */
