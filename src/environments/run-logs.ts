@@ -193,3 +193,47 @@ export async function copyLog(source: string, dir: string, name: string, limit: 
     await src.close().catch((err: Error) => process.emitWarning(`closing ${source}: ${err.message}`));
   }
 }
+
+/** The two streams' logs of a run, open while it runs. */
+export interface RunLogs {
+  stdout: StreamLog;
+  stderr: StreamLog;
+  limit: number;
+}
+
+export async function openRunLogs(dir: string, limit: number): Promise<RunLogs> {
+  const stdout = await StreamLog.open(dir, STDOUT_LOG, limit);
+  try {
+    return { stdout, stderr: await StreamLog.open(dir, STDERR_LOG, limit), limit };
+  } catch (err) {
+    await stdout.close();
+    throw err;
+  }
+}
+
+/**
+ * Ends a run's logs: stdout.log and stderr.log closed, each service's log copied in. Every log is a
+ * LOG file of the run; the notes say what was cut, left out or could not be written in full.
+ */
+export async function endRunLogs(
+  logs: RunLogs,
+  dir: string,
+  services: { source: string; name: string }[],
+  onIncomplete: (name: string, error: string) => void,
+): Promise<{ files: CollectedFile[]; notes: string[] }> {
+  const ends: LogEnd[] = [await logs.stdout.close(), await logs.stderr.close()];
+  const notes: string[] = [];
+  for (const svc of services) {
+    const end = await copyLog(svc.source, dir, svc.name, logs.limit);
+    if ('file' in end) ends.push(end);
+    else if (end.skipped) notes.push(`${svc.name} left out: ${end.skipped}`);
+  }
+  for (const e of ends) {
+    if (e.dropped > 0) notes.push(cutNote(e.file.name, logs.limit, e.dropped));
+    if (e.error) {
+      notes.push(`${e.file.name} is incomplete: ${e.error}`);
+      onIncomplete(e.file.name, e.error);
+    }
+  }
+  return { files: ends.map((e) => e.file), notes };
+}

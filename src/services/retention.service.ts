@@ -66,7 +66,7 @@ export class RetentionService {
       const ids = await this.d.artifacts.finishedBefore(cutoff, PLAN_BATCH);
       for (const id of ids) {
         if (signal?.aborted) return total;
-        const p = await this.purge(id);
+        const p = await this.purge(id, signal);
         total.plans += 1;
         for (const k of ['tests', 'artifacts', 'blobsRemoved', 'blobsKept', 'bytesFreed'] as const) total[k] += p[k];
       }
@@ -76,10 +76,14 @@ export class RetentionService {
     return total;
   }
 
-  /** The plan's tests a batch at a time, then the plan; the blobs released after each batch. */
-  private async purge(planId: string): Promise<Purged> {
+  /**
+   * The plan's tests a batch at a time, then the plan; the blobs released after each batch. Aborted
+   * (shutdown), it stops between batches: the plan, still finished and old, is finished by the next pass.
+   */
+  private async purge(planId: string, signal?: AbortSignal): Promise<Purged> {
     const out: Purged = { tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0 };
     for (;;) {
+      if (signal?.aborted) return out;
       const batch = await this.d.artifacts.deleteTestBatch(planId, TEST_BATCH);
       if (batch.deleted === 0) break;
       out.tests += batch.deleted;

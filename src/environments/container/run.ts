@@ -17,7 +17,7 @@ import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
-import { DEFAULT_MAX_LOG_BYTES, STDERR_LOG, STDOUT_LOG, StreamLog, copyLog, cutNote, serviceLogArtifactName, type LogEnd } from '../run-logs';
+import { DEFAULT_MAX_LOG_BYTES, endRunLogs, openRunLogs, serviceLogArtifactName, type RunLogs } from '../run-logs';
 import { collectArtifacts } from './artifacts';
 import { reserveDedicatedCpus } from './dedicated-cpus';
 import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
@@ -83,7 +83,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   // The complete logs, written as the output arrives (run-logs.ts).
   let logs: RunLogs;
   try {
-    logs = await openRunLogs(spec);
+    logs = await openRunLogs(spec.artifactDir, spec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES);
   } catch (err) {
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
@@ -95,23 +95,6 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
-  }
-}
-
-interface RunLogs {
-  stdout: StreamLog;
-  stderr: StreamLog;
-  limit: number;
-}
-
-async function openRunLogs(spec: RunSpec): Promise<RunLogs> {
-  const limit = spec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES;
-  const stdout = await StreamLog.open(spec.artifactDir, STDOUT_LOG, limit);
-  try {
-    return { stdout, stderr: await StreamLog.open(spec.artifactDir, STDERR_LOG, limit), limit };
-  } catch (err) {
-    await stdout.close();
-    throw err;
   }
 }
 
@@ -302,7 +285,15 @@ async function runReserved(
       await fs.rm(auditFile, { force: true });
       await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
     }
-    const ended = await endLogs(host, state, spec, logs);
+    // the complete logs before the test's own files (a file of the test by such a name is then left out)
+    const ended = await endRunLogs(
+      logs,
+      spec.artifactDir,
+      spec.services.map((svc, i) => ({ source: path.join(state.ctlDir, serviceLogName(i)), name: serviceLogArtifactName(svc.name, i) })),
+      (name, error) => log.error({ testId: spec.testId, log: name, err: error }, 'a log of the run could not be written in full'),
+    ).catch((err: Error) => {
+      throw new InfrastructureError(`cannot write the logs of the run: ${err.message}`, { cause: err });
+    });
     const collected = await collect(host, state, spec, audit ? auditFile : null);
     const files = [...ended.files, ...collected.files];
     const artifactNotes = [...ended.notes, ...collected.notes];
@@ -381,35 +372,6 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
   } catch (err) {
     throw new InfrastructureError(`cannot prepare the work dir of ${state.handle.id}: ${(err as Error).message}`, { cause: err });
   }
-}
-
-/**
- * The complete logs, before the test's own files (a file of the test by such a name is then left out,
- * with a note): stdout.log and stderr.log closed, each service's log copied out of the control dir.
- * None counts against the artifact limits: each has the log limit.
- */
-async function endLogs(host: ContainerHost, state: EnvState, spec: RunSpec, logs: RunLogs): Promise<{ files: RunOutcome['files']; notes: string[] }> {
-  const ends: LogEnd[] = [await logs.stdout.close(), await logs.stderr.close()];
-  const skipped: string[] = [];
-  try {
-    for (const [i, svc] of spec.services.entries()) {
-      const name = serviceLogArtifactName(svc.name, i);
-      const end = await copyLog(path.join(state.ctlDir, serviceLogName(i)), spec.artifactDir, name, logs.limit);
-      if ('file' in end) ends.push(end);
-      else if (end.skipped) skipped.push(`${name} left out: ${end.skipped}`);
-    }
-  } catch (err) {
-    throw new InfrastructureError(`cannot copy the service logs: ${(err as Error).message}`, { cause: err });
-  }
-  const notes: string[] = [...skipped];
-  for (const e of ends) {
-    if (e.dropped > 0) notes.push(cutNote(e.file.name, logs.limit, e.dropped));
-    if (e.error) {
-      notes.push(`${e.file.name} is incomplete: ${e.error}`);
-      host.logger.error({ testId: spec.testId, log: e.file.name, err: e.error }, 'a log of the run could not be written in full');
-    }
-  }
-  return { files: ends.map((e) => e.file), notes };
 }
 
 /** The run's artifacts (and the security audit), copied out of the work dir. */
