@@ -17,6 +17,8 @@ const BLOB_BATCH = 200;
 const PLAN_BATCH = 50;
 
 export interface Purged {
+  /** The plan row is gone (false: stopped early, or tests of it that have not ended are left). */
+  planDeleted: boolean;
   tests: number;
   artifacts: number;
   blobsRemoved: number;
@@ -50,6 +52,9 @@ export class RetentionService {
       });
     }
     const purged = await this.purge(id);
+    if (!purged.planDeleted) {
+      throw new UserError('BAD_USER_INPUT', `plan ${id} was not deleted: some of its tests have not ended; cancel it first (cancelPlan), then delete it once they have`, { id });
+    }
     this.d.logger.info({ planId: id, ...purged }, 'plan deleted');
     return purged;
   }
@@ -58,7 +63,7 @@ export class RetentionService {
    * Deletes every finished plan that finished more than RETENTION_DAYS ago (none when it is 0), oldest
    * first; stops between plans when `signal` aborts.
    */
-  async expire(signal?: AbortSignal): Promise<{ plans: number } & Purged> {
+  async expire(signal?: AbortSignal): Promise<{ plans: number } & Omit<Purged, 'planDeleted'>> {
     const total = { plans: 0, tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0 };
     if (this.d.config.retentionDays <= 0) return total;
     const cutoff = new Date(this.d.now().getTime() - this.d.config.retentionDays * 86_400_000);
@@ -67,7 +72,7 @@ export class RetentionService {
       for (const id of ids) {
         if (signal?.aborted) return total;
         const p = await this.purge(id, signal);
-        total.plans += 1;
+        if (p.planDeleted) total.plans += 1;
         for (const k of ['tests', 'artifacts', 'blobsRemoved', 'blobsKept', 'bytesFreed'] as const) total[k] += p[k];
       }
       if (ids.length < PLAN_BATCH || signal?.aborted) break;
@@ -81,7 +86,7 @@ export class RetentionService {
    * (shutdown), it stops between batches: the plan, still finished and old, is finished by the next pass.
    */
   private async purge(planId: string, signal?: AbortSignal): Promise<Purged> {
-    const out: Purged = { tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0 };
+    const out: Purged = { planDeleted: false, tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0 };
     for (;;) {
       if (signal?.aborted) return out;
       const batch = await this.d.artifacts.deleteTestBatch(planId, TEST_BATCH);
@@ -94,7 +99,7 @@ export class RetentionService {
       out.bytesFreed += released.bytes;
       await yieldNow();
     }
-    await this.d.artifacts.deleteEmptyPlan(planId);
+    out.planDeleted = await this.d.artifacts.deleteEmptyPlan(planId);
     this.d.events.emit('system', { reason: 'plan deleted' });
     return out;
   }
