@@ -23,6 +23,8 @@ export interface BenchOptions {
   /** submitPlan runs of 1,000 tests (median reported; default 5) and of 10,000 tests (default 3). */
   runs1k: number;
   runs10k: number;
+  /** Tests of the finished plan the retention section streams as a tar and deletes (default 10,000). */
+  retentionTests: number;
 }
 
 /** One measured figure: a line of the table. */

@@ -32,6 +32,7 @@ import {
 } from './bench-kit';
 import { status1m } from './status-1m.bench';
 import { workerThroughput } from './worker.bench';
+import { retention } from './retention.bench';
 
 /** Run in this order; `node dist/bench/run.js [section...]` picks some. */
 export const sections: Record<string, Section> = {
@@ -42,9 +43,10 @@ export const sections: Record<string, Section> = {
   'image-start': imageStart,
   images: imageBuilds,
   'dedicated-cpus': dedicatedCpus,
+  retention,
 };
 
-const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3 };
+const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3, retentionTests: 10_000 };
 
 const OPTIONS: Record<string, { key: keyof BenchOptions; help: string }> = {
   '--stored': { key: 'stored', help: `tests loaded for status-1m (default ${DEFAULTS.stored})` },
@@ -52,6 +54,7 @@ const OPTIONS: Record<string, { key: keyof BenchOptions; help: string }> = {
   '--requests': { key: 'requests', help: `timed requests per latency figure (default ${DEFAULTS.requests})` },
   '--runs-1k': { key: 'runs1k', help: `submitPlan runs of 1,000 tests (default ${DEFAULTS.runs1k})` },
   '--runs-10k': { key: 'runs10k', help: `submitPlan runs of 10,000 tests (default ${DEFAULTS.runs10k})` },
+  '--tests': { key: 'retentionTests', help: `tests of the plan the retention section deletes (default ${DEFAULTS.retentionTests})` },
 };
 
 function usage(): string {

@@ -23,10 +23,14 @@ import type { Services } from './api/context';
 import { LiveEvents } from './api/live';
 import { createSchema } from './api/schema';
 import { startApiServer, type ApiServer } from './api/server';
-import { isUuid } from './db/cursor';
 import { RunsRepository } from './db/runs.repository';
-import { ArtifactStore } from './infra/artifact-store';
-import { join } from 'node:path';
+import { DirectoryArtifactStore } from './infra/artifact-store';
+import { ArtifactUsage, CountedArtifactStore } from './infra/artifact-usage';
+import { ArtifactsRepository } from './db/artifacts.repository';
+import { ArtifactsService } from './services/artifacts.service';
+import { RetentionService } from './services/retention.service';
+import { MaintenanceJob } from './services/maintenance';
+import { tryLease } from './infra/redis-lock';
 import { Reconciler } from './services/reconciler';
 import { AttemptsService } from './services/attempts.service';
 
@@ -41,8 +45,6 @@ export interface Core {
   services: Services;
   /** Connection options for further Redis connections (BullMQ workers need their own). */
   redisUrl: string;
-  /** Where an artifact's bytes are, by artifact id. */
-  artifactPath(id: string): Promise<{ path: string; name: string } | null>;
   close(): Promise<void>;
 }
 
@@ -86,6 +88,9 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     closers.push(() => queues.close());
 
     const now = () => new Date(); // the one clock of the services and the repositories
+    const directory = new DirectoryArtifactStore(config.artifactDir);
+    await directory.init();
+    const storeUsage = new ArtifactUsage(redis, config.redisPrefix);
     const deps: ServiceDeps = {
       config,
       logger,
@@ -98,6 +103,9 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       queues,
       events,
       usage: new UsageStore(redis, config.redisPrefix),
+      artifacts: new ArtifactsRepository(db.prisma),
+      store: new CountedArtifactStore(directory, storeUsage, logger),
+      storeUsage,
       pingDatabase: () => db.ping(),
       now,
     };
@@ -107,14 +115,10 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       status: new StatusService(deps),
       environments: new EnvironmentService(deps),
       images: new ImagesService(deps),
+      artifacts: new ArtifactsService(deps),
+      retention: new RetentionService(deps),
     };
-    const runs = deps.runs;
-    const store = new ArtifactStore(join(config.dataDir, 'artifacts'));
-    const artifactPath = async (id: string) => {
-      const a = isUuid(id) ? await runs.artifact(id) : null;
-      return a ? { path: store.pathOf(a.storageKey), name: a.name } : null;
-    };
-    return { config, logger, db, redis, events, queues, deps, services, redisUrl, artifactPath, close: closeAll };
+    return { config, logger, db, redis, events, queues, deps, services, redisUrl, close: closeAll };
   } catch (e) {
     await closeAll();
     throw e;
@@ -136,7 +140,16 @@ export async function serveApi(core: Core, at: { host: string; port: number }): 
       await core.db.ping();
       await core.redis.ping();
     },
-    artifactPath: core.artifactPath,
+  });
+}
+
+/** The periodic retention and store scan of an API process (one at a time across processes). */
+export function createMaintenance(core: Core): MaintenanceJob {
+  const { redis, config } = core;
+  return new MaintenanceJob({
+    ...core.deps,
+    retention: core.services.retention,
+    tryLease: (name, ttlMs) => tryLease(redis, `${config.redisPrefix}:lease:${name}`, ttlMs, () => core.logger.warn({ lease: name }, 'lease lost during a pass')),
   });
 }
 

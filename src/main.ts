@@ -13,6 +13,7 @@ import { PlanFileError } from './cli/plan-file';
 import { submitArgs, submitCommand } from './cli/submit';
 import { COMMANDS, TOP_USAGE } from './cli/usage';
 import type { Reconciler } from './services/reconciler';
+import type { MaintenanceJob } from './services/maintenance';
 import type { RunningWorker } from './worker/worker';
 import { bestEffort } from './infra/best-effort';
 
@@ -26,12 +27,13 @@ async function run(roles: Roles): Promise<void> {
   // its user's alone; the few files others must read (sandbox scripts) get their mode explicitly.
   process.umask(0o077);
   // loaded here, not at the top: `submit` and `--help` start in a fraction of the time without them
-  const [{ createReconciler, openCore, serveApi }, { startWorker }] = await Promise.all([import('./app.js'), import('./worker/worker.js')]);
+  const [{ createMaintenance, createReconciler, openCore, serveApi }, { startWorker }] = await Promise.all([import('./app.js'), import('./worker/worker.js')]);
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
   let core: Core | null = null;
   let api: { url: string; close(): Promise<void> } | null = null;
   let reconciler: Reconciler | null = null;
+  let maintenance: MaintenanceJob | null = null;
   let worker: RunningWorker | null = null;
   const quietly = (p: Promise<void> | undefined) => p?.catch((err: Error) => logger.warn({ err }, 'error while stopping'));
   // no new requests, then no new tests (running ones finish or are handed back), then the rest
@@ -39,6 +41,7 @@ async function run(roles: Roles): Promise<void> {
     await quietly(api?.close());
     await quietly(worker?.stop());
     await quietly(reconciler?.stop());
+    await quietly(maintenance?.stop());
     await quietly(core?.close());
   };
   // Signals are handled from the first moment: one that arrives during start-up stops what has
@@ -71,6 +74,8 @@ async function run(roles: Roles): Promise<void> {
       api = await serveApi(core, { host: config.host, port: config.port });
       reconciler = createReconciler(core);
       await reconciler.start();
+      maintenance = createMaintenance(core);
+      maintenance.start();
       logger.info({ url: `${api.url}/graphql` }, 'orchestrator API listening');
     }
     if (roles.worker && !stopping) worker = await startWorker(core, { pools: config.workerPools });

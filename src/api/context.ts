@@ -4,6 +4,8 @@ import type { StatusService } from '../services/status.service';
 import type { TestService } from '../services/test.service';
 import type { EnvironmentService } from '../services/environment.service';
 import type { ImagesService } from '../services/images.service';
+import type { ArtifactsService } from '../services/artifacts.service';
+import type { RetentionService } from '../services/retention.service';
 import type { UsageView } from '../views/view.types';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
@@ -14,6 +16,8 @@ export interface Services {
   status: StatusService;
   environments: EnvironmentService;
   images: ImagesService;
+  artifacts: ArtifactsService;
+  retention: RetentionService;
 }
 
 export interface ApiContext {

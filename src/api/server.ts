@@ -12,6 +12,7 @@ import { WebSocketServer } from 'ws';
 import { makeContext, type Services } from './context';
 import type { LiveEvents } from './live';
 import { mountWeb } from '../web/routes';
+import { mountDownloads } from './downloads';
 import type { ApiSecurity } from '../config/api-security';
 import { graphqlBody } from './guards/body-limit.middleware';
 import { HostOriginGuard } from './guards/host-origin.guard';
@@ -30,7 +31,6 @@ export interface ApiServerOptions {
   security: ApiSecurity;
   /** Readiness: resolves when the database and Redis answer, rejects with what is down. */
   ready(): Promise<void>;
-  artifactPath?(id: string): Promise<{ path: string; name: string } | null>;
 }
 
 export interface ApiServer {
@@ -39,7 +39,7 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-/** HTTP (GraphQL over POST, /healthz, /readyz) and graphql-ws, on one port and one path. */
+/** HTTP (GraphQL over POST, /healthz, /readyz, the pages, artifact downloads) and graphql-ws, on one port and one path. */
 export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   const app = express();
   const httpServer: Server = createServer(app);
@@ -136,7 +136,8 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       res.status(503).json({ status: 'unavailable', detail: (e as Error).message });
     }
   });
-  mountWeb(app, { artifactPath: o.artifactPath, logger: o.logger });
+  mountWeb(app);
+  mountDownloads(app, { services: o.services, logger: o.logger });
   app.use('/graphql', graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
 
   await new Promise<void>((resolve, reject) => {

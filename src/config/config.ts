@@ -43,6 +43,14 @@ export interface Config {
   limits: SubmissionLimits;
   /** Bytes of stdout and of stderr kept in a test's result. */
   maxOutputBytes: number;
+  /** Bytes of each complete log of a test (stdout.log, stderr.log, service-<name>.log), beyond which it is cut (MAX_LOG_BYTES). */
+  maxLogBytes: number;
+  /** The directory of the artifact store (ARTIFACT_DIR; default DATA_DIR/artifacts): shared by every process in scaled mode. */
+  artifactDir: string;
+  /** Finished plans older than this many days are deleted with everything they hold; 0: kept forever (RETENTION_DAYS). */
+  retentionDays: number;
+  /** How often the API looks for plans past their retention (RETENTION_INTERVAL_MS). */
+  retentionIntervalMs: number;
   /** What one test's artifacts may hold (MAX_ARTIFACT_BYTES, MAX_ARTIFACT_FILES); the rest is left out and said. */
   artifactLimits: { maxBytes: number; maxFiles: number };
   logLevel: string;
@@ -99,6 +107,10 @@ const envSchema = z.object({
   DEBIAN_MIRROR: z.preprocess(unsetIfEmpty, z.string().regex(/^https?:\/\/[^\s'"\\]+$/, 'an http:// or https:// URL of a Debian mirror').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_OUTPUT_BYTES: positive(1024 * 1024),
+  MAX_LOG_BYTES: positive(64 * 1024 * 1024),
+  ARTIFACT_DIR: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
+  RETENTION_DAYS: int(0, 36_500, 30),
+  RETENTION_INTERVAL_MS: int(1_000, 86_400_000, 600_000),
   MAX_ARTIFACT_BYTES: positive(1024 * 1024 * 1024),
   MAX_ARTIFACT_FILES: int(1, 100_000, 1000),
   MAX_TESTS_PER_PLAN: positive(50_000),
@@ -201,6 +213,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       defaultMaxRetries: 2,
     },
     maxOutputBytes: e.MAX_OUTPUT_BYTES,
+    maxLogBytes: e.MAX_LOG_BYTES,
+    artifactDir: resolve(e.ARTIFACT_DIR ?? join(e.DATA_DIR, 'artifacts')),
+    retentionDays: e.RETENTION_DAYS,
+    retentionIntervalMs: e.RETENTION_INTERVAL_MS,
     artifactLimits: { maxBytes: e.MAX_ARTIFACT_BYTES, maxFiles: e.MAX_ARTIFACT_FILES },
     logLevel: e.LOG_LEVEL,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

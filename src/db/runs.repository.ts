@@ -6,6 +6,7 @@ import type { ReportedMetric } from '../views/view.types';
 import type { TestView } from '../views/view.types';
 import type { PrismaClient } from '../generated/prisma/client';
 import { testView, type TestRow } from '../views/view.mappers';
+import { BLOB_LOCK } from './artifacts.repository';
 
 /** The columns of a TestView, as RETURNING gives them. */
 const TEST_COLUMNS = `"id", "plan_id" AS "planId", "name", "type", "status", "attempts", "pool", "priority", "queued_at" AS "queuedAt",
@@ -171,13 +172,19 @@ export class RunsRepository {
 
   /**
    * Inserts the rows in chunks of ARTIFACT_ROWS_PER_INSERT, yielding to the event loop between them:
-   * on the embedded database (in this thread) one insert of 20,000 rows held the API for ~9 s.
+   * on the embedded database (in this thread) one insert of 20,000 rows held the API for ~9 s. Each
+   * chunk holds the blob lock shared (artifacts.repository.ts BLOB_LOCK): once this returns, no remover
+   * can have judged these rows' blobs unreferenced without removing them before (the caller then checks
+   * they are still stored).
    */
   async addArtifacts(runId: string, artifacts: StoredArtifact[]): Promise<(StoredArtifact & { id: string })[]> {
     const withIds = artifacts.map((a) => ({ id: randomUUID(), runId, ...a }));
     for (let i = 0; i < withIds.length; i += ARTIFACT_ROWS_PER_INSERT) {
       if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      await this.prisma.artifact.createMany({ data: withIds.slice(i, i + ARTIFACT_ROWS_PER_INSERT) });
+      await this.prisma.$transaction([
+        this.prisma.$queryRawUnsafe(`SELECT pg_advisory_xact_lock_shared(${BLOB_LOCK})::text`),
+        this.prisma.artifact.createMany({ data: withIds.slice(i, i + ARTIFACT_ROWS_PER_INSERT) }),
+      ]);
     }
     return withIds;
   }

@@ -118,8 +118,13 @@ export interface RunSpec {
   artifactDir: string;
   /** Caps on what is collected; default DEFAULT_ARTIFACT_LIMITS (container/artifacts.ts). */
   artifactLimits?: ArtifactLimits;
-  /** Bytes of stdout and of stderr kept each; the rest is counted and dropped. */
+  /** Bytes of stdout and of stderr kept each in the outcome (stdout/stderr, stdoutBytes); the rest is counted and dropped. */
   maxOutputBytes: number;
+  /**
+   * Bytes of each complete log (stdout.log, stderr.log, service-<name>.log, written into artifactDir);
+   * beyond it a log is cut with a marker line (run-logs.ts). Default DEFAULT_MAX_LOG_BYTES.
+   */
+  maxLogBytes?: number;
   /**
    * Performance tests: this many CPUs that no other run uses while this one runs (capability
    * `dedicatedCpus`). The driver reserves them host-wide, waiting while they are taken (before the
@@ -139,6 +144,10 @@ export interface RunSpec {
  */
 export const METRICS_FILE_ENV = 'METRICS_FILE';
 
+/**
+ * A file of the run in artifactDir. Every run has the LOG files `stdout.log` and `stderr.log` (the
+ * complete streams, up to RunSpec.maxLogBytes) and one `service-<name>.log` per service that wrote one.
+ */
 export interface CollectedFile {
   name: string;
   kind: 'FILE' | 'CORE_DUMP' | 'LOG';

@@ -13,7 +13,7 @@ import type { RunResult, StoredArtifact } from '../db/runs.repository';
 import type { TestSpecRow } from '../db/tests.repository';
 import { resultView } from '../views/view.mappers';
 import type { RunOutcome } from '../environments/driver';
-import type { ArtifactStore } from '../infra/artifact-store';
+import type { ArtifactStore, PutResult } from '../infra/artifact-store';
 import type { ServiceDeps } from './context';
 import { PlanRefresher, publishTestChanges } from './transitions';
 
@@ -203,22 +203,36 @@ export class AttemptsService {
       pidsLimitHit: outcome.pidsLimitHit,
       pidsLimit: limits.pids,
     });
+    // The driver's files: the complete logs (stdout.log, stderr.log, service-<name>.log), the test's
+    // files, core dumps. Each is put in the store, then its row written.
     const artifacts: StoredArtifact[] = [];
-    for (const f of outcome.files) {
-      const { key, sha256 } = await store.putFile(f.path);
-      artifacts.push({ name: f.name, kind: f.kind, sizeBytes: f.sizeBytes, sha256, storageKey: key });
-    }
+    const sources: (() => Promise<PutResult>)[] = [];
+    const put = async (source: () => Promise<PutResult>, name: string, kind: StoredArtifact['kind']) => {
+      const p = await source();
+      artifacts.push({ name, kind, sizeBytes: p.size, sha256: p.sha256, storageKey: p.key });
+      sources.push(source);
+    };
+    for (const f of outcome.files) await put(() => store.putFile(f.path), f.name, f.kind);
     const result = resultOf(outcome, status, withArtifactNotes(errorMessage, outcome.artifactNotes), false);
     for (const stream of ['stdout', 'stderr'] as const) {
       const row = output[stream];
       result[stream] = row.text;
-      if (row.exact) continue;
-      // not byte-exact in the row (abridged, or not valid text): the exact bytes are an artifact
-      const put = store.putBytes(outcome[`${stream}Bytes`] ?? Buffer.from(outcome[stream]));
-      artifacts.push({ name: `${stream}.log`, kind: 'LOG', sizeBytes: put.size, sha256: put.sha256, storageKey: put.key });
       if (row.abridged) result.outputTruncated = true;
+      // a driver that wrote no complete log: the bytes it captured are the log
+      const name = `${stream}.log`;
+      if (!outcome.files.some((f) => f.kind === 'LOG' && f.name === name)) {
+        const bytes = outcome[`${stream}Bytes`] ?? Buffer.from(outcome[stream]);
+        await put(() => store.putBytes(bytes), name, 'LOG');
+      }
     }
     const stored = await this.d.runs.addArtifacts(a.runId, artifacts);
+    // A blob that was stored already may have been removed since (the last plan referencing it was
+    // deleted) before these rows were written: stored again (see BLOB_LOCK in db/artifacts.repository.ts).
+    for (const [i, art] of artifacts.entries()) {
+      if (await store.has(art.storageKey)) continue;
+      a.log.warn({ artifact: art.name }, 'an artifact blob was removed while its rows were written: stored again');
+      await sources[i]();
+    }
     const done = await this.d.runs.finishAttempt(a.spec.id, a.number, a.runId, result);
     if (!done) {
       a.log.warn({ status }, 'result of a stale attempt kept on its run only: the test moved on');

@@ -1,5 +1,8 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
+import type { ArtifactsRepository } from '../db/artifacts.repository';
+import type { ArtifactStore } from '../infra/artifact-store';
+import type { ArtifactUsage } from '../infra/artifact-usage';
 import type { EnvironmentsRepository } from '../db/environments.repository';
 import type { ImagesRepository } from '../db/images.repository';
 import type { PlansRepository } from '../db/plans.repository';
@@ -23,6 +26,10 @@ export interface ServiceDeps {
   queues: TestQueues;
   events: EventBus;
   usage: UsageStore;
+  artifacts: ArtifactsRepository;
+  /** The artifact store (ARTIFACT_DIR), counting its size in `storeUsage`. */
+  store: ArtifactStore;
+  storeUsage: ArtifactUsage;
   /** Health probes of the components. */
   pingDatabase(): Promise<void>;
   now(): Date;

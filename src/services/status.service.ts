@@ -3,6 +3,7 @@ import { TERMINAL_STATUSES, totalOf, type StatusCounts } from '../domain/status'
 import type { ServiceDeps } from './context';
 import { bestEffort } from '../infra/best-effort';
 import { ImagesService } from './images.service';
+import { ArtifactsService } from './artifacts.service';
 
 export interface ComponentHealth {
   name: string;
@@ -51,16 +52,18 @@ async function probe(name: string, fn: () => Promise<string | null>, timeoutMs =
 
 export class StatusService {
   private readonly images: ImagesService;
+  private readonly artifacts: ArtifactsService;
 
   constructor(private readonly d: ServiceDeps) {
     this.images = new ImagesService(d);
+    this.artifacts = new ArtifactsService(d);
   }
 
   /** Live counts from the counter tables, pools, workers and the health of each component. */
   async systemStatus(): Promise<SystemStatusView> {
     const { config } = this.d;
     const since = new Date(this.d.now().getTime() - config.workerHeartbeatMs * 3);
-    const [counts, envs, workers, database, queue, images] = await Promise.all([
+    const [counts, envs, workers, database, queue, images, artifacts] = await Promise.all([
       // shown as unknown (the database component says why) rather than failing the whole status
       bestEffort(this.d.logger, 'reading the test counts for systemStatus', () => this.d.status.testCounts(), null).then((c) => c ?? null),
       bestEffort(this.d.logger, 'reading the environment counts for systemStatus', () => this.d.status.environmentCounts(), null).then((c) => c ?? null),
@@ -74,6 +77,12 @@ export class StatusService {
         return null;
       }),
       this.images.health().catch((err: Error): ComponentHealth => ({ name: 'images', healthy: false, detail: `unknown: ${err.message}` })),
+      // whether the store can be used, and its size (a running total: never a walk of the store here)
+      probe('artifacts', async () => {
+        const h = await this.artifacts.health();
+        if (!h.healthy) throw new Error(h.detail ?? 'unusable');
+        return h.detail;
+      }),
     ]);
     const total = counts?.total ?? { QUEUED: 0, RUNNING: 0, PASSED: 0, FAILED: 0, TIMED_OUT: 0, ERROR: 0, CANCELLED: 0 };
     const servedPools = new Set((workers ?? []).flatMap((w) => w.pools));
@@ -88,7 +97,7 @@ export class StatusService {
               healthy: unserved.length === 0,
               detail: `${workers.length} alive${unserved.length ? `; no worker serves pool ${unserved.join(', ')}` : ''}`,
             };
-    const components = [database, queue, workersHealth, images];
+    const components = [database, queue, workersHealth, images, artifacts];
     const liveCount = workers?.length ?? 0;
     return {
       activeTests: total.RUNNING,

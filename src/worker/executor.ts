@@ -175,6 +175,7 @@ export class TestExecutor {
         artifactDir,
         artifactLimits: d.config.artifactLimits,
         maxOutputBytes: d.config.maxOutputBytes,
+        maxLogBytes: d.config.maxLogBytes,
         // reserved host-wide by the driver: no other test on this host runs on them meanwhile
         dedicatedCpus: spec.type === 'PERFORMANCE' ? manager.pool.cpus : undefined,
         isolation: spec.type === 'SECURITY' ? 'hardened' : 'standard',

@@ -10,7 +10,6 @@ import type { Core } from '../app';
 import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
 import { ResourceManager } from '../environments/resource-manager';
-import { ArtifactStore } from '../infra/artifact-store';
 import { bestEffort } from '../infra/best-effort';
 import { redisOptionsFromUrl } from '../infra/redis-server';
 import { parseRunTest, queueName } from '../queue/catalog';
@@ -112,7 +111,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools });
   events.emit('system', { reason: 'worker started' });
 
-  const attempts = new AttemptsService({ ...core.deps, logger: log, store: new ArtifactStore(join(config.dataDir, 'artifacts')) });
+  const attempts = new AttemptsService({ ...core.deps, logger: log, store: core.deps.store });
   const executor = new TestExecutor({
     config,
     logger: log,

@@ -359,7 +359,7 @@ export function runDriverConformance(
       assert.equal(o.stdout, 'ready\n');
       assert.deepEqual(await processesMatching(marker), []);
       // The service's output is an artifact of the run, as a user downloads it.
-      const log = o.files.find((f) => f.kind === 'LOG' && f.name === 'services/slow-db.log');
+      const log = o.files.find((f) => f.kind === 'LOG' && f.name === 'service-slow-db.log');
       assert.ok(log, `the service's log is collected: files ${JSON.stringify(o.files.map((f) => [f.kind, f.name]))}`);
       assert.match(readFileSync(log.path, 'utf8'), /service-log-line/);
 
@@ -371,6 +371,49 @@ export function runDriverConformance(
       assert.notEqual(never.exitCode, 0);
       assert.doesNotMatch(never.stdout, /script-ran/);
       assert.match(never.stderr, /never-ready/);
+    });
+
+    it('writes the complete stdout, stderr and service logs byte-exact, cut with a marker past the log limit', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const read = (o: RunOutcome, name: string) => {
+        const f = o.files.find((x) => x.name === name);
+        assert.ok(f, `${name} in ${JSON.stringify(o.files.map((x) => x.name))}`);
+        assert.equal(f.kind, 'LOG');
+        const bytes = readFileSync(f.path);
+        assert.equal(f.sizeBytes, bytes.length);
+        return bytes;
+      };
+      // NUL, invalid UTF-8, no final newline; more than maxOutputBytes: the log has all of it
+      const o = await run(d, {
+        maxOutputBytes: 1000,
+        script: `printf 'a\\000b\\377c'; head -c 5000 /dev/zero | tr '\\0' x; printf 'err\\000\\376' >&2\n`,
+      });
+      assert.equal(o.exitCode, 0, o.stderr);
+      assert.equal(o.outputTruncated, true, 'the outcome keeps maxOutputBytes');
+      assert.equal(o.stdoutBytes.length, 1000);
+      assert.deepEqual(read(o, 'stdout.log'), Buffer.concat([Buffer.from([0x61, 0, 0x62, 0xff, 0x63]), Buffer.alloc(5000, 'x')]));
+      assert.deepEqual(read(o, 'stderr.log'), Buffer.from([0x65, 0x72, 0x72, 0, 0xfe]));
+
+      // past the log limit: the first maxLogBytes bytes, then one marker line with the count dropped
+      const cut = await run(d, { maxLogBytes: 4096, script: 'head -c 10000 /dev/zero | tr "\\0" y; echo; echo short >&2\n' });
+      const log = read(cut, 'stdout.log');
+      const marker = '\n[test-orchestrator: log cut at the log limit of 4096 bytes (MAX_LOG_BYTES): 5905 more bytes were dropped]\n';
+      assert.deepEqual(log.subarray(0, 4096), Buffer.alloc(4096, 'y'));
+      assert.equal(log.subarray(4096).toString(), marker);
+      assert.equal(read(cut, 'stderr.log').toString(), 'short\n', 'a log under the limit is whole');
+      assert.ok(cut.artifactNotes?.includes('stdout.log cut at the log limit of 4096 bytes: 5905 bytes dropped'), JSON.stringify(cut.artifactNotes));
+
+      if (!d.capabilities.services) return;
+      const svc = await run(d, {
+        maxLogBytes: 100,
+        services: [{ name: 'noisy db/1', command: `printf 'svc\\000\\377'; head -c 300 /dev/zero | tr '\\0' z; exec sleep 30`, readyCheck: 'true' }],
+        script: 'sleep 0.5\n',
+      });
+      assert.equal(svc.exitCode, 0, svc.stderr);
+      const s = read(svc, 'service-noisy_db_1.log');
+      assert.deepEqual(s.subarray(0, 5), Buffer.from([0x73, 0x76, 0x63, 0, 0xff]));
+      assert.equal(s.subarray(100).toString(), '\n[test-orchestrator: log cut at the log limit of 100 bytes (MAX_LOG_BYTES): 205 more bytes were dropped]\n');
     });
 
     it('collects artifacts (globs, no escapes, no symlinks) and core dumps', async (t) => {
@@ -402,7 +445,7 @@ export function runDriverConformance(
       assert.equal(readFileSync(byName.get('out/sub/b.txt')!.path, 'utf8'), 'b\n');
       for (const f of o.files) {
         assert.ok(f.path.startsWith(artifactDir + path.sep), `${f.path} outside artifactDir`);
-        assert.ok(f.sizeBytes > 0);
+        assert.ok(f.sizeBytes > 0 || f.kind === 'LOG', `${f.name} is empty`);
       }
       if (d.capabilities.coreDumps) {
         const core = o.files.find((f) => f.kind === 'CORE_DUMP');

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import pino from 'pino';
 import type { ApiServer } from '../../src/api/server';
-import { createReconciler, openCore, serveApi, type Core } from '../../src/app';
+import { createMaintenance, createReconciler, openCore, serveApi, type Core } from '../../src/app';
+import type { MaintenanceJob } from '../../src/services/maintenance';
 import { loadConfig } from '../../src/config/config';
 import { openDatabase } from '../../src/db/database';
 import { readMigrations } from '../../src/db/migrate';
@@ -17,6 +18,8 @@ export interface TestServer {
   core: Core;
   worker: RunningWorker | null;
   api: ApiServer;
+  /** Retention and the store's size count, not started: a test runs a pass with `maintenance.pass()`. */
+  maintenance: MaintenanceJob;
   dataDir: string;
   stop(): Promise<void>;
 }
@@ -72,16 +75,19 @@ export async function startTestServer(opts: {
     ? createReconciler(core)
     : null;
   await reconciler?.start();
+  const maintenance = createMaintenance(core);
   return {
     url: api.url,
     core,
     api,
+    maintenance,
     worker,
     dataDir,
     async stop() {
       await api.close();
       await worker?.stop();
       await reconciler?.stop();
+      await maintenance.stop();
       await core.close();
       rmSync(dataDir, { recursive: true, force: true });
     },

@@ -263,8 +263,9 @@ export function apiSuite(dbName: string, setup: () => Promise<{ server: TestServ
       assert.equal(s2.queuedTests, s0.queuedTests);
       assert.equal(s2.counts.cancelled, s0.counts.cancelled + 3);
       assert.equal(s2.completedTests, s0.completedTests + 3);
-      assert.deepEqual(s2.components.map((c: any) => c.name), ['database', 'queue', 'workers', 'images']);
+      assert.deepEqual(s2.components.map((c: any) => c.name), ['database', 'queue', 'workers', 'images', 'artifacts']);
       assert.ok(s2.components[0].healthy && s2.components[1].healthy);
+      assert.ok(s2.components[4].healthy, JSON.stringify(s2.components[4]));
       const cancelledPlans = (await gqlOk(url, `{ plans(status: CANCELLED) { nodes { id } } }`)).plans.nodes.map((n: any) => n.id);
       assert.ok(cancelledPlans.includes(submitPlan.id));
     });

@@ -90,10 +90,14 @@ describe('test output is bytes', () => {
       assert.equal(a.sha256, createHash('sha256').update(want).digest('hex'));
     }
 
-    // valid text is kept as it is, with no artifact
+    // valid text is kept as it is; the logs hold it too (an empty stream, an empty log)
     assert.equal(t.text.status, 'PASSED');
     assert.equal(t.text.result.stdout, 'plain é\n');
-    assert.deepEqual(t.text.result.artifacts, []);
+    const textLogs = Object.fromEntries(t.text.result.artifacts.map((a: any) => [a.name, a]));
+    assert.deepEqual(Object.keys(textLogs).sort(), ['stderr.log', 'stdout.log']);
+    assert.equal((await download(textLogs['stdout.log'].url)).toString(), 'plain é\n');
+    assert.equal(textLogs['stderr.log'].sizeBytes, 0);
+    assert.deepEqual(await download(textLogs['stderr.log'].url), Buffer.alloc(0));
 
     // the live chunks carry the same safe text, at byte offsets
     const chunk = await live.next((c) => c.stream === 'stdout', 10_000);

@@ -176,7 +176,7 @@ describe('running tests in sandboxes', () => {
     ]);
     const r = byName(plan)['makes-files'].result;
     const names = r.artifacts.map((a: any) => a.name).sort();
-    assert.deepEqual(names, ['out/a.txt', 'out/b.txt', 'report.xml']);
+    assert.deepEqual(names, ['out/a.txt', 'out/b.txt', 'report.xml', 'stderr.log', 'stdout.log']);
     const a = r.artifacts.find((x: any) => x.name === 'out/a.txt');
     const res = await fetch(`${url}${a.url}`);
     assert.equal(res.status, 200);

@@ -3,7 +3,7 @@
 // a real database (embedded PGlite, a copy of a migrated template) and a real Redis (events, queues).
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -15,7 +15,7 @@ import { TestsRepository } from '../../src/db/tests.repository';
 import type { RunOutcome } from '../../src/environments/driver';
 import { EventBus } from '../../src/events/bus';
 import type { PlanView, TestView } from '../../src/views/view.types';
-import { ArtifactStore } from '../../src/infra/artifact-store';
+import { DirectoryArtifactStore } from '../../src/infra/artifact-store';
 import { redisOptionsFromUrl } from '../../src/infra/redis-server';
 import { TestQueues } from '../../src/queue/producer';
 import { AttemptsService, type Attempt } from '../../src/services/attempts.service';
@@ -65,7 +65,7 @@ describe('attempts service (PGlite, Redis)', () => {
       events,
       queues,
       now: () => new Date(),
-      store: new ArtifactStore(storeDir),
+      store: new DirectoryArtifactStore(storeDir),
       retryDelayMs: 10,
     });
   });
@@ -242,5 +242,41 @@ describe('attempts service (PGlite, Redis)', () => {
     await attempts.unservable(t);
     assert.equal((await row(t.id)).status, 'ERROR');
     await eventually('a test event says ERROR', () => seen.test.some((v) => v.id === t.id && v.status === 'ERROR'));
+  });
+
+  it('finish: a driver that wrote no log files has its captured bytes as stdout.log and stderr.log', async () => {
+    const t = await newTest();
+    const a = await begun(t.id);
+    await attempts.finish(a, outcome({ stdout: 'a\uFFFDb', stdoutBytes: Buffer.from([0x61, 0x00, 0x62]), stderr: 'e', stderrBytes: Buffer.from('e') }), LIMITS);
+    const arts = await db.prisma.artifact.findMany({ where: { runId: a.runId }, orderBy: { name: 'asc' } });
+    assert.deepEqual(arts.map((x) => [x.name, x.kind, Number(x.sizeBytes)]), [['stderr.log', 'LOG', 1], ['stdout.log', 'LOG', 3]]);
+    assert.deepEqual(readFileSync(join(storeDir, arts[1].storageKey.slice(0, 2), arts[1].storageKey)), Buffer.from([0x61, 0x00, 0x62]));
+  });
+
+  it('finish: a blob removed between its store and its rows (its last plan deleted meanwhile) is stored again', async () => {
+    const real = new DirectoryArtifactStore(storeDir);
+    // the remover's work, between the worker's put and its rows: what the blob lock and the check after the insert are for
+    let raced = false;
+    const racing = Object.assign(Object.create(real) as DirectoryArtifactStore, {
+      putFile: async (p: string) => {
+        const r = await real.putFile(p);
+        if (!raced) await real.remove(r.key); // once: the worker's second put is not raced
+        raced = true;
+        return r;
+      },
+    });
+    const service = new AttemptsService({
+      logger: quietLogger(), tests: new TestsRepository(db.prisma), plans: new PlansRepository(db.prisma, () => new Date()),
+      runs, events, queues, now: () => new Date(), store: racing,
+    });
+    const t = await newTest();
+    const a = await begun(t.id);
+    const file = join(storeDir, `src-${randomUUID()}.log`);
+    writeFileSync(file, `content ${randomUUID()}\n`);
+    await service.finish(a, outcome({ files: [{ name: 'stdout.log', kind: 'LOG', path: file, sizeBytes: 45 }] }), LIMITS);
+    assert.equal((await row(t.id)).status, 'PASSED');
+    const art = await db.prisma.artifact.findFirstOrThrow({ where: { runId: a.runId, name: 'stdout.log' } });
+    assert.equal(await real.has(art.storageKey), true, 'the blob its row references is in the store');
+    await service.flush();
   });
 });

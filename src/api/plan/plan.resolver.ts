@@ -50,6 +50,14 @@ export class PlanResolver {
     return ctx.services.plans.cancel(id);
   }
 
+  @Mutation(() => Boolean, {
+    description: 'deletes a finished plan with its tests, runs and artifacts (a blob another artifact shares is kept); a queued or running plan is refused: cancel it first',
+  })
+  async deletePlan(@Arg('id', () => ID) id: string, @Ctx() ctx: ApiContext): Promise<boolean> {
+    await ctx.services.retention.deletePlan(id);
+    return true;
+  }
+
   @FieldResolver(() => StatusCounts)
   counts(@Root() plan: PlanView): StatusCounts {
     return toGraphCounts(plan.counts);

@@ -30,5 +30,5 @@ export class SystemStatus {
   @Field(() => [PoolStatus]) pools!: PoolStatus[];
   @Field(() => Int, { description: 'worker processes alive now' }) workers!: number;
   @Field() healthy!: boolean;
-  @Field(() => [ComponentHealth], { description: 'at least: database, queue, workers, images' }) components!: ComponentHealth[];
+  @Field(() => [ComponentHealth], { description: 'at least: database, queue, workers, images, artifacts (the store: whether it can be used, its size)' }) components!: ComponentHealth[];
 }

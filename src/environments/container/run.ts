@@ -17,6 +17,7 @@ import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
+import { DEFAULT_MAX_LOG_BYTES, endRunLogs, openRunLogs, serviceLogArtifactName, type RunLogs } from '../run-logs';
 import { collectArtifacts } from './artifacts';
 import { reserveDedicatedCpus } from './dedicated-cpus';
 import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
@@ -79,9 +80,19 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     await dedicated.reservation?.release();
     return emptyOutcome({ aborted: true });
   }
+  // The complete logs, written as the output arrives (run-logs.ts).
+  let logs: RunLogs;
   try {
-    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started });
+    logs = await openRunLogs(spec.artifactDir, spec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES);
+  } catch (err) {
+    const r = dedicated.reservation;
+    if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
+    throw new InfrastructureError(`cannot write the logs of the run in ${spec.artifactDir}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started, logs });
   } finally {
+    await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
   }
@@ -92,11 +103,14 @@ async function runReserved(
   host: ContainerHost,
   state: EnvState,
   spec: RunSpec,
-  o: { rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>; reservation: CpuReservation | null; started: number },
+  o: {
+    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>;
+    reservation: CpuReservation | null; started: number; logs: RunLogs;
+  },
 ): Promise<RunOutcome> {
   const env = state.handle;
   const log = host.logger;
-  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started } = o;
+  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started, logs } = o;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
@@ -174,6 +188,13 @@ async function runReserved(
   };
   const onData = (stream: 'stdout' | 'stderr', capture: OutputCapture) => (chunk: Buffer) => {
     if (stream === 'stdout') stdoutMetrics.push(chunk); // all of it, also beyond what is kept
+    // the complete log; a disk that lags pauses the pipe (the test then waits on its writes)
+    const file = logs[stream];
+    if (!file.write(chunk)) {
+      const source = child[stream]!;
+      source.pause();
+      file.onDrain(() => source.resume());
+    }
     const kept = capture.push(chunk);
     if (kept.length > 0 && spec.onOutput) {
       try {
@@ -265,7 +286,18 @@ async function runReserved(
       await fs.rm(auditFile, { force: true });
       await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
     }
-    const { files, notes: artifactNotes } = await collect(host, state, spec, audit ? auditFile : null);
+    // the complete logs before the test's own files (a file of the test by such a name is then left out)
+    const ended = await endRunLogs(
+      logs,
+      spec.artifactDir,
+      spec.services.map((svc, i) => ({ source: path.join(state.ctlDir, serviceLogName(i)), name: serviceLogArtifactName(svc.name, i) })),
+      (name, error) => log.error({ testId: spec.testId, log: name, err: error }, 'a log of the run could not be written in full'),
+    ).catch((err: Error) => {
+      throw new InfrastructureError(`cannot write the logs of the run: ${err.message}`, { cause: err });
+    });
+    const collected = await collect(host, state, spec, audit ? auditFile : null);
+    const files = [...ended.files, ...collected.files];
+    const artifactNotes = [...ended.notes, ...collected.notes];
     const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: state.ctlDir, log, testId: spec.testId });
 
     const outcome: RunOutcome = {
@@ -343,7 +375,7 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
   }
 }
 
-/** The run's artifacts and service logs, copied out of the work and control dirs. */
+/** The run's artifacts (and the security audit), copied out of the work dir. */
 async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, auditFile: string | null): Promise<{ files: RunOutcome['files']; notes: string[] }> {
   const log = host.logger;
   try {
@@ -352,13 +384,7 @@ async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, audi
       artifactDir: spec.artifactDir,
       patterns: spec.artifactPaths,
       exclude: auditFile ? [SCRIPT_NAME, `${HARDENED_TMPDIR_NAME}/`] : [SCRIPT_NAME],
-      logs: [
-        ...(auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : []),
-        ...spec.services.map((svc, i) => ({
-          source: path.join(state.ctlDir, serviceLogName(i)),
-          name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
-        })),
-      ],
+      logs: auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : [],
       limits: spec.artifactLimits,
       onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
     });
