@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { openDatabase, type Database } from './db/database';
+import { BundlesRepository } from './db/bundles.repository';
 import { EnvironmentsRepository } from './db/environments.repository';
 import { ImagesRepository } from './db/images.repository';
 import { PlansRepository } from './db/plans.repository';
@@ -26,6 +27,8 @@ import { startApiServer, type ApiServer } from './api/server';
 import { isUuid } from './db/cursor';
 import { RunsRepository } from './db/runs.repository';
 import { ArtifactStore } from './infra/artifact-store';
+import { BundleStore } from './infra/bundle/bundle-store';
+import { BundleService } from './services/bundle.service';
 import { join } from 'node:path';
 import { Reconciler } from './services/reconciler';
 import { AttemptsService } from './services/attempts.service';
@@ -67,7 +70,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       logger.info({ socket: embedded.socketPath, pid: embedded.pid }, 'embedded redis-server running');
     }
     // PGlite writes its initial files 0666, and an older DATA_DIR may hold anything: make it all private.
-    await repairDataDirModes(config.dataDir, logger);
+    await repairDataDirModes(config.dataDir, logger, [config.bundleDir]);
     const redis = new Redis({ ...redisOptionsFromUrl(redisUrl), maxRetriesPerRequest: null, lazyConnect: true });
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     closers.push(async () => {
@@ -95,6 +98,8 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       runs: new RunsRepository(db.prisma, now),
       environments: new EnvironmentsRepository(db.prisma, now),
       images: new ImagesRepository(db.prisma, now),
+      bundles: new BundlesRepository(db.prisma),
+      bundleStore: new BundleStore(config.bundleDir),
       queues,
       events,
       usage: new UsageStore(redis, config.redisPrefix),
@@ -107,6 +112,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       status: new StatusService(deps),
       environments: new EnvironmentService(deps),
       images: new ImagesService(deps),
+      bundles: new BundleService(deps),
     };
     const runs = deps.runs;
     const store = new ArtifactStore(join(config.dataDir, 'artifacts'));

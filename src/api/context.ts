@@ -4,6 +4,7 @@ import type { StatusService } from '../services/status.service';
 import type { TestService } from '../services/test.service';
 import type { EnvironmentService } from '../services/environment.service';
 import type { ImagesService } from '../services/images.service';
+import type { BundleService } from '../services/bundle.service';
 import type { UsageView } from '../views/view.types';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
@@ -14,6 +15,7 @@ export interface Services {
   status: StatusService;
   environments: EnvironmentService;
   images: ImagesService;
+  bundles: BundleService;
 }
 
 export interface ApiContext {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
+import type { BundlesRepository } from '../db/bundles.repository';
 import type { EnvironmentsRepository } from '../db/environments.repository';
 import type { ImagesRepository } from '../db/images.repository';
 import type { PlansRepository } from '../db/plans.repository';
@@ -8,6 +9,7 @@ import type { StatusRepository } from '../db/status.repository';
 import type { TestsRepository } from '../db/tests.repository';
 import type { EventBus } from '../events/bus';
 import type { UsageStore } from '../events/usage-store';
+import type { BundleStore } from '../infra/bundle/bundle-store';
 import type { TestQueues } from '../queue/producer';
 
 /** What the use cases need, passed in explicitly. */
@@ -20,6 +22,9 @@ export interface ServiceDeps {
   runs: RunsRepository;
   environments: EnvironmentsRepository;
   images: ImagesRepository;
+  bundles: BundlesRepository;
+  /** Where uploaded bundles are unpacked (BUNDLE_DIR). */
+  bundleStore: BundleStore;
   queues: TestQueues;
   events: EventBus;
   usage: UsageStore;
