@@ -11,6 +11,7 @@ import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
 import { ResourceManager } from '../environments/resource-manager';
 import { ArtifactStore } from '../infra/artifact-store';
+import { BundleStore } from '../infra/bundle/bundle-store';
 import { bestEffort } from '../infra/best-effort';
 import { redisOptionsFromUrl } from '../infra/redis-server';
 import { parseRunTest, queueName } from '../queue/catalog';
@@ -113,6 +114,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   events.emit('system', { reason: 'worker started' });
 
   const attempts = new AttemptsService({ ...core.deps, logger: log, store: new ArtifactStore(join(config.dataDir, 'artifacts')) });
+  const bundles = new BundleStore(config.bundleDir);
   const executor = new TestExecutor({
     config,
     logger: log,
@@ -122,6 +124,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     images,
     workerId: id,
     stopping: stopping.signal,
+    bundleTree: (bundleId) => bundles.treeOf(bundleId),
   });
 
   const offCancel = await events.on('cancel', ({ testId }) => {
