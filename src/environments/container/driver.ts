@@ -49,6 +49,7 @@ import { SecurityAuditor } from './security-audit';
 import { sweepDeadInstances } from './sweep';
 import { CTL_FS_MB, clearInPlace, createWorkFs, destroyWorkFs, removeTree, type WorkFs } from './work-fs';
 import { BundleLowers } from './bundle-lowers';
+import { MountHelper } from './mount-helper';
 import { unmountInputs } from './work-inputs';
 
 export type { ContainerHandle } from './env-state';
@@ -101,6 +102,7 @@ export class ContainerDriver implements EnvironmentDriver {
   private readonly host: ContainerHost;
   private auditor: SecurityAuditor | null = null;
   private readonly bundleLowers: BundleLowers;
+  private readonly mounts = new MountHelper();
 
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
@@ -147,7 +149,7 @@ export class ContainerDriver implements EnvironmentDriver {
       dropPrivileges: () => (this.sandboxUser ? setprivArgs(this.setprivPath, this.sandboxUser) : []),
       makeSandboxDir: (dir) => makeSandboxDir(dir, this.sandboxUser),
       securityAuditor: () => (this.auditor ??= new SecurityAuditor(this.instance, this.logger)),
-      inputs: { bundleLowers: this.bundleLowers, owner: this.sandboxUser },
+      inputs: { bundleLowers: this.bundleLowers, owner: this.sandboxUser, mounts: this.mounts },
     };
   }
 
@@ -259,7 +261,7 @@ export class ContainerDriver implements EnvironmentDriver {
     await this.stopActive(state, 'reset');
     try {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
-      await unmountInputs(state); // the bundle's overlay: what the test changed goes with the disk's content
+      await unmountInputs(this.host.inputs, state); // the bundle's overlay: what the test changed goes with the disk's content
       if (state.disk) {
         // After a big test a fresh filesystem: quicker than deleting what it left, whatever its
         // size or depth. After a small one the few files go in place.
@@ -310,7 +312,7 @@ export class ContainerDriver implements EnvironmentDriver {
   async destroy(env: EnvironmentHandle): Promise<void> {
     const state = this.envs.get(env.id);
     if (state) await this.stopActive(state, 'destroy');
-    if (state) await bestEffort(this.logger, `unmounting the bundle of ${env.id}`, () => unmountInputs(state));
+    if (state) await bestEffort(this.logger, `unmounting the bundle of ${env.id}`, () => unmountInputs(this.host.inputs, state));
     this.envs.delete(env.id);
     // The handle is opaque: the directory is the driver's own, never a path the caller passed.
     if (!ENV_ID.test(env.id)) throw new Error(`refusing to remove environment '${env.id}': not an environment id`);
@@ -332,7 +334,7 @@ export class ContainerDriver implements EnvironmentDriver {
     const errors: string[] = [];
     for (const state of this.envs.values()) {
       await this.stopActive(state, 'destroy');
-      await unmountInputs(state).catch((err: Error) => errors.push(err.message));
+      await unmountInputs(this.host.inputs, state).catch((err: Error) => errors.push(err.message));
     }
     this.envs.clear();
     await this.auditor?.close();
@@ -344,6 +346,7 @@ export class ContainerDriver implements EnvironmentDriver {
     this.stateRootReady = null;
     this.seccompFiles.clear();
     this.bundleLowers.clear();
+    this.mounts.close();
     this.diskProbe = null;
     await removeDirAndMounts(this.stateRoot).catch((err: Error) => errors.push(err.message));
     if (errors.length) throw new Error(`container driver close: ${errors.join('; ')}`);

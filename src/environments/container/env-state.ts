@@ -7,9 +7,7 @@ import type { EnvironmentHandle } from '../driver';
 import type { DriverLogger } from './image';
 import type { SeccompProfile } from './seccomp';
 import type { SecurityAuditor } from './security-audit';
-import type { BundleLowers } from './bundle-lowers';
-import type { SandboxUser } from './sandbox-user';
-import type { MountedInputs } from './work-inputs';
+import type { InputsHost, MountedInputs } from './work-inputs';
 import type { WorkFs } from './work-fs';
 
 /** The container driver's handle: the common one and the host directory of the environment's state. */
@@ -59,5 +57,5 @@ export interface ContainerHost {
   /** Audits SECURITY runs (security-audit.ts). */
   securityAuditor(): SecurityAuditor;
   /** What filling a run's work dir needs (work-inputs.ts): the bundle copies, the owner of the files. */
-  readonly inputs: { bundleLowers: BundleLowers; owner: SandboxUser | null };
+  readonly inputs: InputsHost;
 }
