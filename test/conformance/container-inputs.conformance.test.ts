@@ -78,9 +78,10 @@ describe('ContainerDriver: the working directory starts with the bundle and the 
   });
 
   let runs = 0;
-  const run = async (script: string, inputs?: RunSpec['inputs']) => {
+  const run = async (script: string, inputs?: RunSpec['inputs'], extra: Partial<RunSpec> = {}) => {
     await driver.reset(env);
     return driver.run(env, {
+      ...extra,
       testId: 'inputs',
       attempt: 1,
       script,
@@ -138,6 +139,14 @@ describe('ContainerDriver: the working directory starts with the bundle and the 
     const o = await run(`cmp -s big.bin big.bin && ${write}`, { bundleDir: bigBundleDir, files: [] });
     assert.equal(o.stdout, 'refused\n', 'with a 12 MiB bundle they do not');
     assert.equal(o.diskFull, true);
+  });
+
+  it('works the same for a hardened run (read-only but /work) and for a run with services', async (t) => {
+    if (skip) return t.skip(skip);
+    const hardened = await run('./run-tests.sh && echo x >> data/name.txt && echo "$TMPDIR" && touch /etc/x 2>/dev/null || echo "/etc read-only"', { bundleDir, files: [] }, { isolation: 'hardened' });
+    assert.equal(hardened.stdout, 'tests of the project\n/work/.tmp\n/etc read-only\n', hardened.stderr);
+    const services = await run('./run-tests.sh', { bundleDir, files: [] }, { services: [{ name: 'reader', command: 'cat data/config.ini > /run/orchestrator/seen; sleep 30', readyCheck: 'test -s /run/orchestrator/seen' }] });
+    assert.equal(services.stdout, 'tests of the project\n', services.stderr);
   });
 
   it('a bundle that is not on this host is an environment fault naming BUNDLE_DIR', async (t) => {
