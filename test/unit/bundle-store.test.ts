@@ -148,6 +148,17 @@ with tarfile.open(fileobj=sys.stdout.buffer, mode='w|', format=fmt) as t:
     assert.deepEqual(readdirSync(tmp.path).sort(), around, 'nothing made beside the store');
   });
 
+  it("removes what a crashed upload left in tmp/, once it is hours old", async () => {
+    const fresh = new BundleStore(path.join(tmp.path, 'store-sweep'));
+    const old = path.join(fresh.root, 'tmp', '123.deadbeef');
+    const recent = path.join(fresh.root, 'tmp', '124.cafe');
+    mkdirSync(path.join(old, 'tree'), { recursive: true });
+    mkdirSync(recent, { recursive: true });
+    utimesSync(old, new Date(Date.now() - 7 * 3600_000), new Date(Date.now() - 7 * 3600_000));
+    await fresh.put(chunked(tarOf([file('a.txt')])), LIMITS);
+    assert.deepEqual(readdirSync(path.join(fresh.root, 'tmp')), ['124.cafe'], 'an upload still under way (or recent) is left alone');
+  });
+
   it('refuses an upload over MAX_BUNDLE_BYTES, declared or not', async () => {
     const body = tarOf([file('a.bin', Buffer.alloc(64 * 1024))]);
     const small = { ...LIMITS, maxArchiveBytes: 32 * 1024 };

@@ -2,15 +2,16 @@
 // and owned by the sandbox user: the read-only lower layer of the overlay a run's /work is
 // (work-inputs.ts). A copy, not the bundle store's tree itself: a test must own its files (to write
 // them in place, chmod them, pass git's ownership check), and the store's tree belongs to the API's
-// user; the store on another host may give other owners still. ~50 ms for 10 MB in 1,000 files, once.
+// user; the store on another host may give other owners still. Made once (see copyTree).
 //
 //   <stateRoot>/bundles/            root 0700: the sandbox user cannot reach a lower layer itself
 //     <key>/                        a copy (key: sha256 of the bundle dir's path: bundles are immutable)
 //
 // Copies stay while in use; beyond MAX_KEPT the least recently used idle ones are removed.
 
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { InfrastructureError } from '../driver';
 import type { DriverLogger } from './image';
@@ -18,13 +19,11 @@ import type { SandboxUser } from './sandbox-user';
 
 /** Idle copies kept for the next runs. */
 const MAX_KEPT = 8;
-/** A file takes whole blocks: what a copy of the bundle would take on the work disk. */
-const BLOCK = 4096;
 
 export interface BundleLower {
   /** The copy: the overlay's lower directory. */
   dir: string;
-  /** Bytes a copy takes on disk (each file in whole 4 KiB blocks, directories and links a block each). */
+  /** Bytes the copy takes on disk (its blocks, as `du` counts them): what the run's disk reserves. */
   diskBytes: number;
   release(): void;
 }
@@ -119,49 +118,37 @@ export class BundleLowers {
 }
 
 /**
- * Copies a tree (files, directories, symbolic links: nothing else is in a bundle), never following a
- * link, giving every entry to `owner` with its mode and time. Returns the bytes it takes on disk.
+ * Copies a tree (files, directories, symbolic links: nothing else is in a bundle) with `cp -a` (links
+ * copied as links, never followed; modes and times kept), gives it to `owner` (`chown -hR`: links
+ * themselves, never their targets) and returns the bytes it takes on disk (`du`). Three processes, once
+ * per bundle: 10 MB in 1,000 files in ~60 ms, against ~300 ms for the same walk in Node.
  */
 export async function copyTree(src: string, dest: string, owner: SandboxUser | null): Promise<number> {
-  let diskBytes = 0;
-  const dirs: { dir: string; mode: number; atime: Date; mtime: Date }[] = [];
-  const walk = async (from: string, to: string) => {
-    const st = await fs.lstat(from);
-    await fs.mkdir(to, { mode: 0o700 });
-    dirs.push({ dir: to, mode: st.mode & 0o777, atime: st.atime, mtime: st.mtime });
-    diskBytes += BLOCK;
-    for (const entry of await fs.readdir(from, { withFileTypes: true })) {
-      const a = path.join(from, entry.name);
-      const b = path.join(to, entry.name);
-      if (entry.isDirectory()) await walk(a, b);
-      else if (entry.isSymbolicLink()) {
-        const s = await fs.lstat(a);
-        await fs.symlink(await fs.readlink(a), b);
-        if (owner) await fs.lchown(b, owner.uid, owner.gid);
-        await fs.lutimes(b, s.atime, s.mtime);
-        diskBytes += BLOCK;
-      } else if (entry.isFile()) {
-        const s = await fs.lstat(a);
-        await fs.copyFile(a, b, fsConstants.COPYFILE_EXCL);
-        const h = await fs.open(b, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-        try {
-          if (owner) await h.chown(owner.uid, owner.gid);
-          await h.chmod(s.mode & 0o777);
-          await h.utimes(s.atime, s.mtime);
-        } finally {
-          await h.close();
-        }
-        diskBytes += Math.ceil(s.size / BLOCK) * BLOCK;
-      } else {
-        throw new Error(`${a} is neither a file, a directory nor a link`);
-      }
-    }
-  };
-  await walk(src, dest);
-  for (const d of dirs.reverse()) {
-    if (owner) await fs.lchown(d.dir, owner.uid, owner.gid);
-    await fs.chmod(d.dir, d.mode);
-    await fs.utimes(d.dir, d.atime, d.mtime);
-  }
-  return diskBytes;
+  await run('cp', ['-a', '--no-target-directory', '--', src, dest]);
+  if (owner) await run('chown', ['-hR', `${owner.uid}:${owner.gid}`, '--', dest]);
+  const du = await run('du', ['-s', '-B1', '-x', '--', dest]);
+  const bytes = Number(du.split('\t')[0]);
+  if (!Number.isFinite(bytes)) throw new Error(`du ${dest}: no size in ${JSON.stringify(du.slice(0, 100))}`);
+  return bytes;
+}
+
+const COREUTILS = ['/usr/bin', '/bin'];
+
+/** A coreutils program with no shell and an empty environment; its stdout, or an error with its stderr. */
+function run(name: string, args: string[]): Promise<string> {
+  const bin = COREUTILS.map((d) => path.join(d, name)).find((p) => existsSync(p)) ?? name;
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: {}, cwd: '/' });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    child.stderr.on('data', (c: Buffer) => {
+      if (err.length < 2000) err += c.toString('utf8');
+    });
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve(out);
+      else reject(new Error(`${name} ${args.join(' ')}: ${signal ?? `exit ${code}`}${err.trim() ? `: ${err.trim().split('\n').slice(-2).join(' / ')}` : ''}`));
+    });
+  });
 }

@@ -52,8 +52,12 @@ const ZSTD_PATHS = ['/usr/bin/zstd', '/bin/zstd', '/usr/local/bin/zstd'];
 
 const size = (n: number) => (n >= 1024 * 1024 ? `${+(n / 1024 / 1024).toFixed(1)} MiB` : `${n} bytes`);
 
+/** An upload in tmp/ older than this was cut off by a crash: removed by the next upload. */
+const STALE_UPLOAD_MS = 6 * 3600 * 1000;
+
 export class BundleStore {
   readonly root: string;
+  private swept = false;
 
   constructor(root: string) {
     this.root = path.resolve(root);
@@ -85,6 +89,10 @@ export class BundleStore {
     await fs.mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmpRoot = path.join(this.root, 'tmp');
     await fs.mkdir(tmpRoot, { recursive: true, mode: 0o700 });
+    if (!this.swept) {
+      this.swept = true;
+      await this.sweep(tmpRoot);
+    }
     const work = path.join(tmpRoot, `${process.pid}.${randomBytes(8).toString('hex')}`);
     await fs.mkdir(work, { mode: 0o700 });
     try {
@@ -126,6 +134,16 @@ export class BundleStore {
     } catch (err) {
       await fs.rm(work, { recursive: true, force: true }).catch((e: Error) => process.emitWarning(`bundle store: cannot remove ${work}: ${e.message}`));
       throw err;
+    }
+  }
+
+  /** Removes what uploads cut off by a crash left in tmp/ (any process's: they may share the store). */
+  private async sweep(tmpRoot: string): Promise<void> {
+    for (const name of await fs.readdir(tmpRoot)) {
+      const dir = path.join(tmpRoot, name);
+      const st = await fs.lstat(dir).catch(() => null);
+      if (!st || Date.now() - st.mtimeMs < STALE_UPLOAD_MS) continue;
+      await fs.rm(dir, { recursive: true, force: true }).catch((e: Error) => process.emitWarning(`bundle store: cannot remove ${dir}: ${e.message}`));
     }
   }
 }
