@@ -13,6 +13,7 @@
 // `sections` below. A section gets a running server on one database and records figures.
 import { cpus, loadavg } from 'node:os';
 import { apiSubmit } from './api-submit.bench';
+import { bundleCost } from './bundle.bench';
 import { dedicatedCpus } from './dedicated-cpus.bench';
 import { diskReset } from './disk-reset.bench';
 import { imageStart } from './image-start.bench';
@@ -44,6 +45,7 @@ export const sections: Record<string, Section> = {
   images: imageBuilds,
   'dedicated-cpus': dedicatedCpus,
   retention,
+  bundle: bundleCost,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3, retentionTests: 10_000 };
@@ -146,6 +148,9 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     const ratio = get('ratio');
     const e2e = get('e2e');
     if (ratio && e2e) parts.push(`worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone`);
+    const bundle = get('bundle-per-test');
+    const plainCopy = get('bundle-plain-copy');
+    if (bundle && plainCopy) parts.push(`a 10 MB, 1,000-file bundle costs a test ${fmtMs(bundle.value)} (a plain copy ${fmtMs(plainCopy.value)})`);
     const resetBig = get('reset-big');
     const resetSmall = get('reset-small');
     if (resetBig && resetSmall) parts.push(`reset after 1 GB + 100,000 files ${fmtMs(resetBig.value)}, after a small test ${fmtMs(resetSmall.value)}`);

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { openDatabase, type Database } from './db/database';
+import { BundlesRepository } from './db/bundles.repository';
 import { EnvironmentsRepository } from './db/environments.repository';
 import { ImagesRepository } from './db/images.repository';
 import { PlansRepository } from './db/plans.repository';
@@ -31,6 +32,8 @@ import { ArtifactsService } from './services/artifacts.service';
 import { RetentionService } from './services/retention.service';
 import { MaintenanceJob } from './services/maintenance';
 import { tryLease } from './infra/redis-lock';
+import { BundleStore } from './infra/bundle/bundle-store';
+import { BundleService } from './services/bundle.service';
 import { Reconciler } from './services/reconciler';
 import { AttemptsService } from './services/attempts.service';
 
@@ -69,7 +72,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       logger.info({ socket: embedded.socketPath, pid: embedded.pid }, 'embedded redis-server running');
     }
     // PGlite writes its initial files 0666, and an older DATA_DIR may hold anything: make it all private.
-    await repairDataDirModes(config.dataDir, logger);
+    await repairDataDirModes(config.dataDir, logger, [config.bundleDir]);
     const redis = new Redis({ ...redisOptionsFromUrl(redisUrl), maxRetriesPerRequest: null, lazyConnect: true });
     redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
     closers.push(async () => {
@@ -100,6 +103,8 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       runs: new RunsRepository(db.prisma, now),
       environments: new EnvironmentsRepository(db.prisma, now),
       images: new ImagesRepository(db.prisma, now),
+      bundles: new BundlesRepository(db.prisma),
+      bundleStore: new BundleStore(config.bundleDir),
       queues,
       events,
       usage: new UsageStore(redis, config.redisPrefix),
@@ -117,6 +122,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       images: new ImagesService(deps),
       artifacts: new ArtifactsService(deps),
       retention: new RetentionService(deps),
+      bundles: new BundleService(deps),
     };
     return { config, logger, db, redis, events, queues, deps, services, redisUrl, close: closeAll };
   } catch (e) {

@@ -6,6 +6,7 @@ import type { EnvironmentService } from '../services/environment.service';
 import type { ImagesService } from '../services/images.service';
 import type { ArtifactsService } from '../services/artifacts.service';
 import type { RetentionService } from '../services/retention.service';
+import type { BundleService } from '../services/bundle.service';
 import type { UsageView } from '../views/view.types';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
@@ -18,6 +19,7 @@ export interface Services {
   images: ImagesService;
   artifacts: ArtifactsService;
   retention: RetentionService;
+  bundles: BundleService;
 }
 
 export interface ApiContext {

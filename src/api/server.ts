@@ -13,6 +13,7 @@ import { makeContext, type Services } from './context';
 import type { LiveEvents } from './live';
 import { mountWeb } from '../web/routes';
 import { mountDownloads } from './downloads';
+import { mountBundles } from './bundles.route';
 import type { ApiSecurity } from '../config/api-security';
 import { graphqlBody } from './guards/body-limit.middleware';
 import { HostOriginGuard } from './guards/host-origin.guard';
@@ -138,6 +139,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   });
   mountWeb(app);
   mountDownloads(app, { services: o.services, logger: o.logger });
+  mountBundles(app, { upload: (body, declared) => o.services.bundles.upload(body, declared), logger: o.logger });
   app.use('/graphql', graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
 
   await new Promise<void>((resolve, reject) => {

@@ -11,6 +11,7 @@ import { extname } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { fieldName, planIssues, type PlanIssue } from '../domain/plan-input.schema';
 import type { ValidationLimits } from '../domain/plan-input';
+import { BUNDLE_ID } from '../domain/work-files';
 import { findJsonSyntaxError } from './json-syntax';
 import { oneLine } from './one-line';
 
@@ -137,9 +138,10 @@ function describeIssue(issue: PlanIssue, value: unknown): string {
 
 /**
  * Reads and checks a plan file: returns the plan to send, or throws a PlanFileError whose lines name the
- * file, the line and the field of each problem.
+ * file, the line and the field of each problem. `bundlePath`: its `bundle` may also be a path (of a
+ * directory or an archive, for the caller to upload), not only the id of an uploaded bundle.
  */
-export function readPlanFile(file: string, limits: ValidationLimits, maxBytes = MAX_PLAN_FILE_BYTES): unknown {
+export function readPlanFile(file: string, limits: ValidationLimits, maxBytes = MAX_PLAN_FILE_BYTES, o: { bundlePath?: boolean } = {}): unknown {
   const name = oneLine(file);
   const text = readText(file, maxBytes);
   const format = formatOf(file, text);
@@ -171,7 +173,9 @@ export function readPlanFile(file: string, limits: ValidationLimits, maxBytes = 
     }
   }
 
-  const issues = planIssues(value, limits);
+  const bundle = (value as { bundle?: unknown } | null)?.bundle;
+  const isPath = o.bundlePath && typeof bundle === 'string' && !BUNDLE_ID.test(bundle);
+  const issues = planIssues(isPath ? { ...(value as object), bundle: undefined } : value, limits);
   if (issues.length === 0) return value;
   positions ??= parseYaml(text);
   const shown = issues.slice(0, MAX_SHOWN).map((i) => `${name}:${lineOfPath(positions!.doc, positions!.lineCounter, i.path)}: ${describeIssue(i, value)}`);

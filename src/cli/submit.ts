@@ -5,7 +5,8 @@
 // (usage, bad plan file, unreachable server, HTTP or GraphQL error, lost WebSocket): one line on stderr.
 
 import { closeSync, constants, fstatSync, openSync, statSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { bundleSource, uploadBundle, type BundleSource } from './bundle-upload';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { apiClient, CliError, type ApiClient } from './api-client';
 import { oneArg, UsageError, type ParsedArgs } from './args';
@@ -34,6 +35,8 @@ export interface SubmitArgs {
   wait: boolean;
   junit?: string;
   timeoutSeconds: number;
+  /** --bundle: a directory to pack, an archive, or a bundle id; wins over the plan file's `bundle`. */
+  bundle?: string;
 }
 
 /** The base URL of the API, or a UsageError: http(s), no user or password, no query. */
@@ -64,7 +67,9 @@ export function submitArgs(parsed: ParsedArgs): SubmitArgs {
     wait: o.wait === true,
     junit: typeof o.junit === 'string' ? o.junit : undefined,
     timeoutSeconds,
+    bundle: typeof o.bundle === 'string' ? o.bundle : undefined,
   };
+  if (args.bundle === '') throw new UsageError('--bundle needs a directory, an archive or a bundle id');
   if (args.junit !== undefined && !args.wait) throw new UsageError('--junit needs --wait (the report is written when the plan has ended)');
   if (args.junit !== undefined) checkReportPath(args.junit);
   return args;
@@ -176,7 +181,17 @@ function waitForEnd(api: ApiClient, id: string, out: (line: string) => void): { 
 /** Returns the process exit code: 0 when every test passed (or, without --wait, once accepted), 1 when one did not. */
 export async function submitCommand(args: SubmitArgs, out: (line: string) => void = (l) => console.log(l)): Promise<number> {
   // the server's own rules; its test count limit is its own setting, so the server checks that
-  const input = readPlanFile(args.file, { ...PLAN_LIMITS, maxTestsPerPlan: Number.MAX_SAFE_INTEGER });
+  const input = readPlanFile(args.file, { ...PLAN_LIMITS, maxTestsPerPlan: Number.MAX_SAFE_INTEGER }, undefined, { bundlePath: true }) as { bundle?: unknown };
+  // --bundle is relative to the working directory, the plan's `bundle` to the plan file
+  let source: BundleSource | null = null;
+  if (args.bundle !== undefined) source = bundleSource(args.bundle, resolve(args.bundle), '--bundle');
+  else if (typeof input.bundle === 'string') source = bundleSource(input.bundle, resolve(dirname(args.file), input.bundle), `${oneLine(args.file, 200)}: bundle`);
+  if (source?.kind === 'id') input.bundle = source.id;
+  else if (source) {
+    const b = await uploadBundle(args.url, source, args.timeoutSeconds);
+    out(`bundle ${b.id.slice(0, 19)}… ${b.files} files, ${b.sizeBytes} bytes, from ${oneLine(source.path, 200)}`);
+    input.bundle = b.id;
+  }
   const api = apiClient(args.url, args.timeoutSeconds);
   const { submitPlan: plan } = await api.request<{ submitPlan: any }>(SUBMIT, { input });
   out(`plan ${oneLine(String(plan.id), 60)} "${oneLine(String(plan.name), 200)}": ${plan.counts?.total} tests ${oneLine(String(plan.status), 20)}`);

@@ -75,12 +75,19 @@ export const SUBMIT: CommandSpec = {
     'anything is sent; each problem is printed as FILE:LINE: FIELD: MESSAGE, for example',
     '  plan.yaml:14: tests[3].timeoutSeconds: must be an integer from 1 to 86400 (got 100000)',
     'The server may still refuse it for what only it knows (MAX_TESTS_PER_PLAN, no pool for a test).',
+    'The plan\'s "bundle:" may name a directory or an archive, relative to the plan file: it is uploaded',
+    '(POST /bundles) before the plan is submitted with its id, as with --bundle.',
   ].join('\n'),
   options: [
     { name: 'url', value: 'URL', help: `the orchestrator, http:// or https:// (default ${DEFAULT_URL}; /graphql is added)` },
     { name: 'wait', help: 'follow the plan until it ends (over a WebSocket); exit 0 only if every test passed' },
     { name: 'junit', value: 'FILE', help: 'with --wait: write a JUnit XML report of every test to FILE' },
     { name: 'timeout', value: 'SECONDS', help: `how long to wait for each answer of the server (default ${SUBMIT_TIMEOUT_SECONDS})` },
+    {
+      name: 'bundle',
+      value: 'DIR|ARCHIVE',
+      help: 'the files every test starts with in /work: a directory (packed and uploaded), a .tar,\n.tar.gz or .tar.zst archive (uploaded as it is) or a bundle id; wins over the plan\'s "bundle:"',
+    },
   ],
   sections: [
     [
@@ -109,8 +116,9 @@ commands:
   start    API, reconciler and a worker in one process, on the embedded defaults (the default command)
   serve    API and reconciler only (scaled mode: run workers with "worker")
   worker   a worker for the configured pools (WORKER_POOLS to choose some)
-  submit   PLAN_FILE [--url URL] [--wait] [--junit FILE] [--timeout SECONDS]: submit a plan (JSON or YAML),
-           follow it live; exit 0 all passed, 1 a test did not pass, 2 could not do its job
+  submit   PLAN_FILE [--url URL] [--wait] [--junit FILE] [--timeout SECONDS] [--bundle DIR|ARCHIVE]: submit
+           a plan (JSON or YAML) with the files its tests start with, follow it live; exit 0 all passed,
+           1 a test did not pass, 2 could not do its job
   images   [NAME...]: build the configured environment images (npm run images); exit 0 ready, 1 a build
            failed, 2 an image that is not configured
   schema   [FILE]: write the GraphQL schema generated from the code

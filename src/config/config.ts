@@ -8,6 +8,7 @@ import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
 import { DEFAULT_IMAGES, loadImages, poolImageProblems, type ImageDefinition } from './images';
+import { DEFAULT_BUNDLE_LIMITS, type BundleLimits } from '../infra/bundle/bundle-store';
 
 /**
  * Limits on what one submission may hold (the domain's ValidationLimits) and the defaults it gets.
@@ -27,6 +28,10 @@ export interface Config {
   host: string;
   dataDir: string;
   imageDir: string;
+  /** The bundle store (BUNDLE_DIR, default DATA_DIR/bundles): shared by the API that takes uploads and the workers that use them. */
+  bundleDir: string;
+  /** What one upload to POST /bundles may hold. */
+  bundleLimits: BundleLimits;
   /** undefined: the embedded PGlite database in DATA_DIR/pglite. */
   databaseUrl?: string;
   /** undefined: a redis-server the program starts itself in DATA_DIR. */
@@ -90,6 +95,10 @@ const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
   DATA_DIR: z.string().min(1).default('./data'),
   IMAGE_DIR: z.string().min(1).optional(),
+  BUNDLE_DIR: z.preprocess(unsetIfEmpty, z.string().min(1).optional()),
+  MAX_BUNDLE_BYTES: positive(DEFAULT_BUNDLE_LIMITS.maxArchiveBytes),
+  MAX_BUNDLE_UNPACKED_BYTES: positive(DEFAULT_BUNDLE_LIMITS.maxUnpackedBytes),
+  MAX_BUNDLE_FILES: int(1, 10_000_000, DEFAULT_BUNDLE_LIMITS.maxEntries),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'a postgresql:// URL (unset for the embedded database)')
@@ -196,6 +205,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     dataDir: resolve(e.DATA_DIR),
     imageDir: resolve(e.IMAGE_DIR ?? defaultImageDir),
+    bundleDir: resolve(e.BUNDLE_DIR ?? join(e.DATA_DIR, 'bundles')),
+    bundleLimits: { maxArchiveBytes: e.MAX_BUNDLE_BYTES, maxUnpackedBytes: e.MAX_BUNDLE_UNPACKED_BYTES, maxEntries: e.MAX_BUNDLE_FILES },
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     redisPrefix: e.REDIS_PREFIX,

@@ -17,6 +17,8 @@ export interface NewTestRow {
   artifactPaths: string[];
   maxRetries: number;
   pool: string;
+  /** The test's own files as stored (domain/work-files.ts WorkFile). */
+  files: object[];
 }
 
 export interface NewPlan {
@@ -26,6 +28,10 @@ export interface NewPlan {
   idempotencyKey: string | null;
   /** Digest of the content submitted with the key (see domain/plan-digest). */
   idempotencyDigest: string | null;
+  /** Id of an uploaded bundle (a row of `bundle`), or null. */
+  bundleId: string | null;
+  /** Files for every test, as stored. */
+  files: object[];
   tests: NewTestRow[];
 }
 
@@ -59,8 +65,17 @@ export class PlansRepository {
       const created = await this.prisma.$transaction(
         async (tx) => {
           const row = await tx.executionPlan.create({
-            data: { id: plan.id, name: plan.name, priority: plan.priority, idempotencyKey: plan.idempotencyKey, idempotencyDigest: plan.idempotencyDigest, testCount: plan.tests.length },
+            data: {
+              id: plan.id,
+              name: plan.name,
+              priority: plan.priority,
+              idempotencyKey: plan.idempotencyKey,
+              idempotencyDigest: plan.idempotencyDigest,
+              testCount: plan.tests.length,
+              bundleId: plan.bundleId,
+            },
           });
+          if (plan.files.length) await tx.planFiles.create({ data: { planId: plan.id, files: plan.files } });
           const rows = plan.tests.map((t) => ({
             id: t.id,
             name: t.name,
@@ -73,6 +88,7 @@ export class PlansRepository {
             artifact_paths: t.artifactPaths,
             max_retries: t.maxRetries,
             pool: t.pool,
+            files: t.files,
           }));
           // A few statements of INSERT … SELECT over JSON for all the tests: 10,000 rows in well under a second
           // (Prisma's createMany takes ~3 s). In chunks, so that the embedded database, which runs on this
@@ -80,12 +96,12 @@ export class PlansRepository {
           for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
             await tx.$executeRawUnsafe(
               `INSERT INTO "test_case" ("id", "plan_id", "name", "type", "script", "timeout_seconds", "requirements", "services", "env",
-                                        "artifact_paths", "max_retries", "priority", "pool", "status", "attempts", "queued_at")
+                                        "artifact_paths", "max_retries", "priority", "pool", "status", "attempts", "queued_at", "files")
                SELECT x.id, $2::uuid, x.name, x.type::"TestType", x.script, x.timeout_seconds, x.requirements, x.services, x.env,
-                      ARRAY(SELECT jsonb_array_elements_text(x.artifact_paths)), x.max_retries, $3::int, x.pool, 'QUEUED', 0, $4::timestamptz
+                      ARRAY(SELECT jsonb_array_elements_text(x.artifact_paths)), x.max_retries, $3::int, x.pool, 'QUEUED', 0, $4::timestamptz, x.files
                FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e(doc, ord),
                     jsonb_to_record(e.doc) AS x(id uuid, name text, type text, script text, timeout_seconds int,
-                      requirements jsonb, services jsonb, env jsonb, artifact_paths jsonb, max_retries int, pool text)
+                      requirements jsonb, services jsonb, env jsonb, artifact_paths jsonb, max_retries int, pool text, files jsonb)
                ORDER BY e.ord`,
               JSON.stringify(rows.slice(i, i + INSERT_CHUNK)),
               plan.id,
@@ -104,6 +120,12 @@ export class PlansRepository {
       if (isUniqueViolation(e)) throw new UniqueViolation('unique key taken', { cause: e });
       throw e;
     }
+  }
+
+  /** What every test of the plan starts with besides its own files: its bundle and its files. */
+  async inputs(id: string): Promise<{ bundleId: string | null; files: unknown } | null> {
+    const row = await this.prisma.executionPlan.findUnique({ where: { id }, select: { bundleId: true, files: { select: { files: true } } } });
+    return row ? { bundleId: row.bundleId, files: row.files?.files ?? [] } : null;
   }
 
   /** The plan created with this key, and the digest of what was submitted with it (null: before digests were kept). */

@@ -24,6 +24,8 @@ export interface TestSpecRow {
   priority: number;
   status: TestStatus;
   attempts: number;
+  /** The test's own files (WorkFile[]); the plan's and its bundle: PlansRepository.inputs. */
+  files: unknown;
 }
 
 export class TestsRepository {
@@ -71,7 +73,7 @@ export class TestsRepository {
       where: { id },
       select: {
         id: true, planId: true, name: true, type: true, script: true, timeoutSeconds: true, requirements: true, services: true,
-        env: true, artifactPaths: true, maxRetries: true, pool: true, priority: true, status: true, attempts: true,
+        env: true, artifactPaths: true, maxRetries: true, pool: true, priority: true, status: true, attempts: true, files: true,
       },
     });
   }

@@ -20,6 +20,9 @@ export const PLAN_LIMITS: ValidationLimits = {
   maxArtifactPaths: 100,
   minPriority: -1000,
   maxPriority: 1000,
+  maxFiles: 1000,
+  maxFileBytes: 1024 * 1024,
+  maxFilesBytes: 8 * 1024 * 1024,
 };
 
 
@@ -41,6 +44,7 @@ const requirementsShape = z.strictObject({
 
 const serviceShape = z.strictObject({ name: str, command: str, readyCheck: str.nullish() });
 const envVarShape = z.strictObject({ name: str, value: str });
+const fileShape = z.strictObject({ path: str, content: str, encoding: str.nullish(), executable: z.boolean().nullish() });
 
 const testShape = z.strictObject({
   name: str,
@@ -52,6 +56,7 @@ const testShape = z.strictObject({
   env: list(envVarShape).nullish(),
   artifactPaths: list(str).nullish(),
   maxRetries: int.nullish(),
+  files: list(fileShape).nullish(),
 });
 
 /** SubmitPlanInput's shape alone, as GraphQL checks it. */
@@ -60,6 +65,8 @@ export const submitPlanShape = z.strictObject({
   priority: int.nullish(),
   tests: list(testShape),
   idempotencyKey: str.nullish(),
+  bundle: str.nullish(),
+  files: list(fileShape).nullish(),
 });
 
 /** "tests[3].env[0].name" → ["tests", 3, "env", 0, "name"] */
@@ -95,6 +102,7 @@ const typeWords: Record<string, string> = {
   number: 'an integer',
   object: 'an object (a mapping of fields)',
   array: 'a list',
+  boolean: 'true or false',
 };
 
 function describe(value: unknown): string {

@@ -2,6 +2,7 @@
 
 import { badStrings, quotable } from './input-strings';
 import type { Kind, Requirements, TestType } from './matching';
+import { BUNDLE_ID, fileListProblems, type FileInput, type FileLimits } from './work-files';
 
 export interface ServiceInput {
   name: string;
@@ -22,15 +23,21 @@ export interface TestCaseInput {
   env?: EnvVarInput[] | null;
   artifactPaths?: string[] | null;
   maxRetries?: number | null;
+  /** This test's own files in its working directory (they win over the plan's and the bundle's). */
+  files?: FileInput[] | null;
 }
 export interface SubmitPlanInput {
   name: string;
   priority?: number | null;
   tests: TestCaseInput[];
   idempotencyKey?: string | null;
+  /** Id of an uploaded bundle ("sha256:…"): its files are in every test's working directory. */
+  bundle?: string | null;
+  /** Files for every test of the plan (they win over the bundle's). */
+  files?: FileInput[] | null;
 }
 
-export interface ValidationLimits {
+export interface ValidationLimits extends FileLimits {
   maxTestsPerPlan: number;
   maxScriptBytes: number;
   maxTimeoutSeconds: number;
@@ -108,6 +115,9 @@ function checkPlan(input: SubmitPlanInput, limits: ValidationLimits): FieldProbl
   if (input.tests.length === 0) out.push({ field: 'tests', message: 'must hold at least one test' });
   if (input.tests.length > limits.maxTestsPerPlan)
     out.push({ field: 'tests', message: `holds ${input.tests.length} tests, more than the limit of ${limits.maxTestsPerPlan}` });
+  if (input.bundle !== null && input.bundle !== undefined && !BUNDLE_ID.test(input.bundle))
+    out.push({ field: 'bundle', message: `must be the id of an uploaded bundle, "sha256:" and 64 hex digits as POST /bundles answers (got "${input.bundle.slice(0, 80)}")` });
+  for (const p of fileListProblems(input.files ?? [], limits)) out.push({ field: `files${p.at}`, message: p.message });
   if (out.length && input.tests.length > limits.maxTestsPerPlan) return out;
 
   const names = new Map<string, number>();
@@ -172,6 +182,7 @@ function checkPlan(input: SubmitPlanInput, limits: ValidationLimits): FieldProbl
       const problem = artifactPathProblem(p);
       if (problem) out.push({ field: `${at}.artifactPaths[${j}]`, test, message: problem });
     });
+    for (const p of fileListProblems(t.files ?? [], limits)) out.push({ field: `${at}.files${p.at}`, test, message: p.message });
   });
   return out;
 }

@@ -102,11 +102,34 @@ export interface RunImage {
   rootfs: string;
 }
 
+/** A file put in the working directory before the script runs. */
+export interface RunFile {
+  /** Relative to the working directory (checked: no "..", not absolute); its directories are made. */
+  path: string;
+  /** The bytes, base64: a RunSpec crosses a process boundary as JSON. */
+  base64: string;
+  executable: boolean;
+}
+
+/**
+ * What a run's working directory holds when its script starts: the bundle's files, then `files` over
+ * them. The run gets a private, writable copy owned by the test's user (what it changes no other run
+ * sees); the bundle directory itself is never written. Both count against the shape's disk.
+ */
+export interface RunInputs {
+  /** Absolute host path of an unpacked bundle (a directory on this host, read-only to the driver). */
+  bundleDir?: string;
+  /** Files over the bundle, each path once (the worker merged the plan's and the test's). */
+  files: RunFile[];
+}
+
 export interface RunSpec {
   testId: string;
   attempt: number;
   /** Run by /bin/sh in the environment; a #! line picks another interpreter. */
   script: string;
+  /** The working directory's starting content; absent: empty. */
+  inputs?: RunInputs;
   /** The image to run in; absent: the shape's image at its current version. */
   image?: RunImage;
   env: Record<string, string>;

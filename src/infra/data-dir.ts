@@ -29,8 +29,11 @@ export function prepareDataDir(dir: string, logger: DataDirLogger): void {
 /**
  * Clears group and other permission bits below `dir`: directories 0700, files keep only their
  * owner's bits (0600, or 0700 for an executable). Returns how many entries it changed. Never follows a link.
+ * `keepInside`: directories made private themselves, but not walked (the bundle store: its trees keep
+ * the modes their archives gave, and they are many files).
  */
-export async function repairDataDirModes(dir: string, logger: DataDirLogger): Promise<{ changed: number; checked: number }> {
+export async function repairDataDirModes(dir: string, logger: DataDirLogger, keepInside: string[] = []): Promise<{ changed: number; checked: number }> {
+  const kept = new Set(keepInside.map((d) => path.resolve(d)));
   const uid = process.getuid?.();
   let changed = 0;
   let checked = 0;
@@ -56,7 +59,7 @@ export async function repairDataDirModes(dir: string, logger: DataDirLogger): Pr
           await chmodNoFollow(full, wanted, st.isDirectory());
           changed++;
         }
-        if (st.isDirectory()) await walk(full);
+        if (st.isDirectory() && !kept.has(path.resolve(full))) await walk(full);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // removed meanwhile
         logger.warn({ path: full, err: (err as Error).message }, 'DATA_DIR repair: cannot fix the mode of an entry');

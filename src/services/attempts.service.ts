@@ -64,6 +64,11 @@ export class AttemptsService {
     return this.d.tests.spec(testId);
   }
 
+  /** What every test of a plan starts with: the bundle's id and the plan's files; null when the plan is gone. */
+  planInputs(planId: string): Promise<{ bundleId: string | null; files: unknown } | null> {
+    return this.d.plans.inputs(planId);
+  }
+
   /** Status and attempts of tests running here, for the worker's watchdog (the database decides). */
   states(testIds: string[]): Promise<Map<string, { status: TestStatus; attempts: number }>> {
     return this.d.tests.states(testIds);

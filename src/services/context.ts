@@ -3,6 +3,7 @@ import type { Config } from '../config/config';
 import type { ArtifactsRepository } from '../db/artifacts.repository';
 import type { ArtifactStore } from '../infra/artifact-store';
 import type { ArtifactUsage } from '../infra/artifact-usage';
+import type { BundlesRepository } from '../db/bundles.repository';
 import type { EnvironmentsRepository } from '../db/environments.repository';
 import type { ImagesRepository } from '../db/images.repository';
 import type { PlansRepository } from '../db/plans.repository';
@@ -11,6 +12,7 @@ import type { StatusRepository } from '../db/status.repository';
 import type { TestsRepository } from '../db/tests.repository';
 import type { EventBus } from '../events/bus';
 import type { UsageStore } from '../events/usage-store';
+import type { BundleStore } from '../infra/bundle/bundle-store';
 import type { TestQueues } from '../queue/producer';
 
 /** What the use cases need, passed in explicitly. */
@@ -23,6 +25,9 @@ export interface ServiceDeps {
   runs: RunsRepository;
   environments: EnvironmentsRepository;
   images: ImagesRepository;
+  bundles: BundlesRepository;
+  /** Where uploaded bundles are unpacked (BUNDLE_DIR). */
+  bundleStore: BundleStore;
   queues: TestQueues;
   events: EventBus;
   usage: UsageStore;

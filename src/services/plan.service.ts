@@ -11,6 +11,7 @@ import { UserError } from './errors';
 import { ImagesService } from './images.service';
 import { cancelRunning, publishTestChanges } from './transitions';
 import { bestEffort } from '../infra/best-effort';
+import { toWorkFile, workFilesBytes, type WorkFile } from '../domain/work-files';
 
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
@@ -50,6 +51,13 @@ export class PlanService {
       const existing = await this.d.plans.findByIdempotencyKey(input.idempotencyKey);
       if (existing) return this.sameContent(input.idempotencyKey, digest!, existing);
     }
+    const bundle = input.bundle ? await this.d.bundles.get(input.bundle) : null;
+    if (input.bundle && !bundle) {
+      throw new UserError('BAD_USER_INPUT', `invalid plan: bundle "${input.bundle}" was not uploaded (POST /bundles answers the id to give here)`, { field: 'bundle' });
+    }
+    const planFiles: WorkFile[] = (input.files ?? []).map(toWorkFile);
+    // what every test's working directory starts with: the bundle (each file in whole blocks), the plan's files
+    const sharedBytes = (bundle ? bundle.sizeBytes + bundle.files * 4096 : 0) + workFilesBytes(planFiles);
 
     const tests: NewTestRow[] = [];
     const imageOfTest: { image: string; index: number }[] = [];
@@ -70,6 +78,13 @@ export class PlanService {
         refuse(i, t.name, `no pool can run it (${explainUnschedulable(config.pools, t.type, req)})`);
         return;
       }
+      const files = (t.files ?? []).map(toWorkFile);
+      const inputBytes = sharedBytes + workFilesBytes(files);
+      const diskBytes = (pool.diskMb ?? 2048) * 1024 * 1024;
+      if (inputBytes > diskBytes) {
+        refuse(i, t.name, `its bundle and files (${mb(inputBytes)}) do not fit the ${pool.diskMb ?? 2048} MiB disk of pool "${pool.name}"`);
+        return;
+      }
       imageOfTest.push({ image: imageOf(pool, req), index: i });
       tests.push({
         id: randomUUID(),
@@ -83,6 +98,7 @@ export class PlanService {
         artifactPaths: t.artifactPaths ?? [],
         maxRetries: t.maxRetries ?? config.limits.defaultMaxRetries,
         pool: pool.name,
+        files,
       });
     });
     if (!unschedulableCount) {
@@ -104,7 +120,16 @@ export class PlanService {
     const priority = input.priority ?? 0;
     let plan: PlanView;
     try {
-      plan = await this.d.plans.create({ id: randomUUID(), name: input.name, priority, idempotencyKey: input.idempotencyKey ?? null, idempotencyDigest: digest, tests });
+      plan = await this.d.plans.create({
+        id: randomUUID(),
+        name: input.name,
+        priority,
+        idempotencyKey: input.idempotencyKey ?? null,
+        idempotencyDigest: digest,
+        bundleId: bundle?.id ?? null,
+        files: planFiles,
+        tests,
+      });
     } catch (e) {
       // a concurrent submission with the same key won the race: answer with its plan
       if (e instanceof UniqueViolation && input.idempotencyKey) {
@@ -163,6 +188,8 @@ export class PlanService {
     return plan;
   }
 }
+
+const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 
 function stripNulls<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as T;

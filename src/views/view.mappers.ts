@@ -16,7 +16,7 @@ export function countsFrom(rows: Iterable<{ status: string; n: number | bigint }
   return counts;
 }
 
-export function planView(p: Pick<ExecutionPlanModel, 'id' | 'name' | 'priority' | 'status' | 'createdAt' | 'startedAt' | 'finishedAt'>, counts: StatusCounts): PlanView {
+export function planView(p: Pick<ExecutionPlanModel, 'id' | 'name' | 'priority' | 'status' | 'createdAt' | 'startedAt' | 'finishedAt' | 'bundleId'>, counts: StatusCounts): PlanView {
   return {
     id: p.id,
     name: p.name,
@@ -25,6 +25,7 @@ export function planView(p: Pick<ExecutionPlanModel, 'id' | 'name' | 'priority' 
     createdAt: iso(p.createdAt) as string,
     startedAt: iso(p.startedAt),
     finishedAt: iso(p.finishedAt),
+    bundle: p.bundleId,
     counts,
   };
 }
@@ -39,6 +40,7 @@ export function planViewFromJson(row: Record<string, unknown>, counts: StatusCou
     createdAt: iso(row.created_at as string) as string,
     startedAt: iso(row.started_at as string | null),
     finishedAt: iso(row.finished_at as string | null),
+    bundle: typeof row.bundle_id === 'string' ? row.bundle_id : null,
     counts,
   };
 }

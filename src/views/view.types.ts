@@ -65,6 +65,8 @@ export interface PlanView {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** Id of the bundle it was submitted with ("sha256:…"), or null. */
+  bundle: string | null;
   counts: StatusCounts;
 }
 

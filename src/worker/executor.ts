@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { imageOf, type Requirements } from '../domain/matching';
 import { isTerminal, type TestStatus } from '../domain/status';
-import { InfrastructureError, type RunOutcome, type ServiceSpec } from '../environments/driver';
+import { InfrastructureError, type RunInputs, type RunOutcome, type ServiceSpec } from '../environments/driver';
+import { mergeFileLayers, type WorkFile } from '../domain/work-files';
 import type { Lease, ResourceManager } from '../environments/resource-manager';
 import type { EventBus } from '../events/bus';
 import type { RunTestPayload } from '../queue/catalog';
@@ -40,7 +41,12 @@ export interface ExecutorDeps {
   workerId: string;
   /** Aborted when the worker stops for good: waiting for an environment ends. */
   stopping: AbortSignal;
+  /** The host directory of an uploaded bundle's files (BundleStore.treeOf). */
+  bundleTree(id: string): string;
 }
+
+/** Plans whose inputs are kept (a plan's bundle and files never change). */
+const PLAN_INPUTS_KEPT = 32;
 
 interface Running {
   controller: AbortController;
@@ -51,6 +57,8 @@ interface Running {
 export class TestExecutor {
   /** Tests running in this process, by id. */
   readonly running = new Map<string, Running>();
+  /** The bundle and files of recent plans, by plan id (oldest first). */
+  private readonly planInputs = new Map<string, Promise<{ bundleId: string | null; files: WorkFile[] }>>();
 
   constructor(private readonly d: ExecutorDeps) {}
 
@@ -160,12 +168,14 @@ export class TestExecutor {
   ): Promise<RunOutcome> {
     const d = this.d;
     mkdirSync(artifactDir, { recursive: true });
+    const inputs = await this.inputsOf(spec);
     const output = new OutputPublisher(d.events, spec.id);
     try {
       return await manager.run(lease, {
         testId: spec.id,
         attempt: attempt.number,
         script: spec.script,
+        inputs,
         image: image.image,
         // the image's variables, then the test's own (which win)
         env: { ...image.env, ...Object.fromEntries((spec.env as { name: string; value: string }[]).map((e) => [e.name, e.value])) },
@@ -185,6 +195,21 @@ export class TestExecutor {
     } finally {
       output.flushAll();
     }
+  }
+
+  /** The working directory's content: the plan's bundle, the plan's files, the test's files (later wins). */
+  private async inputsOf(spec: AttemptSpec): Promise<RunInputs | undefined> {
+    let plan = this.planInputs.get(spec.planId);
+    if (!plan) {
+      plan = this.d.attempts.planInputs(spec.planId).then((p) => ({ bundleId: p?.bundleId ?? null, files: (p?.files ?? []) as WorkFile[] }));
+      this.planInputs.set(spec.planId, plan);
+      plan.catch(() => this.planInputs.delete(spec.planId)); // the run fails with it; the next one asks again
+      if (this.planInputs.size > PLAN_INPUTS_KEPT) this.planInputs.delete(this.planInputs.keys().next().value!);
+    }
+    const { bundleId, files } = await plan;
+    const merged = mergeFileLayers([files, (spec.files ?? []) as WorkFile[]]);
+    if (!bundleId && merged.length === 0) return undefined;
+    return { ...(bundleId ? { bundleDir: this.d.bundleTree(bundleId) } : {}), files: merged };
   }
 
   /** Hands the outcome to the attempts service: handed back at shutdown, stopped, or recorded. */

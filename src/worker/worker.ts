@@ -10,6 +10,7 @@ import type { Core } from '../app';
 import { RemoteDriver } from '../environments/remote/remote.driver';
 import type { EnvironmentDriver, EnvironmentKind } from '../environments/driver';
 import { ResourceManager } from '../environments/resource-manager';
+import { BundleStore } from '../infra/bundle/bundle-store';
 import { bestEffort } from '../infra/best-effort';
 import { redisOptionsFromUrl } from '../infra/redis-server';
 import { parseRunTest, queueName } from '../queue/catalog';
@@ -112,6 +113,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   events.emit('system', { reason: 'worker started' });
 
   const attempts = new AttemptsService({ ...core.deps, logger: log, store: core.deps.store });
+  const bundles = new BundleStore(config.bundleDir);
   const executor = new TestExecutor({
     config,
     logger: log,
@@ -121,6 +123,7 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     images,
     workerId: id,
     stopping: stopping.signal,
+    bundleTree: (bundleId) => bundles.treeOf(bundleId),
   });
 
   const offCancel = await events.on('cancel', ({ testId }) => {

@@ -2,8 +2,9 @@
 // exact lines on stdout/stderr and its exit code (0 all passed or accepted, 1 a test did not pass, 2 it
 // could not do its job), against nothing listening, broken HTTP servers, a real API, and bad plan files.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createConnection, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,7 @@ import { findFreePort, sleep } from '../../src/infra/process-utils';
 import { MAIN_JS } from '../helpers/orchestrator-process';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
 import { startTestServer, type TestServer } from '../helpers/server';
+import { symlink, tarOf } from '../helpers/tar-archives';
 
 interface Run {
   code: number | null;
@@ -199,7 +201,7 @@ describe('--help of every command: its usage and every option, exit 0, nothing o
     start: ['--help'],
     serve: ['--help'],
     worker: ['--help'],
-    submit: ['PLAN_FILE', '--url URL', '--wait', '--junit FILE', '--timeout SECONDS', '--help'],
+    submit: ['PLAN_FILE', '--url URL', '--wait', '--junit FILE', '--timeout SECONDS', '--bundle DIR|ARCHIVE', '--help'],
     schema: ['FILE', '--help'],
   };
   for (const [command, expected] of Object.entries(options)) {
@@ -296,5 +298,93 @@ describe('submit against a real API', () => {
     } finally {
       proxy.close();
     }
+  });
+});
+
+describe('submit --bundle: a project directory run by its own tests, end to end', () => {
+  let redis: TestRedis;
+  let server: TestServer;
+  let project: string;
+  before(async () => {
+    redis = await startTestRedis();
+    const pools = JSON.stringify([{ name: 'container', kind: 'CONTAINER', cpus: 1, memoryMb: 256, image: 'debian-bookworm', capacity: 2, pids: 64, testTypes: ['UNIT'] }]);
+    server = await startTestServer({ redisUrl: redis.url, worker: true, env: { POOLS: pools } });
+    // a small project as a checkout holds it: sources, its own test runner, fixtures, a link
+    project = join(dir, 'project');
+    mkdirSync(join(project, 'src'), { recursive: true });
+    mkdirSync(join(project, 'test/fixtures'), { recursive: true });
+    writeFileSync(join(project, 'src/greet.sh'), 'greet() { echo "hello, $1"; }\n');
+    writeFileSync(join(project, 'test/run.sh'), '#!/bin/sh\nset -e\n. src/greet.sh\nfor f in test/fixtures/*.txt; do\n  [ "$(greet "$(cat "$f")")" = "hello, $(cat "$f")" ] && echo "ok $f"\ndone\n[ -z "$1" ] || { greet "$1" | grep -q "^hello, $1$" && echo "ok $1"; }\n');
+    chmodSync(join(project, 'test/run.sh'), 0o755);
+    writeFileSync(join(project, 'test/fixtures/a.txt'), 'world');
+    writeFileSync(join(project, 'test/fixtures/b.txt'), 'bundle');
+    symlinkSync('test/run.sh', join(project, 'check'));
+  });
+  after(async () => {
+    await server?.stop();
+    await redis?.stop();
+  });
+
+  const PLAN = [
+    'name: project',
+    'tests:',
+    '  - { name: fixtures, type: UNIT, script: ./test/run.sh }',
+    '  - { name: argument, type: UNIT, script: ./check orchestrator }',
+    '  - { name: fails, type: UNIT, script: "./test/run.sh; test -f not-in-the-bundle" }',
+  ].join('\n');
+
+  it('--bundle DIR packs and uploads it, then every test runs the project\'s own script; exit 1 for the test that fails', async () => {
+    const file = plan('project.yaml', `${PLAN}\n`);
+    const r = await cli('submit', file, '--url', server.url, '--bundle', project, '--wait', '--junit', join(dir, 'project.xml'));
+    assert.equal(r.stderr, '');
+    const lines = r.stdout.split('\n');
+    assert.match(lines[0], new RegExp(`^bundle sha256:[0-9a-f]{12}… 5 files, \\d+ bytes, from ${project.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`));
+    assert.match(lines[1], /^plan [0-9a-f-]{36} "project": 3 tests QUEUED$/);
+    assert.ok(lines.some((l) => /^ {2}PASSED {4}fixtures \(\d+ ms\)$/.test(l)), r.stdout);
+    assert.ok(lines.some((l) => /^ {2}PASSED {4}argument \(\d+ ms\)$/.test(l)), r.stdout);
+    assert.ok(lines.some((l) => /^ {2}FAILED {4}fails \(\d+ ms\): exit code 1$/.test(l)), r.stdout);
+    assert.match(r.stdout, /\nplan FAILED: 2 passed, 1 failed, 0 errors, 0 cancelled\n/);
+    assert.equal(r.code, 1);
+    const xml = readFileSync(join(dir, 'project.xml'), 'utf8');
+    assert.match(xml, /ok test\/fixtures\/a\.txt\nok test\/fixtures\/b\.txt\n/);
+    assert.match(xml, /ok orchestrator/);
+  });
+
+  it('the plan file names the bundle (a directory beside it, or an archive); the same files give the same bundle', async () => {
+    const sub = join(dir, 'ci');
+    mkdirSync(sub, { recursive: true });
+    const passing = PLAN.split('\n').slice(0, 4).join('\n');
+    const file = join(sub, 'plan.yaml');
+    writeFileSync(file, `bundle: ../project\n${passing}\n`);
+    const fromDir = await cli('submit', file, '--url', server.url, '--wait');
+    assert.equal(fromDir.code, 0, fromDir.stdout + fromDir.stderr);
+    assert.match(fromDir.stdout, /^bundle sha256:[0-9a-f]{12}… 5 files/);
+    assert.match(fromDir.stdout, /\nplan PASSED: 2 passed, 0 failed, 0 errors, 0 cancelled\n/);
+    const again = await cli('submit', file, '--url', server.url);
+    assert.equal(again.stdout.split('\n')[0], fromDir.stdout.split('\n')[0], 'packed twice, the same id');
+
+    const archive = join(dir, 'project.tar.gz');
+    execFileSync('tar', ['-C', project, '-czf', archive, '.']);
+    writeFileSync(file, `bundle: ../project.tar.gz\n${passing}\n`);
+    const fromArchive = await cli('submit', file, '--url', server.url, '--wait');
+    assert.equal(fromArchive.code, 0, fromArchive.stdout + fromArchive.stderr);
+    const id = /^bundle (sha256:[0-9a-f]{12})…/.exec(fromArchive.stdout)?.[1];
+    assert.equal(id, `sha256:${createHash('sha256').update(readFileSync(archive)).digest('hex').slice(0, 12)}`, 'an archive is sent as it is');
+  });
+
+  it('a missing bundle, one that cannot be packed, and a hostile archive: one line, exit 2, no plan', async () => {
+    const file = plan('p.yaml', `${PLAN}\n`);
+    const plans = await server.core.db.prisma.executionPlan.count();
+    expectOneErrorLine(await cli('submit', file, '--url', server.url, '--bundle', join(dir, 'nowhere')), `--bundle ${join(dir, 'nowhere')}: no such file or directory`);
+    const withFifo = join(dir, 'with-fifo');
+    mkdirSync(withFifo);
+    execFileSync('mkfifo', [join(withFifo, 'pipe')]);
+    expectOneErrorLine(await cli('submit', file, '--url', server.url, '--bundle', withFifo), `cannot pack the directory ${withFifo}: ${join(withFifo, 'pipe')} is a FIFO: a bundle holds files, directories and links only`);
+    const evil = join(dir, 'evil.tar');
+    writeFileSync(evil, tarOf([symlink('up', '../../etc')]));
+    expectOneErrorLine(await cli('submit', file, '--url', server.url, '--bundle', evil), `the archive ${evil} was refused as a bundle: entry "up": a symbolic link to "../../etc" that leaves the bundle`);
+    const bad = plan('bad-bundle.yaml', `bundle: ./missing-dir\n${PLAN}\n`);
+    expectOneErrorLine(await cli('submit', bad, '--url', server.url), `${bad}: bundle ./missing-dir: no such file or directory`);
+    assert.equal(await server.core.db.prisma.executionPlan.count(), plans);
   });
 });

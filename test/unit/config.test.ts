@@ -53,7 +53,12 @@ describe('loadConfig defaults', () => {
       maxArtifactPaths: 100,
       minPriority: -1000,
       maxPriority: 1000,
+      maxFiles: 1000,
+      maxFileBytes: 1024 * 1024,
+      maxFilesBytes: 8 * 1024 * 1024,
     });
+    assert.equal(c.bundleDir, resolve('./data/bundles'));
+    assert.deepEqual(c.bundleLimits, { maxArchiveBytes: 256 * 1024 * 1024, maxUnpackedBytes: 512 * 1024 * 1024, maxEntries: 100_000 });
   });
 
   it('reads every variable it knows, numbers from text', () => {
@@ -72,7 +77,13 @@ describe('loadConfig defaults', () => {
       MAX_REQUEST_BYTES: '1000',
       WORKER_HEARTBEAT_MS: '100',
       RECONCILE_INTERVAL_MS: '200',
+      BUNDLE_DIR: '/srv/shared/bundles',
+      MAX_BUNDLE_BYTES: '1000',
+      MAX_BUNDLE_UNPACKED_BYTES: '2000',
+      MAX_BUNDLE_FILES: '30',
     });
+    assert.equal(c.bundleDir, '/srv/shared/bundles');
+    assert.deepEqual(c.bundleLimits, { maxArchiveBytes: 1000, maxUnpackedBytes: 2000, maxEntries: 30 });
     assert.equal(c.port, 0);
     assert.equal(c.host, '0.0.0.0');
     assert.equal(c.dataDir, '/tmp/orch-x');

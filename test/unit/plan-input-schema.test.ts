@@ -55,6 +55,13 @@ const corpus: [string, unknown][] = [
   ['env without value', plan({ ...test, env: [{ name: 'A' }] })],
   ['service without command', plan({ ...test, type: 'INTEGRATION', services: [{ name: 's' }] })],
   ['an object for a string', plan({ ...test, script: { run: 'x' } })],
+  ['files and a bundle', plan({ ...test, files: [{ path: 'a', content: 'x', encoding: 'base64', executable: true }] }, { bundle: 'sha256:x', files: [{ path: 'b', content: '' }] })],
+  ['a single file for the list of files', plan(test, { files: { path: 'b', content: 'x' } })],
+  ['a file without content', plan(test, { files: [{ path: 'b' }] })],
+  ['a string for a Boolean', plan(test, { files: [{ path: 'b', content: 'x', executable: 'true' }] })],
+  ['a number for a Boolean', plan(test, { files: [{ path: 'b', content: 'x', executable: 1 }] })],
+  ['an unknown field of a file', plan(test, { files: [{ path: 'b', content: 'x', mode: 493 }] })],
+  ['a number for the bundle', plan(test, { bundle: 5 })],
 ];
 
 describe('submitPlanShape agrees with GraphQL on SubmitPlanInput', () => {

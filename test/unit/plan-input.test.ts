@@ -12,6 +12,9 @@ import {
 } from '../../src/domain/plan-input';
 
 const limits: ValidationLimits = {
+  maxFiles: 3,
+  maxFileBytes: 8,
+  maxFilesBytes: 12,
   maxTestsPerPlan: 5,
   maxScriptBytes: 100,
   maxTimeoutSeconds: 3600,

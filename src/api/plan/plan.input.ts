@@ -25,6 +25,14 @@ export class EnvVarInput {
   @Field() value!: string;
 }
 
+@InputType({ description: "a file placed in the test's working directory before the script runs" })
+export class FileInput {
+  @Field({ description: 'relative; no "..", not absolute; directories are created' }) path!: string;
+  @Field() content!: string;
+  @Field(() => String, { nullable: true, description: '"utf8" (default) or "base64"' }) encoding?: string | null;
+  @Field(() => Boolean, { nullable: true, description: 'default false' }) executable?: boolean | null;
+}
+
 @InputType()
 export class TestCaseInput {
   @Field() name!: string;
@@ -37,6 +45,8 @@ export class TestCaseInput {
   @Field(() => [String], { nullable: true, description: "paths or globs, relative to the test's working directory, collected after the run" })
   artifactPaths?: string[] | null;
   @Field(() => Int, { nullable: true, description: 'retries after an environment failure (never after a plain test failure)' }) maxRetries?: number | null;
+  @Field(() => [FileInput], { nullable: true, description: "this test's own files (a path here wins over the plan's files and bundle)" })
+  files?: FileInput[] | null;
 }
 
 @InputType()
@@ -46,4 +56,7 @@ export class SubmitPlanInput {
   @Field(() => [TestCaseInput]) tests!: TestCaseInput[];
   @Field(() => String, { nullable: true, description: 'submitting the same key again returns the plan created the first time' })
   idempotencyKey?: string | null;
+  @Field(() => String, { nullable: true, description: "id of an uploaded bundle (POST /bundles): its files are in every test's working directory" })
+  bundle?: string | null;
+  @Field(() => [FileInput], { nullable: true, description: "files for every test of the plan (win over the bundle's)" }) files?: FileInput[] | null;
 }

@@ -13,6 +13,7 @@ export class ExecutionPlan {
   @Field(() => DateTimeScalar) createdAt!: string;
   @Field(() => DateTimeScalar, { nullable: true }) startedAt!: string | null;
   @Field(() => DateTimeScalar, { nullable: true }) finishedAt!: string | null;
+  @Field(() => String, { nullable: true, description: 'the bundle id it was submitted with' }) bundle!: string | null;
 }
 
 @ObjectType()

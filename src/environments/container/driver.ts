@@ -48,6 +48,9 @@ import { SeccompFiles } from './seccomp-files';
 import { SecurityAuditor } from './security-audit';
 import { sweepDeadInstances } from './sweep';
 import { CTL_FS_MB, clearInPlace, createWorkFs, destroyWorkFs, removeTree, type WorkFs } from './work-fs';
+import { BundleLowers } from './bundle-lowers';
+import { MountHelper } from './mount-helper';
+import { unmountInputs } from './work-inputs';
 
 export type { ContainerHandle } from './env-state';
 
@@ -98,6 +101,8 @@ export class ContainerDriver implements EnvironmentDriver {
   /** What a run needs of this driver (run.ts). */
   private readonly host: ContainerHost;
   private auditor: SecurityAuditor | null = null;
+  private readonly bundleLowers: BundleLowers;
+  private readonly mounts = new MountHelper();
 
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
@@ -127,6 +132,7 @@ export class ContainerDriver implements EnvironmentDriver {
     this.diskLimits = process.getuid?.() === 0;
     this.capabilities = containerCapabilities(config);
     this.seccompFiles = new SeccompFiles(this.stateRoot, () => this.ensureStateRoot());
+    this.bundleLowers = new BundleLowers(path.join(this.stateRoot, 'bundles'), this.sandboxUser, this.logger);
     this.host = {
       logger: this.logger,
       imageDir: this.imageDir,
@@ -143,6 +149,7 @@ export class ContainerDriver implements EnvironmentDriver {
       dropPrivileges: () => (this.sandboxUser ? setprivArgs(this.setprivPath, this.sandboxUser) : []),
       makeSandboxDir: (dir) => makeSandboxDir(dir, this.sandboxUser),
       securityAuditor: () => (this.auditor ??= new SecurityAuditor(this.instance, this.logger)),
+      inputs: { bundleLowers: this.bundleLowers, owner: this.sandboxUser, mounts: this.mounts },
     };
   }
 
@@ -221,6 +228,7 @@ export class ContainerDriver implements EnvironmentDriver {
       ctlDir: disk ? path.join(disk.ctlMountPoint, 'ctl') : path.join(stateDir, 'ctl'),
       runSeq: 0,
       active: null,
+      inputs: null,
     };
     try {
       await this.ensureStateRoot();
@@ -253,6 +261,7 @@ export class ContainerDriver implements EnvironmentDriver {
     await this.stopActive(state, 'reset');
     try {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
+      await unmountInputs(this.host.inputs, state); // the bundle's overlay: what the test changed goes with the disk's content
       if (state.disk) {
         // After a big test a fresh filesystem: quicker than deleting what it left, whatever its
         // size or depth. After a small one the few files go in place.
@@ -303,6 +312,7 @@ export class ContainerDriver implements EnvironmentDriver {
   async destroy(env: EnvironmentHandle): Promise<void> {
     const state = this.envs.get(env.id);
     if (state) await this.stopActive(state, 'destroy');
+    if (state) await bestEffort(this.logger, `unmounting the bundle of ${env.id}`, () => unmountInputs(this.host.inputs, state));
     this.envs.delete(env.id);
     // The handle is opaque: the directory is the driver's own, never a path the caller passed.
     if (!ENV_ID.test(env.id)) throw new Error(`refusing to remove environment '${env.id}': not an environment id`);
@@ -322,7 +332,10 @@ export class ContainerDriver implements EnvironmentDriver {
    */
   async close(): Promise<void> {
     const errors: string[] = [];
-    for (const state of this.envs.values()) await this.stopActive(state, 'destroy');
+    for (const state of this.envs.values()) {
+      await this.stopActive(state, 'destroy');
+      await unmountInputs(this.host.inputs, state).catch((err: Error) => errors.push(err.message));
+    }
     this.envs.clear();
     await this.auditor?.close();
     const pending = this.layout;
@@ -332,6 +345,8 @@ export class ContainerDriver implements EnvironmentDriver {
     if (layout) await removeGroupTree(layout, this.cgroupParent, this.logger).catch((err: Error) => errors.push(err.message));
     this.stateRootReady = null;
     this.seccompFiles.clear();
+    this.bundleLowers.clear();
+    this.mounts.close();
     this.diskProbe = null;
     await removeDirAndMounts(this.stateRoot).catch((err: Error) => errors.push(err.message));
     if (errors.length) throw new Error(`container driver close: ${errors.join('; ')}`);

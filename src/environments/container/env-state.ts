@@ -7,6 +7,7 @@ import type { EnvironmentHandle } from '../driver';
 import type { DriverLogger } from './image';
 import type { SeccompProfile } from './seccomp';
 import type { SecurityAuditor } from './security-audit';
+import type { InputsHost, MountedInputs } from './work-inputs';
 import type { WorkFs } from './work-fs';
 
 /** The container driver's handle: the common one and the host directory of the environment's state. */
@@ -31,6 +32,8 @@ export interface EnvState {
   ctlDir: string;
   runSeq: number;
   active: ActiveRun | null;
+  /** The bundle's overlay mounted over workDir for the last run (work-inputs.ts); the reset unmounts it. */
+  inputs: MountedInputs | null;
 }
 
 /** What run.ts needs of its driver. */
@@ -53,4 +56,6 @@ export interface ContainerHost {
   makeSandboxDir(dir: string): Promise<void>;
   /** Audits SECURITY runs (security-audit.ts). */
   securityAuditor(): SecurityAuditor;
+  /** What filling a run's work dir needs (work-inputs.ts): the bundle copies, the owner of the files. */
+  readonly inputs: InputsHost;
 }

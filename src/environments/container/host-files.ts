@@ -22,9 +22,16 @@ export async function nearestExisting(dir: string): Promise<string> {
   return current;
 }
 
-/** Unmounts every filesystem at or below `dir` (deepest first), then removes the tree. */
+/**
+ * Unmounts every filesystem at or below `dir` (deepest first; several stacked on one path, such as a
+ * bundle's overlay over a work disk, one by one), then removes the tree.
+ */
 export async function removeDirAndMounts(dir: string): Promise<void> {
-  for (const mp of await mountsBelow(dir)) await unmount(mp);
+  for (let round = 0; round < 8; round++) {
+    const mounts = await mountsBelow(dir);
+    if (!mounts.length) break;
+    for (const mp of mounts) await unmount(mp);
+  }
   await removeTree(dir);
 }
 

@@ -31,6 +31,7 @@ import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerSc
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
+import { populateWork } from './work-inputs';
 
 /** The root filesystem of a run: the version the worker chose, else the shape's image as it is now. */
 async function runRootfs(imageDir: string, shapeImage: string, spec: RunSpec): Promise<string> {
@@ -357,6 +358,7 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
     await fs.rm(state.ctlDir, { recursive: true, force: true });
     await host.makeSandboxDir(state.ctlDir);
     await host.makeSandboxDir(state.workDir);
+    await populateWork(host.inputs, state, spec.inputs); // the bundle and the files
     if (o.hardened) await host.makeSandboxDir(path.join(state.workDir, HARDENED_TMPDIR_NAME));
     const scriptPath = path.join(state.workDir, SCRIPT_NAME);
     await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
@@ -371,6 +373,7 @@ async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSp
       for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(state.ctlDir, f.name), f.text, 0o644);
     }
   } catch (err) {
+    if (err instanceof InfrastructureError) throw err;
     throw new InfrastructureError(`cannot prepare the work dir of ${state.handle.id}: ${(err as Error).message}`, { cause: err });
   }
 }

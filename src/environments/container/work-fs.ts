@@ -28,11 +28,12 @@ const TOOLS = {
   umount: ['/usr/bin/umount', '/bin/umount'],
   rm: ['/usr/bin/rm', '/bin/rm'],
   fstrim: ['/usr/sbin/fstrim', '/sbin/fstrim'],
+  fallocate: ['/usr/bin/fallocate', '/bin/fallocate'],
 } as const;
 
 const resolved = new Map<string, string>();
 
-async function tool(name: keyof typeof TOOLS): Promise<string> {
+export async function tool(name: keyof typeof TOOLS): Promise<string> {
   const known = resolved.get(name);
   if (known) return known;
   for (const candidate of TOOLS[name]) {
@@ -48,9 +49,10 @@ async function tool(name: keyof typeof TOOLS): Promise<string> {
 }
 
 /** Runs a tool with no shell and an empty environment; rejects with its stderr on failure. */
-function exec(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<void> {
+export function exec(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number; fd3?: number } = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? '/', env: {}, stdio: ['ignore', 'ignore', 'pipe'], timeout: opts.timeoutMs, killSignal: 'SIGKILL' });
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe', ...(opts.fd3 === undefined ? [] : [opts.fd3])];
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? '/', env: {}, stdio, timeout: opts.timeoutMs, killSignal: 'SIGKILL' });
     let err = '';
     child.stderr!.on('data', (c: Buffer) => {
       if (err.length < 4096) err += c.toString('utf8');
