@@ -37,7 +37,12 @@ import { populateWork } from './work-inputs';
 async function runRootfs(imageDir: string, shapeImage: string, spec: RunSpec): Promise<string> {
   if (spec.image) {
     // lstat: a link in an image points into the image, not at the host's files
-    const sh = path.isAbsolute(spec.image.rootfs) ? await fs.lstat(path.join(spec.image.rootfs, 'bin/sh')).catch(() => null) : null;
+    const sh = path.isAbsolute(spec.image.rootfs)
+      ? await fs.lstat(path.join(spec.image.rootfs, 'bin/sh')).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null; // the expected answer: not there
+          throw err; // EACCES, EIO: not an answer to "is the image here"
+        })
+      : null;
     if (!sh) {
       throw new InfrastructureError(`image ${spec.image.name} (${spec.image.digest}) is not on this host at ${spec.image.rootfs}`);
     }
