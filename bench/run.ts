@@ -17,6 +17,7 @@ import { dedicatedCpus } from './dedicated-cpus.bench';
 import { diskReset } from './disk-reset.bench';
 import { imageStart } from './image-start.bench';
 import { imageBuilds } from './images.bench';
+import { sandboxSpeed } from './sandbox.bench';
 import {
   Cleanup,
   DATABASES,
@@ -36,6 +37,7 @@ import { workerThroughput } from './worker.bench';
 /** Run in this order; `node dist/bench/run.js [section...]` picks some. */
 export const sections: Record<string, Section> = {
   worker: workerThroughput,
+  sandbox: sandboxSpeed,
   'api-submit': apiSubmit,
   'status-1m': status1m,
   'disk-reset': diskReset,
@@ -140,6 +142,9 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     if (status) parts.push(`systemStatus p50 ${fmtMs(status.value)} (${status.detail?.split(';')[0]})`);
     const plan = get('plan');
     if (plan) parts.push(`plan(id) p50 ${fmtMs(plan.value)}`);
+    const raw = get('raw');
+    const alone = get('driver');
+    if (raw && alone) parts.push(`raw sandbox ${raw.value.toFixed(1)} runs/s, driver alone ${alone.value.toFixed(1)} tests/s (${(alone.value / raw.value).toFixed(2)}x raw)`);
     const ratio = get('ratio');
     const e2e = get('e2e');
     if (ratio && e2e) parts.push(`worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone`);

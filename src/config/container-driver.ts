@@ -46,6 +46,8 @@ export const containerDriverConfigSchema = z.object({
   disableCgroups: z.boolean().default(false),
   /** preflight builds a missing image (logging progress) instead of failing. */
   buildMissingImages: z.boolean().default(false),
+  /** Each run's and reset's phases (ms) in its log lines (`phases`): where a run's time goes. Debugging and benchmarks. */
+  phaseTimings: z.boolean().default(false),
 });
 
 export type ContainerDriverConfig = z.output<typeof containerDriverConfigSchema>;
@@ -72,6 +74,7 @@ export const containerDriverEnv = {
   CONTAINER_DISABLE_CGROUPS: flag(false),
   /** A worker builds a missing image at start (minutes, logged) unless told not to. */
   CONTAINER_BUILD_MISSING_IMAGES: flag(true),
+  CONTAINER_PHASE_TIMINGS: flag(false),
 };
 
 type ContainerEnv = z.output<z.ZodObject<typeof containerDriverEnv>>;
@@ -106,6 +109,7 @@ export function containerDriverConfigFrom(
     cpuLockDir: e.CONTAINER_CPU_LOCK_DIR,
     disableCgroups: e.CONTAINER_DISABLE_CGROUPS,
     buildMissingImages: e.CONTAINER_BUILD_MISSING_IMAGES,
+    phaseTimings: e.CONTAINER_PHASE_TIMINGS,
   });
   if (parsed.success) return { config: parsed.data };
   return {

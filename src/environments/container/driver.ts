@@ -19,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { containerDriverConfigSchema, type ContainerDriverConfigInput } from '../../config/container-driver';
 import { bestEffort } from '../../infra/best-effort';
+import { phaseTimer } from '../../infra/phase-timer';
 import type { CpuReservations } from '../cgroups/cpu-reservations';
 import { describeLayout, detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../cgroups/layout';
 import { removeGroupTree, removeStaleGroups } from '../cgroups/sweep';
@@ -131,6 +132,7 @@ export class ContainerDriver implements EnvironmentDriver {
       logger: this.logger,
       imageDir: this.imageDir,
       bwrapPath: this.bwrapPath,
+      phaseTimings: config.phaseTimings,
       cgroupParent: this.cgroupParent,
       cgroupLayout: () => (this.useCgroups ? this.cgroupLayout() : null),
       cpuReservations: () => (this.useCgroups ? this.cpuReservations() : null),
@@ -250,9 +252,12 @@ export class ContainerDriver implements EnvironmentDriver {
 
   async reset(env: EnvironmentHandle): Promise<void> {
     const state = this.state(env);
+    const phases = phaseTimer(this.host.phaseTimings, 'reset.total');
     await this.stopActive(state, 'reset');
+    phases.lap('reset.stop');
     try {
       if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
+      phases.lap('reset.cgroups');
       if (state.disk) {
         // After a big test a fresh filesystem: quicker than deleting what it left, whatever its
         // size or depth. After a small one the few files go in place.
@@ -267,7 +272,11 @@ export class ContainerDriver implements EnvironmentDriver {
         await removeTree(state.workDir);
         await removeTree(state.ctlDir);
       }
+      phases.lap('reset.clear');
       await this.host.makeSandboxDir(state.workDir);
+      phases.lap('reset.work dir');
+      const timings = phases.done();
+      if (timings) this.logger.info({ envId: env.id, phases: timings }, 'container reset phases');
     } catch (err) {
       this.logger.error({ envId: env.id, err: (err as Error).message }, 'reset failed: the environment is unusable');
       throw new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });

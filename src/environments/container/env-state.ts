@@ -38,6 +38,8 @@ export interface ContainerHost {
   readonly logger: DriverLogger;
   readonly imageDir: string;
   readonly bwrapPath: string;
+  /** Time the phases of runs and resets and log them (the phaseTimings option). */
+  readonly phaseTimings: boolean;
   /** This instance's own parent group: run groups are below it. */
   readonly cgroupParent: string;
   /** The prepared cgroup layout; null when cgroups are disabled. */

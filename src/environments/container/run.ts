@@ -12,6 +12,7 @@ import { closeSync, openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bestEffort } from '../../infra/best-effort';
+import { phaseTimer, type PhaseTimer } from '../../infra/phase-timer';
 import { pathExists } from '../../infra/fs-utils';
 import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
@@ -56,6 +57,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   const log = host.logger;
   const started = performance.now();
   if (spec.signal?.aborted) return emptyOutcome({ aborted: true });
+  const phases = phaseTimer(host.phaseTimings, 'run.total');
 
   const rootfs = await runRootfs(host.imageDir, env.shape.image, spec);
 
@@ -64,7 +66,9 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   const hasPerl = await pathExists(path.join(rootfs, 'usr/bin/perl'));
   // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
   const direct = spec.services.length === 0 && hasPerl;
+  phases.lap('run.image');
   await prepareRunFiles(host, state, spec, { shebang, direct, hardened });
+  phases.lap('run.files');
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
   }
@@ -75,15 +79,19 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   state.runSeq += 1;
   const name = `${cgroupSafe(env.id)}-${spec.attempt}-${state.runSeq}`;
   const dedicated = await reserveDedicatedCpus(host, state, spec, name);
+  phases.lap('run.cpus');
   if (dedicated.aborted || spec.signal?.aborted) {
     await dedicated.reservation?.release();
     return emptyOutcome({ aborted: true });
   }
   try {
-    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started });
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started, phases });
   } finally {
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
+    phases.lap('run.cpus');
+    const timings = phases.done();
+    if (timings) log.info({ envId: env.id, testId: spec.testId, phases: timings }, 'container run phases');
   }
 }
 
@@ -92,17 +100,21 @@ async function runReserved(
   host: ContainerHost,
   state: EnvState,
   spec: RunSpec,
-  o: { rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>; reservation: CpuReservation | null; started: number },
+  o: {
+    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>;
+    reservation: CpuReservation | null; started: number; phases: PhaseTimer;
+  },
 ): Promise<RunOutcome> {
   const env = state.handle;
   const log = host.logger;
-  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started } = o;
+  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started, phases } = o;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
   const file = await host.seccompFilterFile(spec.isolation === 'hardened' ? 'strict' : 'baseline');
   if (file) seccompFd = openSync(file, 'r');
   else host.warnNoSeccomp();
+  phases.lap('run.seccomp');
 
   // Per-run cgroup; a run without dedicated CPUs also joins the shared cpuset group, kept off them.
   let cgroup: RunCgroup | null = null;
@@ -124,9 +136,11 @@ async function runReserved(
       throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
+  phases.lap('run.cgroup');
   // SECURITY runs: what they are denied and what they execute (security-audit.ts; never fails).
   const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl }) : null;
   const auditFile = path.join(env.stateDir, SECURITY_AUDIT_LOG);
+  phases.lap('run.audit');
 
   const bwrapArgs = buildBwrapArgs({
     rootfs: o.rootfs,
@@ -146,6 +160,7 @@ async function runReserved(
     loginuid: audit?.loginuid,
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
+  phases.lap('run.args');
 
   const stdout = new OutputCapture(spec.maxOutputBytes);
   const stderr = new OutputCapture(spec.maxOutputBytes);
@@ -166,6 +181,8 @@ async function runReserved(
   } finally {
     if (seccompFd !== undefined) closeSync(seccompFd);
   }
+  phases.lap('run.spawn');
+  let startedAt = 0;
 
   const killTree = () => {
     if (cgroup) void cgroup.kill().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup kill failed'));
@@ -192,6 +209,7 @@ async function runReserved(
   let sandboxStarted = false;
   const startSocket = child.stdio[STARTED_FD] as NodeJS.ReadableStream & { destroy(): void };
   startSocket.on('data', () => {
+    if (!sandboxStarted) startedAt = performance.now();
     sandboxStarted = true;
   });
   startSocket.on('error', (err: Error) => log.warn({ envId: env.id, err: err.message }, 'start socket error'));
@@ -227,21 +245,29 @@ async function runReserved(
 
   try {
     const exit = await exited;
-    const durationMs = Math.round(performance.now() - t0);
+    const exitedAt = performance.now();
+    const durationMs = Math.round(exitedAt - t0);
+    // spawn → the runner's first byte (wrapper, setpriv, bwrap's setup, perl) → exit (the script, perl's wait)
+    if (startedAt) phases.lapAt('run.sandbox start', startedAt);
+    phases.lapAt('run.script', exitedAt);
     clearTimeout(timer);
     spec.signal?.removeEventListener('abort', onAbort);
     // The PID namespace died with bwrap; anything still in the group (a wrapper that never
     // exec'd, a process between namespaces) is killed too.
     if (cgroup) await cgroup.kill(3000);
+    phases.lap('run.kill');
     await Promise.race([streamsClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
     child.stdout!.destroy();
     child.stderr!.destroy();
     startSocket.destroy();
+    phases.lap('run.streams');
 
     const stats = cgroup ? await cgroup.stats() : null;
+    phases.lap('run.stats');
     // The control dir belongs to the sandbox user: never follow a link or block on a FIFO there.
     const statusText = await readSmallRegularFile(path.join(state.ctlDir, STATUS_FILE), log);
     const status = statusText === null ? null : parseRunnerStatus(statusText);
+    phases.lap('run.status');
 
     if (exit.error) {
       throw new InfrastructureError(`cannot start the sandbox (${command}): ${exit.error.message}`, { cause: exit.error });
@@ -260,12 +286,15 @@ async function runReserved(
           return false;
         })
       : false;
+    phases.lap('run.disk');
     if (audit) {
       await fs.rm(auditFile, { force: true });
       await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
     }
     const { files, notes: artifactNotes } = await collect(host, state, spec, audit ? auditFile : null);
+    phases.lap('run.artifacts');
     const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: state.ctlDir, log, testId: spec.testId });
+    phases.lap('run.metrics');
 
     const outcome: RunOutcome = {
       exitCode,
@@ -303,6 +332,7 @@ async function runReserved(
       },
       'container run finished',
     );
+    phases.lap('run.log');
     return outcome;
   } finally {
     clearTimeout(timer);
@@ -315,6 +345,7 @@ async function runReserved(
     if (cgroup) {
       await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
     }
+    phases.lap('run.cgroup remove');
   }
 }
 

@@ -1,0 +1,175 @@
+// The physical limit of the container stack, in a small child process (as the driver host is): `true`
+// in a bubblewrap sandbox with the driver's own flags (read-only image, every namespace, seccomp
+// filter, environment on a descriptor) started through the driver's join wrapper, joining cgroups as
+// the driver does — but no perl runner, no setpriv, no run files, no status, stats or artifacts.
+//
+// Started by raw-sandbox.ts with its options as JSON in RAW_SANDBOX_OPTIONS; prints one JSON line
+// `{ ms, runs }` (or `{ error }`) on stdout and exits.
+//
+// cgroups:
+//   per-run  a group per run in every hierarchy the driver uses (memory, pids, cpu, cpuacct, freezer,
+//            the unified tree for cgroup.kill), limits written, joined, removed after the run; plus the
+//            shared cpuset group: the driver's cgroup setup, done the cheapest way (synchronous calls on
+//            cgroupfs, the removal retried at once while the last task exits), not by the driver's code.
+//   none     no cgroup at all (for scale).
+// A group kept across runs is not an option with bwrap's own init as pid 1: orphaned when bwrap
+// exits, it is reaped by the host's init, and its pid stays charged to the group for ~2 s (measured),
+// so a kept group with the pool's pids limit runs out of pids after a few dozen runs.
+
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_CGROUP_PARENT, DEFAULT_SETPRIV_PATH } from '../src/config/container-driver';
+import { detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../src/environments/cgroups/layout';
+import { removeGroupTree } from '../src/environments/cgroups/sweep';
+import { buildBwrapArgs, bwrapEnvData } from '../src/environments/container/bwrap-args';
+import { defaultCpuLockDir, prepareCpuReservations } from '../src/environments/container/dedicated-cpus';
+import { ENV_FD, SECCOMP_FD, sandboxCommand } from '../src/environments/container/sandbox-command';
+import { DEFAULT_SANDBOX_GID, DEFAULT_SANDBOX_UID, setprivArgs } from '../src/environments/container/sandbox-user';
+import { buildSeccompFilter } from '../src/environments/container/seccomp';
+
+export interface RawSandboxOptions {
+  rootfs: string;
+  runs: number;
+  concurrency: number;
+  cgroups: 'per-run' | 'none';
+  memoryMb: number;
+  cpus: number;
+  pids: number;
+  /** As the driver: bwrap started by setpriv as the sandbox user (65534), not as root. Default false. */
+  dropPrivileges?: boolean;
+  /** The sandbox's command; default /bin/true. */
+  command?: string[];
+}
+
+const SILENT = { info() {}, warn() {}, error() {} };
+
+/** A v1 (or v2) group made with the driver's limits, synchronously; its cgroup.procs files. */
+function makeGroup(layout: CgroupLayout, parent: string, name: string, o: RawSandboxOptions): string[] {
+  const dirs: string[] = [];
+  const w = (dir: string, file: string, value: string) => writeFileSync(join(dir, file), value);
+  if (layout.version === 2) {
+    const d = join(layout.root, parent, name);
+    mkdirSync(d);
+    w(d, 'memory.max', String(o.memoryMb * 1024 * 1024));
+    w(d, 'pids.max', String(o.pids));
+    w(d, 'cpu.max', `${o.cpus * 100_000} 100000`);
+    return [d];
+  }
+  for (const [ctrl, mount] of layout.mounts) {
+    if (ctrl === 'cpuset') continue;
+    const d = join(mount, parent, name);
+    mkdirSync(d);
+    dirs.push(d);
+    if (ctrl === 'memory') {
+      w(d, 'memory.limit_in_bytes', String(o.memoryMb * 1024 * 1024));
+      if (existsSync(join(d, 'memory.memsw.limit_in_bytes'))) w(d, 'memory.memsw.limit_in_bytes', String(o.memoryMb * 1024 * 1024));
+      w(d, 'memory.swappiness', '0');
+    } else if (ctrl === 'pids') w(d, 'pids.max', String(o.pids));
+    else if (ctrl === 'cpu') {
+      w(d, 'cpu.cfs_period_us', '100000');
+      w(d, 'cpu.cfs_quota_us', String(o.cpus * 100_000));
+    }
+  }
+  if (layout.unified) {
+    const d = join(layout.unified, parent, name);
+    mkdirSync(d);
+    dirs.push(d);
+  }
+  return dirs;
+}
+
+/** Removes the group's directories, retrying at once while a task is still leaving (EBUSY). */
+async function removeGroup(dirs: string[]): Promise<void> {
+  for (const d of [...dirs].reverse()) {
+    for (let i = 0; ; i++) {
+      try {
+        rmdirSync(d);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || i > 100_000) throw err;
+        await new Promise((r) => setImmediate(r));
+      }
+    }
+  }
+}
+
+async function main(): Promise<{ ms: number; runs: number }> {
+  const o = JSON.parse(process.env.RAW_SANDBOX_OPTIONS ?? '{}') as RawSandboxOptions;
+  const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-raw-'));
+  const user = o.dropPrivileges ? { uid: DEFAULT_SANDBOX_UID, gid: DEFAULT_SANDBOX_GID } : null;
+  if (user) chmodSync(scratch, 0o711);
+  const parent = `${DEFAULT_CGROUP_PARENT}/bench-raw-${process.pid}`;
+  const layout = o.cgroups === 'none' ? null : await detectCgroupLayout();
+  if (o.cgroups !== 'none' && !layout) throw new Error('no usable cgroup layout');
+  try {
+    const filter = buildSeccompFilter('baseline');
+    const seccompFile = join(scratch, 'seccomp.bpf');
+    if (filter) writeFileSync(seccompFile, filter, { mode: 0o600 });
+    let shared: string | null = null;
+    if (layout) {
+      await prepareCgroupParent(layout, parent);
+      const reservations = await prepareCpuReservations({ layout, cgroupBase: DEFAULT_CGROUP_PARENT, lockDir: defaultCpuLockDir(), secure: process.getuid?.() === 0, log: SILENT });
+      shared = await reservations.sharedProcsFile();
+    }
+    const memoryBytes = o.memoryMb * 1024 * 1024;
+    let seq = 0;
+    const lane = async (i: number): Promise<void> => {
+      const work = join(scratch, `work-${i}`);
+      const ctl = join(scratch, `ctl-${i}`);
+      mkdirSync(work);
+      mkdirSync(ctl);
+      if (user) for (const d of [work, ctl]) chownSync(d, user.uid, user.gid);
+      {
+        while (seq < o.runs) {
+          seq++;
+          const group = layout ? makeGroup(layout, parent, `run-${seq}`, o) : null;
+          const seccompFd = filter ? openSync(seccompFile, 'r') : undefined;
+          const cmd = sandboxCommand({
+            seccompFd,
+            procsFiles: [...(group ?? []).map((d) => join(d, 'cgroup.procs')), ...(shared ? [shared] : [])],
+            exec: [
+              ...(user ? setprivArgs(DEFAULT_SETPRIV_PATH, user) : []),
+              '/usr/bin/bwrap',
+              ...buildBwrapArgs({
+                rootfs: o.rootfs, workDir: work, ctlDir: ctl, env: {}, envFd: ENV_FD, command: o.command ?? ['/bin/true'],
+                disableUserns: true, seccompFd: filter ? SECCOMP_FD : undefined, tmpSizeBytes: memoryBytes,
+              }),
+            ],
+          });
+          const child = spawn(cmd.command, cmd.args, { stdio: cmd.stdio, env: {}, cwd: '/' });
+          if (seccompFd !== undefined) closeSync(seccompFd);
+          child.stdin!.on('error', () => undefined);
+          let err = '';
+          child.stderr!.on('data', (c: Buffer) => (err += c.toString('utf8')));
+          child.stdin!.end(bwrapEnvData({}));
+          const code = await new Promise<number | null>((resolve, reject) => {
+            child.once('error', reject);
+            child.once('close', (c) => resolve(c));
+          });
+          if (code !== 0) throw new Error(`raw sandbox run exited ${code}: ${err}`);
+          if (group) await removeGroup(group);
+        }
+      }
+    };
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: o.concurrency }, (_, i) => lane(i)));
+    return { ms: performance.now() - t0, runs: o.runs };
+  } finally {
+    if (layout) await removeGroupTree(layout, parent, SILENT).catch(() => undefined);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (r) => {
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    process.exit(0);
+  },
+  (err: Error) => {
+    process.stdout.write(`${JSON.stringify({ error: err.stack ?? err.message })}\n`);
+    process.exit(1);
+  },
+);
