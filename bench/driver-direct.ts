@@ -2,7 +2,7 @@
 // `runs` trivial tests at `concurrency`, each run then reset; optionally with the driver's phase
 // timings (the `phaseTimings` option: each run's and reset's phases, in its log lines) gathered.
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EnvironmentShape, RunImage, RunSpec } from '../src/environments/driver';
@@ -18,7 +18,17 @@ export type Phases = Map<string, number[]>;
 export interface DriverDirectResult {
   ms: number;
   perSecond: number;
+  /** CPU time per run (ms): of the driver host process, and of the sandboxes (RunOutcome.cpuTimeMs, their cgroups). */
+  hostCpuMs: number;
+  sandboxCpuMs: number;
   phases: Phases;
+}
+
+/** utime + stime of a process (ms), from /proc (clock ticks: USER_HZ 100). */
+function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 export async function driverDirect(imageDir: string, o: { runs: number; concurrency: number; phases?: boolean; script?: string }): Promise<DriverDirectResult> {
@@ -45,6 +55,9 @@ export async function driverDirect(imageDir: string, o: { runs: number; concurre
     await driver.preflight(BENCH_SHAPE);
     const envs = await Promise.all(Array.from({ length: o.concurrency }, () => driver.provision(randomUUID(), BENCH_SHAPE)));
     let next = 0;
+    let sandboxCpuMs = 0;
+    const hostPid = driver.hostPid!;
+    const cpu0 = processCpuMs(hostPid);
     const t0 = now();
     await Promise.all(
       envs.map(async (env) => {
@@ -58,6 +71,7 @@ export async function driverDirect(imageDir: string, o: { runs: number; concurre
           const outcome = await driver.run(env, spec);
           add('ipc.run call', now() - r0);
           if (outcome.exitCode !== 0) throw new Error(`direct run failed: ${JSON.stringify(outcome).slice(0, 300)}`);
+          sandboxCpuMs += outcome.cpuTimeMs ?? 0;
           const s0 = now();
           await driver.reset(env);
           add('ipc.reset call', now() - s0);
@@ -65,8 +79,9 @@ export async function driverDirect(imageDir: string, o: { runs: number; concurre
       }),
     );
     const ms = now() - t0;
+    const hostCpuMs = processCpuMs(hostPid) - cpu0;
     await Promise.all(envs.map((e) => driver.destroy(e)));
-    return { ms, perSecond: (o.runs / ms) * 1000, phases };
+    return { ms, perSecond: (o.runs / ms) * 1000, hostCpuMs: hostCpuMs / o.runs, sandboxCpuMs: sandboxCpuMs / o.runs, phases };
   } finally {
     await driver.close();
     rmSync(scratch, { recursive: true, force: true });

@@ -4,7 +4,8 @@
 // the driver does — but no perl runner, no setpriv, no run files, no status, stats or artifacts.
 //
 // Started by raw-sandbox.ts with its options as JSON in RAW_SANDBOX_OPTIONS; prints one JSON line
-// `{ ms, runs }` (or `{ error }`) on stdout and exits.
+// `{ ms, runs, hostCpuMs, sandboxCpuMs }` (or `{ error }`) on stdout and exits: the CPU time of this
+// process, and of the runs' groups (cpuacct, read before each is removed; 0 without cgroups).
 //
 // cgroups:
 //   per-run  a group per run in every hierarchy the driver uses (memory, pids, cpu, cpuacct, freezer,
@@ -17,7 +18,7 @@
 // so a kept group with the pool's pids limit runs out of pids after a few dozen runs.
 
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -81,6 +82,16 @@ function makeGroup(layout: CgroupLayout, parent: string, name: string, o: RawSan
   return dirs;
 }
 
+/** CPU time charged to the group so far (ms). */
+function groupCpuMs(layout: CgroupLayout, dirs: string[]): number {
+  if (layout.version === 2) {
+    const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(dirs[0], 'cpu.stat'), 'utf8'));
+    return m ? Number(m[1]) / 1000 : 0;
+  }
+  const d = dirs.find((x) => x.startsWith(`${layout.mounts.get('cpuacct')}/`));
+  return d ? Number(readFileSync(join(d, 'cpuacct.usage'), 'utf8')) / 1e6 : 0;
+}
+
 /** Removes the group's directories, retrying at once while a task is still leaving (EBUSY). */
 async function removeGroup(dirs: string[]): Promise<void> {
   for (const d of [...dirs].reverse()) {
@@ -96,7 +107,7 @@ async function removeGroup(dirs: string[]): Promise<void> {
   }
 }
 
-async function main(): Promise<{ ms: number; runs: number }> {
+async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sandboxCpuMs: number }> {
   const o = JSON.parse(process.env.RAW_SANDBOX_OPTIONS ?? '{}') as RawSandboxOptions;
   const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-raw-'));
   const user = o.dropPrivileges ? { uid: DEFAULT_SANDBOX_UID, gid: DEFAULT_SANDBOX_GID } : null;
@@ -116,6 +127,7 @@ async function main(): Promise<{ ms: number; runs: number }> {
     }
     const memoryBytes = o.memoryMb * 1024 * 1024;
     let seq = 0;
+    let sandboxCpuMs = 0;
     const lane = async (i: number): Promise<void> => {
       const work = join(scratch, `work-${i}`);
       const ctl = join(scratch, `ctl-${i}`);
@@ -150,13 +162,19 @@ async function main(): Promise<{ ms: number; runs: number }> {
             child.once('close', (c) => resolve(c));
           });
           if (code !== 0) throw new Error(`raw sandbox run exited ${code}: ${err}`);
-          if (group) await removeGroup(group);
+          if (group) {
+            // the last task may still be leaving: its share is (nearly) all in by now
+            sandboxCpuMs += groupCpuMs(layout!, group);
+            await removeGroup(group);
+          }
         }
       }
     };
     const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
     await Promise.all(Array.from({ length: o.concurrency }, (_, i) => lane(i)));
-    return { ms: performance.now() - t0, runs: o.runs };
+    const cpu = process.cpuUsage(cpu0);
+    return { ms: performance.now() - t0, runs: o.runs, hostCpuMs: (cpu.user + cpu.system) / 1000, sandboxCpuMs };
   } finally {
     if (layout) await removeGroupTree(layout, parent, SILENT).catch(() => undefined);
     rmSync(scratch, { recursive: true, force: true });

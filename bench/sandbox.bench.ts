@@ -21,8 +21,17 @@ export interface SandboxFigures {
   rawPerRun: number;
   rawNoCgroups: number;
   driver: number;
+  /** CPU ms per run, `host + sandbox`, median over the rounds, formatted. */
+  cpu: { raw: string; rawNoCgroups: string; driver: string };
   phases: Phases;
 }
+
+type Cpu = { hostCpuMs: number; sandboxCpuMs: number };
+const fmtCpu = (xs: Cpu[]) => {
+  const h = median(xs.map((x) => x.hostCpuMs));
+  const b = median(xs.map((x) => x.sandboxCpuMs));
+  return `CPU per run ${fmtMs(h + b)} (starting process ${fmtMs(h)} + sandbox ${fmtMs(b)})`;
+};
 
 /** Raw (the driver's cgroups, no cgroups) and the driver alone, `rounds` times in turns; medians in runs/s. */
 export async function measureSandbox(ctx: Pick<SectionContext, 'log'>, imageDir: string, o: { runs: number; rounds: number; concurrency: number }): Promise<SandboxFigures> {
@@ -32,6 +41,7 @@ export async function measureSandbox(ctx: Pick<SectionContext, 'log'>, imageDir:
   const perRun: number[] = [];
   const noCgroups: number[] = [];
   const driver: number[] = [];
+  const cpu = { raw: [] as Cpu[], rawNoCgroups: [] as Cpu[], driver: [] as Cpu[] };
   const phases: Phases = new Map();
   for (let round = 0; round < o.rounds; round++) {
     const a = await rawSandboxRuns({ ...raw, cgroups: 'per-run' });
@@ -41,14 +51,24 @@ export async function measureSandbox(ctx: Pick<SectionContext, 'log'>, imageDir:
     const d = await driverDirect(imageDir, { runs: o.runs, concurrency: o.concurrency, phases: withPhases });
     perRun.push(a.perSecond);
     noCgroups.push(b.perSecond);
+    cpu.raw.push(a);
+    cpu.rawNoCgroups.push(b);
     if (!withPhases) driver.push(d.perSecond);
+    if (!withPhases) cpu.driver.push(d);
     else for (const [k, v] of d.phases) phases.set(k, v);
     ctx.log(
       `round ${round + 1}: raw ${a.perSecond.toFixed(1)}/s, raw without cgroups ${b.perSecond.toFixed(1)}/s, ` +
-        `driver alone ${d.perSecond.toFixed(1)}/s${withPhases ? ' (with phase timings)' : ''}; load ${load()}`,
+        `driver alone ${d.perSecond.toFixed(1)}/s${withPhases ? ' (with phase timings)' : ''}; CPU ms per run (host + sandbox): ` +
+        `raw ${(a.hostCpuMs + a.sandboxCpuMs).toFixed(1)}, driver ${(d.hostCpuMs + d.sandboxCpuMs).toFixed(1)} (${d.hostCpuMs.toFixed(1)} + ${d.sandboxCpuMs.toFixed(1)}); load ${load()}`,
     );
   }
-  return { rawPerRun: median(perRun), rawNoCgroups: median(noCgroups), driver: median(driver.length ? driver : perRun.map(() => 0)), phases };
+  return {
+    rawPerRun: median(perRun),
+    rawNoCgroups: median(noCgroups),
+    driver: median(driver.length ? driver : perRun.map(() => 0)),
+    cpu: { raw: fmtCpu(cpu.raw), rawNoCgroups: fmtCpu(cpu.rawNoCgroups), driver: cpu.driver.length ? fmtCpu(cpu.driver) : '' },
+    phases,
+  };
 }
 
 /** The phases as a table: p50 and mean per sample, and the mean's share of a run + reset. */
@@ -87,9 +107,9 @@ export const sandboxSpeed: Section = {
     const loadBefore = load();
     const f = await measureSandbox(ctx, imageDir, { runs: RUNS, rounds: ROUNDS, concurrency: CONCURRENCY });
     const detail = `median of ${ROUNDS} rounds of ${RUNS} runs; load ${loadBefore} → ${load()}`;
-    ctx.record({ key: 'raw', measure: `raw bwrap \`true\`: driver's flags and cgroups (made, joined, removed per run), concurrency ${CONCURRENCY}`, value: f.rawPerRun, unit: 'runs/s', detail });
-    ctx.record({ key: 'raw-no-cgroups', measure: `raw bwrap \`true\` without cgroups (for scale), concurrency ${CONCURRENCY}`, value: f.rawNoCgroups, unit: 'runs/s', detail });
-    ctx.record({ key: 'driver', measure: `the container driver alone (driver host), run + reset of \`true\`, concurrency ${CONCURRENCY}`, value: f.driver, unit: 'tests/s', detail });
+    ctx.record({ key: 'raw', measure: `raw bwrap \`true\`: driver's flags and cgroups (made, joined, removed per run), concurrency ${CONCURRENCY}`, value: f.rawPerRun, unit: 'runs/s', detail: `${detail}; ${f.cpu.raw}` });
+    ctx.record({ key: 'raw-no-cgroups', measure: `raw bwrap \`true\` without cgroups (for scale), concurrency ${CONCURRENCY}`, value: f.rawNoCgroups, unit: 'runs/s', detail: `${detail}; ${f.cpu.rawNoCgroups}` });
+    ctx.record({ key: 'driver', measure: `the container driver alone (driver host), run + reset of \`true\`, concurrency ${CONCURRENCY}`, value: f.driver, unit: 'tests/s', detail: `${detail}; ${f.cpu.driver}` });
     ctx.record({ key: 'driver/raw', measure: 'driver alone / raw (goal ≥ 0.5)', value: f.driver / f.rawPerRun, unit: 'x' });
     ctx.log(`where a driver run's time goes (ms per run, driver host; ipc.* measured by the caller around each call):\n${phaseTable(f.phases)}`);
     recordPhases(ctx, f.phases);

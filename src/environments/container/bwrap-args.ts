@@ -49,6 +49,11 @@ export interface BwrapArgsInput {
   tmpSizeBytes?: number;
   /** Hardened: /tmp, /run (but the control dir) and /dev read-only. */
   readOnly?: boolean;
+  /**
+   * The command is the PID namespace's pid 1 (bwrap `--as-pid-1`, no bwrap init): it must reap orphans.
+   * bwrap then waits for it itself, so the namespace is gone when bwrap exits.
+   */
+  asPid1?: boolean;
 }
 
 /** TMPDIR of a hardened run: /tmp is read-only there. Excluded from artifacts. */
@@ -107,6 +112,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
     '--clearenv',
   );
   if (input.disableUserns) args.push('--disable-userns');
+  if (input.asPid1) args.push('--as-pid-1');
   if (input.seccompFd !== undefined) args.push('--seccomp', String(input.seccompFd));
   if (input.envFd !== undefined) {
     args.push('--args', String(input.envFd));

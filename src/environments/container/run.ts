@@ -5,7 +5,9 @@
 // Host process tree of one run:
 //   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs)
 //          → [driver runs as root: setpriv, dropping to the sandbox host uid/gid, then execs] → bwrap
-//          └ [new namespaces] bwrap init (pid 1) ─ sh runner.sh ─ perl (wait status) ─ the script
+//          └ [new namespaces] perl (pid 1: wait status, reaps orphans) ─ the script
+//            with services: perl (pid 1, reaps) ─ sh runner.sh → perl (wait status) ─ the script
+//            without perl in the image: bwrap init (pid 1) ─ sh runner.sh ─ the script
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, promises as fs } from 'node:fs';
@@ -27,7 +29,7 @@ import { readSmallRegularFile, writeNewFile } from './host-files';
 import { buildHint, checkImage } from './image';
 import { OutputCapture } from './output-capture';
 import { collectRunMetrics, SANDBOX_METRICS_FILE } from './run-metrics';
-import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
+import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildReapedRunnerCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
@@ -148,7 +150,11 @@ async function runReserved(
     ctlDir: state.ctlDir,
     env: runEnv,
     envFd: ENV_FD,
-    command: [...(audit?.commandPrefix ?? []), ...(direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`])],
+    command: [
+      ...(audit?.commandPrefix ?? []),
+      ...(direct ? buildDirectCommand(shebang) : hasPerl ? buildReapedRunnerCommand() : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`]),
+    ],
+    asPid1: hasPerl,
     disableUserns: true,
     seccompFd: seccompFd === undefined ? undefined : SECCOMP_FD,
     tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
