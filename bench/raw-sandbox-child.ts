@@ -43,6 +43,8 @@ export interface RawSandboxOptions {
   dropPrivileges?: boolean;
   /** The sandbox's command; default /bin/true. */
   command?: string[];
+  /** The command as pid 1 (`--as-pid-1`, as the driver runs an image with perl); default true. */
+  asPid1?: boolean;
 }
 
 const SILENT = { info() {}, warn() {}, error() {} };
@@ -147,7 +149,7 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
               '/usr/bin/bwrap',
               ...buildBwrapArgs({
                 rootfs: o.rootfs, workDir: work, ctlDir: ctl, env: {}, envFd: ENV_FD, command: o.command ?? ['/bin/true'],
-                disableUserns: true, seccompFd: filter ? SECCOMP_FD : undefined, tmpSizeBytes: memoryBytes,
+                disableUserns: true, seccompFd: filter ? SECCOMP_FD : undefined, tmpSizeBytes: memoryBytes, asPid1: o.asPid1 ?? true,
               }),
             ],
           });

@@ -124,7 +124,7 @@ async function runReserved(
   const layout = host.cgroupLayout();
   if (layout) {
     try {
-      cgroup = await RunCgroup.create(await layout, host.cgroupParent, name, {
+      cgroup = RunCgroup.create(await layout, host.cgroupParent, name, {
         memoryBytes: env.shape.memoryMb * 1024 * 1024,
         cpus: env.shape.cpus,
         pids: env.shape.pids,
