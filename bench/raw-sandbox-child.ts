@@ -29,6 +29,7 @@ import { buildBwrapArgs, bwrapEnvData } from '../src/environments/container/bwra
 import { defaultCpuLockDir, prepareCpuReservations } from '../src/environments/container/dedicated-cpus';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from '../src/environments/container/sandbox-command';
 import { DEFAULT_SANDBOX_GID, DEFAULT_SANDBOX_UID, setprivArgs } from '../src/environments/container/sandbox-user';
+import { SCRIPT_NAME } from '../src/environments/container/runner-script';
 import { buildSeccompFilter } from '../src/environments/container/seccomp';
 
 export interface RawSandboxOptions {
@@ -45,6 +46,8 @@ export interface RawSandboxOptions {
   command?: string[];
   /** The command as pid 1 (`--as-pid-1`, as the driver runs an image with perl); default true. */
   asPid1?: boolean;
+  /** Written once per lane to the work dir as the driver's script file (for a command that runs it). */
+  script?: string;
 }
 
 const SILENT = { info() {}, warn() {}, error() {} };
@@ -135,6 +138,7 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
       const ctl = join(scratch, `ctl-${i}`);
       mkdirSync(work);
       mkdirSync(ctl);
+      if (o.script !== undefined) writeFileSync(join(work, SCRIPT_NAME), o.script, { mode: 0o644 });
       if (user) for (const d of [work, ctl]) chownSync(d, user.uid, user.gid);
       {
         while (seq < o.runs) {

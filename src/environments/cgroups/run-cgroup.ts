@@ -6,7 +6,7 @@
 
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bestEffortSync, type WarnLogger } from '../../infra/best-effort';
+import { bestEffort, bestEffortSync, type WarnLogger } from '../../infra/best-effort';
 import { exists, killGroupDir, killPids, makeGroupDir, procsOf, readKeyed, readNumber, readText, removeGroupDir, write } from './cgroup-files';
 import { groupDirs, type CgroupLayout } from './layout';
 
@@ -45,9 +45,10 @@ export class RunCgroup {
 
   /**
    * Creates the group `<parent>/<name>` with the given limits. The parent must have been prepared
-   * (prepareCgroupParent). On failure nothing is left behind. Synchronous (cgroup-files.ts says why).
+   * (prepareCgroupParent). On failure nothing is left behind. Its directories are made at once, its
+   * limits written synchronously (cgroup-files.ts says why).
    */
-  static create(layout: CgroupLayout, parent: string, name: string, limits: CgroupLimits, log: WarnLogger): RunCgroup {
+  static async create(layout: CgroupLayout, parent: string, name: string, limits: CgroupLimits, log: WarnLogger): Promise<RunCgroup> {
     if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.')) throw new Error(`invalid cgroup name '${name}'`);
     const dirs = new Map<string, string>();
     if (layout.version === 2) {
@@ -61,10 +62,12 @@ export class RunCgroup {
     }
     const group = new RunCgroup(layout, dirs, log);
     try {
-      for (const dir of dirs.values()) makeGroupDir(dir);
+      const made = await Promise.allSettled([...dirs.values()].map((dir) => makeGroupDir(dir)));
+      const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
       group.applyLimits(limits);
     } catch (err) {
-      bestEffortSync(log, `removing the half-made cgroup ${parent}/${name}`, () => group.removeEmpty());
+      await bestEffort(log, `removing the half-made cgroup ${parent}/${name}`, () => group.removeEmpty());
       throw err;
     }
     return group;
@@ -196,44 +199,40 @@ export class RunCgroup {
   }
 
   /**
-   * Kills what is left and removes the group's directories. Idempotent. A group whose last task is
-   * still leaving (EBUSY) is killed again and retried, after 1 ms, then 2, 4… (about 0.5 s in all).
+   * Kills what is left and removes the group's directories (all at once). Idempotent. A directory
+   * whose last task is still leaving (EBUSY) is killed again and retried, after 1 ms, then 2, 4… (about
+   * 0.5 s in all).
    */
   async remove(): Promise<void> {
     if (this.removed) return;
     const errors: string[] = [];
-    for (const dir of [...this.dirs.values()].reverse()) {
-      let ok = false;
-      for (let i = 0, delay = 1; i < 50 && !ok; i++) {
-        const r = this.rmdir(dir);
-        if (r === 'busy') {
-          killGroupDir(dir, this.log);
-          await sleep(delay);
-          delay = Math.min(delay * 2, 20);
-        } else if (r === 'ok') ok = true;
-        else {
-          errors.push(r.error);
-          break;
-        }
+    const removeOne = async (dir: string) => {
+      for (let i = 0, delay = 1; i < 50; i++) {
+        const r = await this.rmdir(dir);
+        if (r === 'ok') return;
+        if (r !== 'busy') return void errors.push(r.error);
+        killGroupDir(dir, this.log);
+        await sleep(delay);
+        delay = Math.min(delay * 2, 20);
       }
-      if (!ok && errors.length === 0) errors.push(`${dir}: still busy`);
-    }
+      errors.push(`${dir}: still busy`);
+    };
+    await Promise.all([...this.dirs.values()].map(removeOne));
     this.removed = errors.length === 0;
     if (errors.length) throw new Error(`cannot remove cgroup: ${errors.join('; ')}`);
   }
 
   /** Removes the directories of a group no task ever joined (a half-made one); throws what fails. */
-  private removeEmpty(): void {
-    for (const dir of [...this.dirs.values()].reverse()) {
-      const r = this.rmdir(dir);
-      if (r !== 'ok') throw new Error(r === 'busy' ? `${dir}: busy` : r.error);
-    }
+  private async removeEmpty(): Promise<void> {
+    const results = await Promise.all([...this.dirs.values()].map(async (dir) => ({ dir, r: await this.rmdir(dir) })));
+    const bad = results.find((x) => x.r !== 'ok');
+    if (bad) throw new Error(bad.r === 'busy' ? `${bad.dir}: busy` : (bad.r as { error: string }).error);
     this.removed = true;
   }
 
-  private rmdir(dir: string): 'ok' | 'busy' | { error: string } {
+  private async rmdir(dir: string): Promise<'ok' | 'busy' | { error: string }> {
     try {
-      removeGroupDir(dir);
+      await removeGroupDir(dir);
       return 'ok';
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;

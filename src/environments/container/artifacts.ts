@@ -81,8 +81,11 @@ export interface CollectResult {
   notes: string[];
 }
 
-/** Lists regular files below `root` (relative, `/`-separated) without following links. */
-async function walk(root: string, notes: string[]): Promise<string[]> {
+/**
+ * Lists regular files below `root` (relative, `/`-separated) without following links; only those at
+ * its top when not `deep`.
+ */
+async function walk(root: string, notes: string[], deep: boolean): Promise<string[]> {
   const out: string[] = [];
   const stack: string[] = [''];
   let seen = 0;
@@ -102,7 +105,9 @@ async function walk(root: string, notes: string[]): Promise<string[]> {
         return out.sort();
       }
       const child = rel ? `${rel}/${e.name}` : e.name;
-      if (e.isDirectory()) stack.push(child);
+      if (e.isDirectory()) {
+        if (deep) stack.push(child);
+      }
       else if (e.isFile()) out.push(child);
       // symlinks, sockets, fifos, devices: skipped
     }
@@ -183,7 +188,8 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectResu
     else extraNotes += 1;
   };
   const walkNotes: string[] = [];
-  const all = await walk(input.workDir, walkNotes);
+  // without patterns only core dumps are taken, at the top of the work dir
+  const all = await walk(input.workDir, walkNotes, compiled.length > 0);
   walkNotes.forEach(note);
   const artifactRoot = path.resolve(input.artifactDir);
   let madeDir = false;

@@ -38,7 +38,7 @@ import {
 import { containerCapabilities } from './capabilities';
 import { defaultCpuLockDir, prepareCpuReservations } from './dedicated-cpus';
 import type { ContainerHandle, ContainerHost, EnvState } from './env-state';
-import { defaultStateRoot, makeSandboxDir, removeDirAndMounts } from './host-files';
+import { defaultStateRoot, makeSandboxDir, makeSandboxDirSync, removeDirAndMounts } from './host-files';
 import { checkImage, buildHint, type DriverLogger } from './image';
 import { newInstanceName } from './instance';
 import { checkHost, probeDiskLimits } from './preflight';
@@ -144,6 +144,7 @@ export class ContainerDriver implements EnvironmentDriver {
       },
       dropPrivileges: () => (this.sandboxUser ? setprivArgs(this.setprivPath, this.sandboxUser) : []),
       makeSandboxDir: (dir) => makeSandboxDir(dir, this.sandboxUser),
+      makeSandboxDirSync: (dir) => makeSandboxDirSync(dir, this.sandboxUser),
       securityAuditor: () => (this.auditor ??= new SecurityAuditor(this.instance, this.logger)),
     };
   }
@@ -273,7 +274,7 @@ export class ContainerDriver implements EnvironmentDriver {
         await removeTree(state.ctlDir);
       }
       phases.lap('reset.clear');
-      await this.host.makeSandboxDir(state.workDir);
+      this.host.makeSandboxDirSync(state.workDir);
       phases.lap('reset.work dir');
       const timings = phases.done();
       if (timings) this.logger.info({ envId: env.id, phases: timings }, 'container reset phases');

@@ -53,6 +53,7 @@ export interface ContainerHost {
   /** argv prefix that drops to the sandbox user before bwrap (empty when not running as root). */
   dropPrivileges(): string[];
   makeSandboxDir(dir: string): Promise<void>;
+  makeSandboxDirSync(dir: string): void;
   /** Audits SECURITY runs (security-audit.ts). */
   securityAuditor(): SecurityAuditor;
 }

@@ -10,26 +10,25 @@
 //            without perl in the image: bwrap init (pid 1) ─ sh runner.sh ─ the script
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, promises as fs } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bestEffort } from '../../infra/best-effort';
 import { phaseTimer, type PhaseTimer } from '../../infra/phase-timer';
-import { pathExists } from '../../infra/fs-utils';
 import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
-import { collectArtifacts } from './artifacts';
 import { reserveDedicatedCpus } from './dedicated-cpus';
-import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
+import { HARDENED_TMPDIR, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
 import type { ContainerHost, EnvState } from './env-state';
 import { decodeExit, emptyOutcome, type SandboxExit } from './exit-status';
-import { readSmallRegularFile, writeNewFile } from './host-files';
+import { readSmallRegularFileSync } from './host-files';
 import { buildHint, checkImage } from './image';
 import { OutputCapture } from './output-capture';
+import { collect, prepareRunFiles } from './run-files';
 import { collectRunMetrics, SANDBOX_METRICS_FILE } from './run-metrics';
-import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildReapedRunnerCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
+import { STARTED_FD, STATUS_FILE, buildDirectCommand, buildReapedRunnerCommand, parseRunnerStatus } from './runner-script';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
@@ -38,7 +37,13 @@ import { isNearlyFull } from './work-fs';
 async function runRootfs(imageDir: string, shapeImage: string, spec: RunSpec): Promise<string> {
   if (spec.image) {
     // lstat: a link in an image points into the image, not at the host's files
-    const sh = path.isAbsolute(spec.image.rootfs) ? await fs.lstat(path.join(spec.image.rootfs, 'bin/sh')).catch(() => null) : null;
+    // synchronous: two lookups in the dentry cache, where an await costs a thread-pool round trip
+    let sh = false;
+    try {
+      sh = path.isAbsolute(spec.image.rootfs) && lstatSync(path.join(spec.image.rootfs, 'bin/sh')) !== null;
+    } catch {
+      sh = false;
+    }
     if (!sh) {
       throw new InfrastructureError(`image ${spec.image.name} (${spec.image.digest}) is not on this host at ${spec.image.rootfs}`);
     }
@@ -65,11 +70,11 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
 
   const shebang = spec.script.startsWith('#!');
   const hardened = spec.isolation === 'hardened';
-  const hasPerl = await pathExists(path.join(rootfs, 'usr/bin/perl'));
+  const hasPerl = existsSync(path.join(rootfs, 'usr/bin/perl'));
   // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
   const direct = spec.services.length === 0 && hasPerl;
   phases.lap('run.image');
-  await prepareRunFiles(host, state, spec, { shebang, direct, hardened });
+  prepareRunFiles(host, state, spec, { shebang, direct, hardened });
   phases.lap('run.files');
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
@@ -124,7 +129,7 @@ async function runReserved(
   const layout = host.cgroupLayout();
   if (layout) {
     try {
-      cgroup = RunCgroup.create(await layout, host.cgroupParent, name, {
+      cgroup = await RunCgroup.create(await layout, host.cgroupParent, name, {
         memoryBytes: env.shape.memoryMb * 1024 * 1024,
         cpus: env.shape.cpus,
         pids: env.shape.pids,
@@ -271,7 +276,7 @@ async function runReserved(
     const stats = cgroup ? await cgroup.stats() : null;
     phases.lap('run.stats');
     // The control dir belongs to the sandbox user: never follow a link or block on a FIFO there.
-    const statusText = await readSmallRegularFile(path.join(state.ctlDir, STATUS_FILE), log);
+    const statusText = readSmallRegularFileSync(path.join(state.ctlDir, STATUS_FILE), log);
     const status = statusText === null ? null : parseRunnerStatus(statusText);
     phases.lap('run.status');
 
@@ -352,56 +357,5 @@ async function runReserved(
       await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
     }
     phases.lap('run.cgroup remove');
-  }
-}
-
-/** Control dir (runner, status, service logs), fresh per run, and the script in the work dir. */
-async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean; hardened: boolean }): Promise<void> {
-  try {
-    await fs.rm(state.ctlDir, { recursive: true, force: true });
-    await host.makeSandboxDir(state.ctlDir);
-    await host.makeSandboxDir(state.workDir);
-    if (o.hardened) await host.makeSandboxDir(path.join(state.workDir, HARDENED_TMPDIR_NAME));
-    const scriptPath = path.join(state.workDir, SCRIPT_NAME);
-    await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
-    await writeNewFile(scriptPath, spec.script, o.shebang ? 0o755 : 0o644);
-    const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
-    if (!o.direct) {
-      await writeNewFile(
-        path.join(state.ctlDir, 'runner.sh'),
-        buildRunnerScript({ services: spec.services, shebang: o.shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
-        0o644,
-      );
-      for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(state.ctlDir, f.name), f.text, 0o644);
-    }
-  } catch (err) {
-    throw new InfrastructureError(`cannot prepare the work dir of ${state.handle.id}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** The run's artifacts and service logs, copied out of the work and control dirs. */
-async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, auditFile: string | null): Promise<{ files: RunOutcome['files']; notes: string[] }> {
-  const log = host.logger;
-  try {
-    const result = await collectArtifacts({
-      workDir: state.workDir,
-      artifactDir: spec.artifactDir,
-      patterns: spec.artifactPaths,
-      exclude: auditFile ? [SCRIPT_NAME, `${HARDENED_TMPDIR_NAME}/`] : [SCRIPT_NAME],
-      logs: [
-        ...(auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : []),
-        ...spec.services.map((svc, i) => ({
-          source: path.join(state.ctlDir, serviceLogName(i)),
-          name: `services/${svc.name.replace(/[^A-Za-z0-9._-]/g, '_') || `service-${i}`}.log`,
-        })),
-      ],
-      limits: spec.artifactLimits,
-      onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
-    });
-    if (result.notes.length) log.warn({ testId: spec.testId, notes: result.notes }, 'artifacts left out or cut');
-    return result;
-  } catch (err) {
-    log.error({ testId: spec.testId, err: (err as Error).message }, 'artifact collection failed');
-    throw new InfrastructureError(`cannot collect artifacts: ${(err as Error).message}`, { cause: err });
   }
 }
