@@ -41,6 +41,7 @@ import type { ContainerHandle, ContainerHost, EnvState } from './env-state';
 import { defaultStateRoot, makeSandboxDir, makeSandboxDirSync, removeDirAndMounts } from './host-files';
 import { checkImage, buildHint, type DriverLogger } from './image';
 import { newInstanceName } from './instance';
+import { defaultNativeDir, NativeRunner } from './native-runner';
 import { checkHost, probeDiskLimits } from './preflight';
 import { cgroupSafe, runInSandbox } from './run';
 import { healthProbe } from './health';
@@ -99,6 +100,7 @@ export class ContainerDriver implements EnvironmentDriver {
   /** What a run needs of this driver (run.ts). */
   private readonly host: ContainerHost;
   private auditor: SecurityAuditor | null = null;
+  private readonly runner: NativeRunner;
 
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
@@ -128,6 +130,7 @@ export class ContainerDriver implements EnvironmentDriver {
     this.diskLimits = process.getuid?.() === 0;
     this.capabilities = containerCapabilities(config);
     this.seccompFiles = new SeccompFiles(this.stateRoot, () => this.ensureStateRoot());
+    this.runner = new NativeRunner({ enabled: config.nativeRunner, dir: defaultNativeDir(), secure: this.sandboxUser !== null, log: this.logger });
     this.host = {
       logger: this.logger,
       imageDir: this.imageDir,
@@ -146,6 +149,7 @@ export class ContainerDriver implements EnvironmentDriver {
       makeSandboxDir: (dir) => makeSandboxDir(dir, this.sandboxUser),
       makeSandboxDirSync: (dir) => makeSandboxDirSync(dir, this.sandboxUser),
       securityAuditor: () => (this.auditor ??= new SecurityAuditor(this.instance, this.logger)),
+      nativeRunner: () => this.runner.get(),
     };
   }
 
@@ -179,6 +183,7 @@ export class ContainerDriver implements EnvironmentDriver {
     }
     await this.sweepOnce();
     await this.probeDiskLimits();
+    await this.runner.get(); // compiled now (once per host) rather than by the first run
   }
 
   /** Once per instance: a small filesystem made, mounted and thrown away, or a clear error. */

@@ -54,6 +54,8 @@ export interface ContainerHost {
   dropPrivileges(): string[];
   makeSandboxDir(dir: string): Promise<void>;
   makeSandboxDirSync(dir: string): void;
+  /** The host path of the native runner to bind into the sandbox; null: the perl runner (native-runner.ts). */
+  nativeRunner(): Promise<string | null>;
   /** Audits SECURITY runs (security-audit.ts). */
   securityAuditor(): SecurityAuditor;
 }

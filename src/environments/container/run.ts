@@ -5,9 +5,10 @@
 // Host process tree of one run:
 //   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs)
 //          → [driver runs as root: setpriv, dropping to the sandbox host uid/gid, then execs] → bwrap
-//          └ [new namespaces] perl (pid 1: wait status, reaps orphans) ─ the script
-//            with services: perl (pid 1, reaps) ─ sh runner.sh → perl (wait status) ─ the script
-//            without perl in the image: bwrap init (pid 1) ─ sh runner.sh ─ the script
+//          └ [new namespaces] runner (pid 1: wait status, reaps orphans) ─ the script
+//            with services: runner (pid 1, reaps) ─ sh runner.sh → runner (wait status) ─ the script
+//            the runner: the native one (native-runner.ts), else perl in the image; neither: bwrap's
+//            init (pid 1) ─ sh runner.sh ─ the script
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, openSync, promises as fs } from 'node:fs';
@@ -71,8 +72,9 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   const shebang = spec.script.startsWith('#!');
   const hardened = spec.isolation === 'hardened';
   const hasPerl = existsSync(path.join(rootfs, 'usr/bin/perl'));
-  // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
-  const direct = spec.services.length === 0 && hasPerl;
+  const native = await host.nativeRunner();
+  // Without services the runner (native, or perl in the image) is the sandbox's command (no runner shell).
+  const direct = spec.services.length === 0 && (native !== null || hasPerl);
   phases.lap('run.image');
   prepareRunFiles(host, state, spec, { shebang, direct, hardened });
   phases.lap('run.files');
@@ -92,7 +94,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     return emptyOutcome({ aborted: true });
   }
   try {
-    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started, phases });
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, native, name, runEnv, reservation: dedicated.reservation, started, phases });
   } finally {
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
@@ -108,13 +110,15 @@ async function runReserved(
   state: EnvState,
   spec: RunSpec,
   o: {
-    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>;
+    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; native: string | null; name: string; runEnv: Record<string, string>;
     reservation: CpuReservation | null; started: number; phases: PhaseTimer;
   },
 ): Promise<RunOutcome> {
   const env = state.handle;
   const log = host.logger;
-  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started, phases } = o;
+  const { shebang, direct, hardened, hasPerl, native, name, runEnv, reservation, started, phases } = o;
+  // A runner that reaps orphans is the PID namespace's pid 1: the native one, or perl in the image.
+  const reaper = native !== null || hasPerl;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
@@ -157,9 +161,10 @@ async function runReserved(
     envFd: ENV_FD,
     command: [
       ...(audit?.commandPrefix ?? []),
-      ...(direct ? buildDirectCommand(shebang) : hasPerl ? buildReapedRunnerCommand() : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`]),
+      ...(direct ? buildDirectCommand(shebang, native !== null) : reaper ? buildReapedRunnerCommand(native !== null) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`]),
     ],
-    asPid1: hasPerl,
+    asPid1: reaper,
+    runner: native ?? undefined,
     disableUserns: true,
     seccompFd: seccompFd === undefined ? undefined : SECCOMP_FD,
     tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,

@@ -8,13 +8,16 @@
 // and waitpid, and write `exit N` or `signal N` to the status file. Images without perl fall back to
 // sh and write `exit-ambiguous N`: the driver then decodes N > 128 as a signal (documented guess).
 //
-// With perl in the image that perl is also the sandbox's pid 1 (bwrap --as-pid-1, see
-// sandboxCommand below): it reaps every process orphaned to it while the script runs, and when it
+// Where a C compiler is at hand the same job is done by the native runner (native-runner.ts), bound
+// into every sandbox, and perl is not needed.
+//
+// The runner (native, or perl in the image) is also the sandbox's pid 1 (bwrap --as-pid-1, see
+// buildDirectCommand below): it reaps every process orphaned to it while the script runs, and when it
 // exits the kernel kills what is left of the namespace before bwrap, its parent, sees it end. Without
 // it (bwrap's own init as pid 1) the init is orphaned when bwrap exits, reaped later by the host's
 // init, and keeps the run's cgroup busy and a pid of it charged for up to ~2 s (measured).
 
-import { SANDBOX_CTL_DIR, SANDBOX_WORK_DIR } from './bwrap-args.js';
+import { SANDBOX_CTL_DIR, SANDBOX_RUNNER, SANDBOX_WORK_DIR } from './bwrap-args.js';
 
 /** Test script location inside the work dir; excluded from artifact collection. */
 export const SCRIPT_NAME = '.test-script';
@@ -143,6 +146,9 @@ export function buildRunnerScript(input: RunnerInput): string {
   });
   const cmd = input.shebang ? shQuote(script) : `/bin/sh ${shQuote(script)}`;
   lines.push(
+    `if [ -x ${SANDBOX_RUNNER} ]; then`,
+    `  exec ${SANDBOX_RUNNER} "$ctl/${STATUS_FILE}" '' ${cmd}`,
+    'fi',
     'if [ -x /usr/bin/perl ]; then',
     `  exec /usr/bin/perl -e ${shQuote(PERL_WAIT)} -- "$ctl/${STATUS_FILE}" '' ${cmd}`,
     'fi',
@@ -156,17 +162,15 @@ export function buildRunnerScript(input: RunnerInput): string {
 }
 
 /**
- * The sandbox command of a run without services when the image has /usr/bin/perl: perl says it has
- * started (on STARTED_FD, which it then closes), runs the script and records its wait status; no runner shell in between (~3 ms less).
- * Core dumps are then enabled by the caller (rlimits are inherited through bwrap). Run as pid 1 (bwrap --as-pid-1).
+ * The sandbox command of a run without services with the native runner (`native`) or, when the image
+ * has /usr/bin/perl, perl: it says it has started (on STARTED_FD, which it then closes), runs the script
+ * and records its wait status; no runner shell in between (~3 ms less). Core dumps are then enabled by
+ * the caller (rlimits are inherited through bwrap). Run as pid 1 (bwrap --as-pid-1).
  */
-export function buildDirectCommand(shebang: boolean): string[] {
+export function buildDirectCommand(shebang: boolean, native = false): string[] {
   const script = `${SANDBOX_WORK_DIR}/${SCRIPT_NAME}`;
   return [
-    '/usr/bin/perl',
-    '-e',
-    PERL_WAIT,
-    '--',
+    ...(native ? [SANDBOX_RUNNER] : ['/usr/bin/perl', '-e', PERL_WAIT, '--']),
     `${SANDBOX_CTL_DIR}/${STATUS_FILE}`,
     String(STARTED_FD),
     ...(shebang ? [script] : ['/bin/sh', script]),
@@ -174,11 +178,12 @@ export function buildDirectCommand(shebang: boolean): string[] {
 }
 
 /**
- * The sandbox command of a run with services when the image has /usr/bin/perl: perl as pid 1 (bwrap
- * --as-pid-1), reaping orphans, runs the runner (which writes the status through its own perl).
+ * The sandbox command of a run with services with the native runner or, when the image has
+ * /usr/bin/perl, perl: as pid 1 (bwrap --as-pid-1), reaping orphans, it runs the runner shell (which
+ * writes the status through a runner of its own).
  */
-export function buildReapedRunnerCommand(): string[] {
-  return ['/usr/bin/perl', '-e', PERL_WAIT, '--', '', '', '/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`];
+export function buildReapedRunnerCommand(native = false): string[] {
+  return [...(native ? [SANDBOX_RUNNER] : ['/usr/bin/perl', '-e', PERL_WAIT, '--']), '', '', '/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`];
 }
 
 /** What the status file says. */
