@@ -5,17 +5,16 @@
 //
 // Started by raw-sandbox.ts with its options as JSON in RAW_SANDBOX_OPTIONS; prints one JSON line
 // `{ ms, runs, hostCpuMs, sandboxCpuMs }` (or `{ error }`) on stdout and exits: the CPU time of this
-// process, and of the runs' groups (cpuacct, read before each is removed; 0 without cgroups).
+// process, and of the runs' groups (0 without cgroups).
 //
 // cgroups:
-//   per-run  a group per run in every hierarchy the driver uses (memory, pids, cpu, cpuacct, freezer,
-//            the unified tree for cgroup.kill), limits written, joined, removed after the run; plus the
-//            shared cpuset group: the driver's cgroup setup, done the cheapest way (synchronous calls on
-//            cgroupfs, the removal retried at once while the last task exits), not by the driver's code.
+//   per-run  a group per run in every hierarchy a driver's run group has (RunCgroup.dirsOf: memory,
+//            pids, cpu and, on this hybrid host, the unified tree for cgroup.kill and cpu.stat), limits
+//            written, joined, removed after the run; plus the shared cpuset group: the driver's cgroup
+//            setup, done the cheapest way (synchronous calls on cgroupfs, the removal retried at once
+//            while the last task exits), not by the driver's code.
 //   none     no cgroup at all (for scale).
-// A group kept across runs is not an option with bwrap's own init as pid 1: orphaned when bwrap
-// exits, it is reaped by the host's init, and its pid stays charged to the group for ~2 s (measured),
-// so a kept group with the pool's pids limit runs out of pids after a few dozen runs.
+// The CPU of the runs' groups: cpuacct, or cpu.stat of a v2 group, read before each is removed.
 
 import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -24,6 +23,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_CGROUP_PARENT, DEFAULT_SETPRIV_PATH } from '../src/config/container-driver';
 import { detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../src/environments/cgroups/layout';
+import { RunCgroup } from '../src/environments/cgroups/run-cgroup';
 import { removeGroupTree } from '../src/environments/cgroups/sweep';
 import { buildBwrapArgs, bwrapEnvData } from '../src/environments/container/bwrap-args';
 import { defaultCpuLockDir, prepareCpuReservations } from '../src/environments/container/dedicated-cpus';
@@ -52,24 +52,18 @@ export interface RawSandboxOptions {
 
 const SILENT = { info() {}, warn() {}, error() {} };
 
-/** A v1 (or v2) group made with the driver's limits, synchronously; its cgroup.procs files. */
+/** A group in the hierarchies a driver's run group has, with its limits, made synchronously; its directories. */
 function makeGroup(layout: CgroupLayout, parent: string, name: string, o: RawSandboxOptions): string[] {
   const dirs: string[] = [];
   const w = (dir: string, file: string, value: string) => writeFileSync(join(dir, file), value);
-  if (layout.version === 2) {
-    const d = join(layout.root, parent, name);
-    mkdirSync(d);
-    w(d, 'memory.max', String(o.memoryMb * 1024 * 1024));
-    w(d, 'pids.max', String(o.pids));
-    w(d, 'cpu.max', `${o.cpus * 100_000} 100000`);
-    return [d];
-  }
-  for (const [ctrl, mount] of layout.mounts) {
-    if (ctrl === 'cpuset') continue;
-    const d = join(mount, parent, name);
+  for (const [ctrl, d] of RunCgroup.dirsOf(layout, parent, name, false)) {
     mkdirSync(d);
     dirs.push(d);
-    if (ctrl === 'memory') {
+    if (ctrl === 'v2') {
+      w(d, 'memory.max', String(o.memoryMb * 1024 * 1024));
+      w(d, 'pids.max', String(o.pids));
+      w(d, 'cpu.max', `${o.cpus * 100_000} 100000`);
+    } else if (ctrl === 'memory') {
       w(d, 'memory.limit_in_bytes', String(o.memoryMb * 1024 * 1024));
       if (existsSync(join(d, 'memory.memsw.limit_in_bytes'))) w(d, 'memory.memsw.limit_in_bytes', String(o.memoryMb * 1024 * 1024));
       w(d, 'memory.swappiness', '0');
@@ -79,22 +73,16 @@ function makeGroup(layout: CgroupLayout, parent: string, name: string, o: RawSan
       w(d, 'cpu.cfs_quota_us', String(o.cpus * 100_000));
     }
   }
-  if (layout.unified) {
-    const d = join(layout.unified, parent, name);
-    mkdirSync(d);
-    dirs.push(d);
-  }
   return dirs;
 }
 
-/** CPU time charged to the group so far (ms). */
+/** CPU time charged to the group so far (ms): cpuacct, or cpu.stat of a v2 group. */
 function groupCpuMs(layout: CgroupLayout, dirs: string[]): number {
-  if (layout.version === 2) {
-    const m = /^usage_usec (\d+)$/m.exec(readFileSync(join(dirs[0], 'cpu.stat'), 'utf8'));
-    return m ? Number(m[1]) / 1000 : 0;
-  }
-  const d = dirs.find((x) => x.startsWith(`${layout.mounts.get('cpuacct')}/`));
-  return d ? Number(readFileSync(join(d, 'cpuacct.usage'), 'utf8')) / 1e6 : 0;
+  const cpuacct = layout.version === 1 ? dirs.find((x) => x.startsWith(`${layout.mounts.get('cpuacct')}/`)) : undefined;
+  if (cpuacct) return Number(readFileSync(join(cpuacct, 'cpuacct.usage'), 'utf8')) / 1e6;
+  const v2 = layout.version === 2 ? dirs[0] : dirs.find((x) => layout.unified && x.startsWith(`${layout.unified}/`));
+  const m = v2 ? /^usage_usec (\d+)$/m.exec(readFileSync(join(v2, 'cpu.stat'), 'utf8')) : null;
+  return m ? Number(m[1]) / 1000 : 0;
 }
 
 /** Removes the group's directories, retrying at once while a task is still leaving (EBUSY). */

@@ -30,6 +30,19 @@ export function readNumber(p: string): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
+/** Every `key value` line of a file (cpu.stat); null when it cannot be read. */
+export function readKeyedAll(p: string): Map<string, number> | null {
+  const text = readText(p);
+  if (text === null) return null;
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    const n = Number(v);
+    if (k && v !== undefined && Number.isFinite(n)) out.set(k, n);
+  }
+  return out;
+}
+
 /** Reads `key value` lines (cpu.stat, memory.events, memory.oom_control). */
 export function readKeyed(p: string, key: string): number | null {
   const text = readText(p);

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { bestEffort, bestEffortSync, type WarnLogger } from '../../infra/best-effort';
-import { exists, killGroupDir, killPids, makeGroupDir, procsOf, readKeyed, readNumber, readText, removeGroupDir, write } from './cgroup-files';
+import { exists, killGroupDir, killPids, makeGroupDir, procsOf, readKeyed, readKeyedAll, readNumber, readText, removeGroupDir, write } from './cgroup-files';
 import { groupDirs, type CgroupLayout } from './layout';
 
 export interface CgroupLimits {
@@ -32,6 +32,23 @@ export interface CgroupStats {
   pidsLimitHits: number | null;
 }
 
+/**
+ * What the v2 tree of a hybrid host offers below `parent` (kernel 5.14+ `cgroup.kill`; `cpu.stat`, which
+ * v2 keeps for every group, controllers or not), once per parent: with both, a run group skips the v1
+ * freezer and cpuacct hierarchies (one directory and one join fewer each: joining takes the cgroup
+ * mutex across an RCU grace period).
+ */
+const unifiedOffers = new Map<string, { kill: boolean; cpuStat: boolean }>();
+function unifiedOffer(unified: string, parent: string): { kill: boolean; cpuStat: boolean } {
+  const dir = path.join(unified, parent);
+  let offer = unifiedOffers.get(dir);
+  if (!offer) {
+    offer = { kill: exists(path.join(dir, 'cgroup.kill')), cpuStat: exists(path.join(dir, 'cpu.stat')) };
+    if (exists(dir)) unifiedOffers.set(dir, offer); // a parent not made yet says nothing
+  }
+  return offer;
+}
+
 /** One run's cgroup (a directory per hierarchy). */
 export class RunCgroup {
   private removed = false;
@@ -50,16 +67,7 @@ export class RunCgroup {
    */
   static async create(layout: CgroupLayout, parent: string, name: string, limits: CgroupLimits, log: WarnLogger): Promise<RunCgroup> {
     if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.')) throw new Error(`invalid cgroup name '${name}'`);
-    const dirs = new Map<string, string>();
-    if (layout.version === 2) {
-      dirs.set('v2', path.join(layout.root, parent, name));
-    } else {
-      for (const [ctrl, mount] of layout.mounts) {
-        if (ctrl === 'cpuset' && !limits.cpuset) continue; // only join cpuset when pinning
-        dirs.set(ctrl, path.join(mount, parent, name));
-      }
-      if (layout.unified) dirs.set('unified', path.join(layout.unified, parent, name));
-    }
+    const dirs = RunCgroup.dirsOf(layout, parent, name, limits.cpuset !== undefined);
     const group = new RunCgroup(layout, dirs, log);
     try {
       const made = await Promise.allSettled([...dirs.values()].map((dir) => makeGroupDir(dir)));
@@ -71,6 +79,24 @@ export class RunCgroup {
       throw err;
     }
     return group;
+  }
+
+  /** The directories a run group `<parent>/<name>` has, by hierarchy (`pinned`: a cpuset of its own). */
+  static dirsOf(layout: CgroupLayout, parent: string, name: string, pinned: boolean): Map<string, string> {
+    const dirs = new Map<string, string>();
+    if (layout.version === 2) {
+      dirs.set('v2', path.join(layout.root, parent, name));
+      return dirs;
+    }
+    const offer = layout.unified ? unifiedOffer(layout.unified, parent) : { kill: false, cpuStat: false };
+    for (const [ctrl, mount] of layout.mounts) {
+      if (ctrl === 'cpuset' && !pinned) continue; // only join cpuset when pinning
+      if (ctrl === 'freezer' && offer.kill) continue; // cgroup.kill of the unified group kills
+      if (ctrl === 'cpuacct' && offer.cpuStat) continue; // cpu.stat of the unified group counts
+      dirs.set(ctrl, path.join(mount, parent, name));
+    }
+    if (layout.unified) dirs.set('unified', path.join(layout.unified, parent, name));
+    return dirs;
   }
 
   /**
@@ -132,13 +158,8 @@ export class RunCgroup {
   async stats(): Promise<CgroupStats> {
     if (this.layout.version === 2) {
       const d = this.dir('v2')!;
-      const usec = readKeyed(path.join(d, 'cpu.stat'), 'usage_usec');
-      const userUsec = readKeyed(path.join(d, 'cpu.stat'), 'user_usec');
-      const systemUsec = readKeyed(path.join(d, 'cpu.stat'), 'system_usec');
       return {
-        cpuTimeMs: usec === null ? null : Math.round(usec / 1000),
-        userCpuMs: userUsec === null ? null : Math.round(userUsec / 1000),
-        systemCpuMs: systemUsec === null ? null : Math.round(systemUsec / 1000),
+        ...cpuStat(d),
         memoryBytes: readNumber(path.join(d, 'memory.current')),
         peakMemoryBytes: readNumber(path.join(d, 'memory.peak')), // kernel >= 5.19
         oomKills: readKeyed(path.join(d, 'memory.events'), 'oom_kill'),
@@ -146,12 +167,14 @@ export class RunCgroup {
       };
     }
     const mem = this.dir('memory')!;
-    const cpuacct = this.dir('cpuacct')!;
-    const ns = readNumber(path.join(cpuacct, 'cpuacct.usage'));
-    const split = cpuacctSplit(cpuacct);
+    const cpuacct = this.dir('cpuacct');
+    let cpu: Pick<CgroupStats, 'cpuTimeMs' | 'userCpuMs' | 'systemCpuMs'>;
+    if (cpuacct) {
+      const ns = readNumber(path.join(cpuacct, 'cpuacct.usage'));
+      cpu = { cpuTimeMs: ns === null ? null : Math.round(ns / 1e6), ...cpuacctSplit(cpuacct) };
+    } else cpu = cpuStat(this.dir('unified')!);
     return {
-      cpuTimeMs: ns === null ? null : Math.round(ns / 1e6),
-      ...split,
+      ...cpu,
       memoryBytes: readNumber(path.join(mem, 'memory.usage_in_bytes')),
       peakMemoryBytes: readNumber(path.join(mem, 'memory.max_usage_in_bytes')),
       oomKills: readKeyed(path.join(mem, 'memory.oom_control'), 'oom_kill'), // kernel >= 4.13
@@ -241,6 +264,16 @@ export class RunCgroup {
       return { error: `${dir}: ${(err as Error).message}` };
     }
   }
+}
+
+/** CPU time from a v2 group's cpu.stat (µs). */
+function cpuStat(dir: string): Pick<CgroupStats, 'cpuTimeMs' | 'userCpuMs' | 'systemCpuMs'> {
+  const s = readKeyedAll(path.join(dir, 'cpu.stat'));
+  const ms = (key: string) => {
+    const v = s?.get(key);
+    return v === undefined ? null : Math.round(v / 1000);
+  };
+  return { cpuTimeMs: ms('usage_usec'), userCpuMs: ms('user_usec'), systemCpuMs: ms('system_usec') };
 }
 
 /** Clock ticks of cpuacct.stat: USER_HZ, 100 on every Linux architecture. */

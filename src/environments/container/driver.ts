@@ -229,6 +229,7 @@ export class ContainerDriver implements EnvironmentDriver {
       ctlDir: disk ? path.join(disk.ctlMountPoint, 'ctl') : path.join(stateDir, 'ctl'),
       runSeq: 0,
       active: null,
+      strayGroups: false,
     };
     try {
       await this.ensureStateRoot();
@@ -262,7 +263,11 @@ export class ContainerDriver implements EnvironmentDriver {
     await this.stopActive(state, 'reset');
     phases.lap('reset.stop');
     try {
-      if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
+      // Each run removes its own group; only one that could not be removed is looked for.
+      if (this.useCgroups && state.strayGroups) {
+        state.strayGroups = false;
+        await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
+      }
       phases.lap('reset.cgroups');
       if (state.disk) {
         // After a big test a fresh filesystem: quicker than deleting what it left, whatever its

@@ -31,6 +31,8 @@ export interface EnvState {
   ctlDir: string;
   runSeq: number;
   active: ActiveRun | null;
+  /** A run group of this environment could not be removed: reset sweeps the environment's groups. */
+  strayGroups: boolean;
 }
 
 /** What run.ts needs of its driver. */

@@ -144,6 +144,7 @@ async function runReserved(
       if (seccompFd !== undefined) closeSync(seccompFd);
       const group = cgroup;
       if (group) await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
+      state.strayGroups = true; // whatever the failure left, the next reset removes
       throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -191,6 +192,7 @@ async function runReserved(
     if (cgroup) {
       const group = cgroup;
       await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
+      state.strayGroups = true; // the next reset makes sure
     }
     if (audit) await audit.dispose();
     throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
@@ -359,7 +361,10 @@ async function runReserved(
       await bestEffort(log, 'removing the security audit file', () => fs.rm(auditFile, { force: true }));
     }
     if (cgroup) {
-      await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
+      await cgroup.remove().catch((err: Error) => {
+        state.strayGroups = true; // the next reset tries again
+        log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed');
+      });
     }
     phases.lap('run.cgroup remove');
   }
