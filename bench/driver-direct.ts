@@ -9,6 +9,7 @@ import type { EnvironmentShape, RunImage, RunSpec } from '../src/environments/dr
 import { RemoteDriver } from '../src/environments/remote/remote.driver';
 import { resolveImage } from '../src/images/store';
 import { now } from './bench-kit';
+import { copyInto } from './bundle-standin';
 
 export const BENCH_SHAPE: EnvironmentShape = { pool: 'container', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 256, image: 'debian-bookworm', pids: 64 };
 
@@ -31,7 +32,10 @@ function processCpuMs(pid: number): number {
   return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
-export async function driverDirect(imageDir: string, o: { runs: number; concurrency: number; phases?: boolean; script?: string }): Promise<DriverDirectResult> {
+export async function driverDirect(
+  imageDir: string,
+  o: { runs: number; concurrency: number; phases?: boolean; script?: string; /** bundle-standin.ts: copied into /work before each run */ standinTree?: string },
+): Promise<DriverDirectResult> {
   const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-driver-'));
   const phases: Phases = new Map();
   const add = (name: string, ms: number) => {
@@ -67,6 +71,8 @@ export async function driverDirect(imageDir: string, o: { runs: number; concurre
             testId: randomUUID(), attempt: 1, script: o.script ?? 'true', image, env: {}, timeoutMs: 60_000, services: [], artifactPaths: [],
             artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20,
           };
+          // the environment's work dir on the host (the container driver's handle says where)
+          if (o.standinTree) await copyInto(o.standinTree, join((env as unknown as { stateDir: string }).stateDir, 'work'));
           const r0 = now();
           const outcome = await driver.run(env, spec);
           add('ipc.run call', now() - r0);

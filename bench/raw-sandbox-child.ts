@@ -31,6 +31,7 @@ import { ENV_FD, SECCOMP_FD, sandboxCommand } from '../src/environments/containe
 import { DEFAULT_SANDBOX_GID, DEFAULT_SANDBOX_UID, setprivArgs } from '../src/environments/container/sandbox-user';
 import { SCRIPT_NAME } from '../src/environments/container/runner-script';
 import { buildSeccompFilter } from '../src/environments/container/seccomp';
+import { copyInto } from './bundle-standin';
 
 export interface RawSandboxOptions {
   rootfs: string;
@@ -48,6 +49,8 @@ export interface RawSandboxOptions {
   asPid1?: boolean;
   /** Written once per lane to the work dir as the driver's script file (for a command that runs it). */
   script?: string;
+  /** bundle-standin.ts: this tree copied into the work dir before each run, removed after it (`rm -rf`). */
+  standinTree?: string;
 }
 
 const SILENT = { info() {}, warn() {}, error() {} };
@@ -83,6 +86,14 @@ function groupCpuMs(layout: CgroupLayout, dirs: string[]): number {
   const v2 = layout.version === 2 ? dirs[0] : dirs.find((x) => layout.unified && x.startsWith(`${layout.unified}/`));
   const m = v2 ? /^usage_usec (\d+)$/m.exec(readFileSync(join(v2, 'cpu.stat'), 'utf8')) : null;
   return m ? Number(m[1]) / 1000 : 0;
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: 'ignore' });
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}`))));
+  });
 }
 
 /** Removes the group's directories, retrying at once while a task is still leaving (EBUSY). */
@@ -130,8 +141,9 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
       if (user) for (const d of [work, ctl]) chownSync(d, user.uid, user.gid);
       {
         while (seq < o.runs) {
-          seq++;
-          const group = layout ? makeGroup(layout, parent, `run-${seq}`, o) : null;
+          const n = ++seq;
+          if (o.standinTree) await copyInto(o.standinTree, work);
+          const group = layout ? makeGroup(layout, parent, `run-${n}`, o) : null;
           const seccompFd = filter ? openSync(seccompFile, 'r') : undefined;
           const cmd = sandboxCommand({
             seccompFd,
@@ -160,6 +172,11 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
             // the last task may still be leaving: its share is (nearly) all in by now
             sandboxCpuMs += groupCpuMs(layout!, group);
             await removeGroup(group);
+          }
+          if (o.standinTree) {
+            await run('/bin/rm', ['-rf', '--', work]);
+            mkdirSync(work);
+            if (user) chownSync(work, user.uid, user.gid);
           }
         }
       }

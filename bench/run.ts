@@ -142,12 +142,19 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     if (status) parts.push(`systemStatus p50 ${fmtMs(status.value)} (${status.detail?.split(';')[0]})`);
     const plan = get('plan');
     if (plan) parts.push(`plan(id) p50 ${fmtMs(plan.value)}`);
-    const raw = get('raw');
-    const alone = get('driver');
-    if (raw && alone) parts.push(`raw sandbox ${raw.value.toFixed(1)} runs/s, driver alone ${alone.value.toFixed(1)} tests/s (${(alone.value / raw.value).toFixed(2)}x raw)`);
     const ratio = get('ratio');
     const e2e = get('e2e');
-    if (ratio && e2e) parts.push(`worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone`);
+    const alone = get('direct');
+    const raw = figures.find((f) => f.database === db && f.section === 'worker' && f.key === 'raw');
+    if (ratio && e2e) {
+      parts.push(
+        `worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone` +
+          (alone && raw ? ` (${alone.value.toFixed(1)} tests/s, ${(alone.value / raw.value).toFixed(2)}x raw bwrap ${raw.value.toFixed(1)} runs/s)` : ''),
+      );
+    }
+    const sRaw = figures.find((f) => f.database === db && f.section === 'sandbox' && f.key === 'raw');
+    const sDriver = figures.find((f) => f.database === db && f.section === 'sandbox' && f.key === 'driver');
+    if (sRaw && sDriver) parts.push(`sandbox (in turns): driver alone ${sDriver.value.toFixed(1)} tests/s = ${(sDriver.value / sRaw.value).toFixed(2)}x raw ${sRaw.value.toFixed(1)} runs/s`);
     const resetBig = get('reset-big');
     const resetSmall = get('reset-small');
     if (resetBig && resetSmall) parts.push(`reset after 1 GB + 100,000 files ${fmtMs(resetBig.value)}, after a small test ${fmtMs(resetSmall.value)}`);

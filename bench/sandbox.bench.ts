@@ -7,10 +7,13 @@ import { loadavg } from 'node:os';
 import { resolveImage } from '../src/images/store';
 import { fmtMs, table, type Section, type SectionContext } from './bench-kit';
 import { BENCH_SHAPE, driverDirect, type Phases } from './driver-direct';
+import { makeStandinTree, STANDIN_LABEL } from './bundle-standin';
 import { rawSandboxRuns } from './raw-sandbox';
 
 const RUNS = 400;
 const ROUNDS = 3;
+/** Runs of each bundle stand-in (a copy of 10 MB per run is slow: ~0.15-0.5 s here). */
+const STANDIN_RUNS = 40;
 export const CONCURRENCY = 2;
 let measured = false;
 
@@ -113,5 +116,19 @@ export const sandboxSpeed: Section = {
     ctx.record({ key: 'driver/raw', measure: 'driver alone / raw (goal ≥ 0.5)', value: f.driver / f.rawPerRun, unit: 'x' });
     ctx.log(`where a driver run's time goes (ms per run, driver host; ipc.* measured by the caller around each call):\n${phaseTable(f.phases)}`);
     recordPhases(ctx, f.phases);
+
+    // With a bundle: STAND-IN until bundles are merged (bundle-standin.ts); the lead replaces it.
+    const tree = makeStandinTree();
+    try {
+      const resolved = (await resolveImage(imageDir, BENCH_SHAPE.image))!;
+      const raw = await rawSandboxRuns({ rootfs: resolved.rootfs, runs: STANDIN_RUNS, concurrency: CONCURRENCY, cgroups: 'per-run', memoryMb: BENCH_SHAPE.memoryMb, cpus: BENCH_SHAPE.cpus, pids: BENCH_SHAPE.pids, standinTree: tree.dir });
+      const d = await driverDirect(imageDir, { runs: STANDIN_RUNS, concurrency: CONCURRENCY, standinTree: tree.dir });
+      const detail = `${STANDIN_RUNS} runs; ${STANDIN_LABEL}; load ${load()}`;
+      ctx.record({ key: 'raw-copy', measure: `raw bwrap \`true\` + stand-in copy (then rm -rf), concurrency ${CONCURRENCY}`, value: raw.perSecond, unit: 'runs/s', detail });
+      ctx.record({ key: 'driver-copy', measure: `the driver alone + stand-in copy (its reset then makes a new work fs: >256 files), concurrency ${CONCURRENCY}`, value: d.perSecond, unit: 'tests/s', detail });
+      ctx.record({ key: 'driver-copy/raw-copy', measure: 'driver alone / raw, with the stand-in copy', value: d.perSecond / raw.perSecond, unit: 'x' });
+    } finally {
+      tree.remove();
+    }
   },
 };
