@@ -18,6 +18,7 @@ import { dedicatedCpus } from './dedicated-cpus.bench';
 import { diskReset } from './disk-reset.bench';
 import { imageStart } from './image-start.bench';
 import { imageBuilds } from './images.bench';
+import { sandboxSpeed } from './sandbox.bench';
 import {
   Cleanup,
   DATABASES,
@@ -38,6 +39,7 @@ import { retention } from './retention.bench';
 /** Run in this order; `node dist/bench/run.js [section...]` picks some. */
 export const sections: Record<string, Section> = {
   worker: workerThroughput,
+  sandbox: sandboxSpeed,
   'api-submit': apiSubmit,
   'status-1m': status1m,
   'disk-reset': diskReset,
@@ -147,7 +149,17 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     if (plan) parts.push(`plan(id) p50 ${fmtMs(plan.value)}`);
     const ratio = get('ratio');
     const e2e = get('e2e');
-    if (ratio && e2e) parts.push(`worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone`);
+    const alone = get('direct');
+    const raw = figures.find((f) => f.database === db && f.section === 'worker' && f.key === 'raw');
+    if (ratio && e2e) {
+      parts.push(
+        `worker end to end ${e2e.value.toFixed(1)} tests/s, ${ratio.value.toFixed(2)}x the driver alone` +
+          (alone && raw ? ` (${alone.value.toFixed(1)} tests/s, ${(alone.value / raw.value).toFixed(2)}x raw bwrap ${raw.value.toFixed(1)} runs/s)` : ''),
+      );
+    }
+    const sRaw = figures.find((f) => f.database === db && f.section === 'sandbox' && f.key === 'raw');
+    const sDriver = figures.find((f) => f.database === db && f.section === 'sandbox' && f.key === 'driver');
+    if (sRaw && sDriver) parts.push(`sandbox (in turns): driver alone ${sDriver.value.toFixed(1)} tests/s = ${(sDriver.value / sRaw.value).toFixed(2)}x raw ${sRaw.value.toFixed(1)} runs/s`);
     const bundle = get('bundle-per-test');
     const plainCopy = get('bundle-plain-copy');
     if (bundle && plainCopy) parts.push(`a 10 MB, 1,000-file bundle costs a test ${fmtMs(bundle.value)} (a plain copy ${fmtMs(plainCopy.value)})`);

@@ -1,50 +1,24 @@
-// The whole system against its sandbox driver alone: 1,000 trivial tests (`true`) submitted through the
-// API and run by a worker, against the same 1,000 sandbox runs made directly by the container driver at
-// the same concurrency; and the time from submitPlan's answer to the first RUNNING event on an idle worker.
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { RemoteDriver } from '../src/environments/remote/remote.driver';
-import type { EnvironmentShape, RunSpec } from '../src/environments/driver';
+// The whole system against its sandbox driver alone and against the physical limit of the sandbox stack,
+// side by side at the same concurrency: 1,000 trivial tests (`true`) submitted through the API and run by
+// a worker (end to end), the same 1,000 sandbox runs made by the container driver alone (in a driver
+// host, as a worker runs it), and 1,000 raw `bwrap … true` with the driver's flags and cgroups
+// (raw-sandbox-child.ts); tests/s and ratios to the raw figure. Also the time from submitPlan's answer to
+// the first RUNNING event on an idle worker. With a bundle: see sandbox.bench.ts (a stand-in until
+// bundles are merged) and the TODO below.
+import { loadavg } from 'node:os';
+import { resolveImage } from '../src/images/store';
 import { gqlOk, subscribe, wsClient } from '../test/helpers/gql';
 import { Cleanup, fmtMs, now, startTarget, stats, type Section } from './bench-kit';
+import { BENCH_SHAPE, driverDirect } from './driver-direct';
+import { rawSandboxRuns } from './raw-sandbox';
 
 const N = 1_000;
+const load = () => loadavg().map((n) => n.toFixed(2)).join(' ');
 const LATENCY_SAMPLES = 40;
 const CAPACITY = 2;
 const POOLS = JSON.stringify([
   { name: 'container', kind: 'CONTAINER', cpus: 1, memoryMb: 256, image: 'debian-bookworm', capacity: CAPACITY, pids: 64, testTypes: ['UNIT'] },
 ]);
-
-async function driverDirect(imageDir: string, runs: number, concurrency: number): Promise<number> {
-  const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-driver-'));
-  // the driver as a worker runs it (in a driver host process): forking from this process, which has
-  // held databases, would make the driver alone look slower than it is
-  const driver = new RemoteDriver('CONTAINER', { imageDir }, { info() {}, warn() {}, error() {} });
-
-  const shape: EnvironmentShape = { pool: 'container', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 256, image: 'debian-bookworm', pids: 64 };
-  await driver.preflight(shape);
-  const envs = await Promise.all(Array.from({ length: concurrency }, () => driver.provision(randomUUID(), shape)));
-  let next = 0;
-  const t0 = now();
-  await Promise.all(
-    envs.map(async (env) => {
-      while (next < runs) {
-        next++;
-        const spec: RunSpec = { testId: randomUUID(), attempt: 1, script: 'true', env: {}, timeoutMs: 60_000, services: [], artifactPaths: [], artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20 };
-        const o = await driver.run(env, spec);
-        if (o.exitCode !== 0) throw new Error(`direct run failed: ${JSON.stringify(o).slice(0, 300)}`);
-        await driver.reset(env);
-      }
-    }),
-  );
-  const ms = now() - t0;
-  await Promise.all(envs.map((e) => driver.destroy(e)));
-  await driver.close();
-  rmSync(scratch, { recursive: true, force: true });
-  return ms;
-}
 
 export const workerThroughput: Section = {
   description: `${N} trivial tests end to end vs the driver alone at the same concurrency (ratio), and submit→RUNNING latency`,
@@ -94,11 +68,25 @@ export const workerThroughput: Section = {
       ctx.log(`end to end: ${N} tests in ${fmtMs(e2eMs)} (${e2e.toFixed(1)} tests/s)`);
       await cleanup.runAll(); // stop the worker before measuring the driver alone
 
-      const directMs = await driverDirect(server.core.config.imageDir, N, CAPACITY);
-      const direct = (N / directMs) * 1000;
-      ctx.record({ key: 'e2e', measure: `${N} tests of \`true\` end to end, concurrency ${CAPACITY}`, value: e2e, unit: 'tests/s', detail: `${fmtMs(e2eMs)} from submitPlan to the plan's PASSED event` });
-      ctx.record({ key: 'direct', measure: `the same ${N} sandbox runs by the driver alone, concurrency ${CAPACITY}`, value: direct, unit: 'tests/s', detail: `${fmtMs(directMs)} (run + reset each)` });
-      ctx.record({ key: 'ratio', measure: 'throughput ratio: end to end / driver alone (goal ≥ 0.8)', value: e2e / direct, unit: 'x', detail: `${(e2e / direct).toFixed(2)}` });
+      const loadE2e = load();
+
+      const imageDir = server.core.config.imageDir;
+      const alone = await driverDirect(imageDir, { runs: N, concurrency: CAPACITY });
+      const loadDirect = load();
+      const resolved = await resolveImage(imageDir, BENCH_SHAPE.image);
+      if (!resolved) throw new Error(`no image ${BENCH_SHAPE.image} in ${imageDir}`);
+      const raw = await rawSandboxRuns({ rootfs: resolved.rootfs, runs: N, concurrency: CAPACITY, cgroups: 'per-run', memoryMb: BENCH_SHAPE.memoryMb, cpus: BENCH_SHAPE.cpus, pids: BENCH_SHAPE.pids });
+      const loadRaw = load();
+      const cpu = (x: { hostCpuMs: number; sandboxCpuMs: number }) => `CPU per run ${fmtMs(x.hostCpuMs + x.sandboxCpuMs)} (starting process ${fmtMs(x.hostCpuMs)} + sandbox ${fmtMs(x.sandboxCpuMs)})`;
+      ctx.record({ key: 'e2e', measure: `${N} tests of \`true\` end to end, concurrency ${CAPACITY}, no bundle`, value: e2e, unit: 'tests/s', detail: `${fmtMs(e2eMs)} from submitPlan to the plan's PASSED event; load after ${loadE2e}` });
+      ctx.record({ key: 'direct', measure: `the same ${N} sandbox runs by the driver alone, concurrency ${CAPACITY}, no bundle`, value: alone.perSecond, unit: 'tests/s', detail: `${fmtMs(alone.ms)} (run + reset each); ${cpu(alone)}; load after ${loadDirect}` });
+      ctx.record({ key: 'raw', measure: `${N} raw bwrap \`true\` with the driver's flags and cgroups, concurrency ${CAPACITY}`, value: raw.perSecond, unit: 'runs/s', detail: `${fmtMs(raw.ms)}; ${cpu(raw)}; load after ${loadRaw}` });
+      ctx.record({ key: 'ratio', measure: 'throughput ratio: end to end / driver alone (goal ≥ 0.8)', value: e2e / alone.perSecond, unit: 'x' });
+      ctx.record({ key: 'direct/raw', measure: 'throughput ratio: driver alone / raw (goal ≥ 0.5)', value: alone.perSecond / raw.perSecond, unit: 'x' });
+      ctx.record({ key: 'e2e/raw', measure: 'throughput ratio: end to end / raw', value: e2e / raw.perSecond, unit: 'x' });
+      // TODO (after merging bundles): the same three with a 10 MB, 1,000-file bundle: a plan with
+      // SubmitPlanInput.bundle end to end, RunSpec's bundle for the driver alone; raw with the bundle's
+      // files in its work dir as the driver puts them (sandbox.bench.ts has a plain-copy stand-in).
     } finally {
       await cleanup.runAll();
     }

@@ -46,6 +46,13 @@ export const containerDriverConfigSchema = z.object({
   disableCgroups: z.boolean().default(false),
   /** preflight builds a missing image (logging progress) instead of failing. */
   buildMissingImages: z.boolean().default(false),
+  /**
+   * The sandbox's runner is a small static program compiled once per host (native-runner.ts) when a C
+   * compiler is there; false: the perl runner always (it costs ~4 ms more CPU per run).
+   */
+  nativeRunner: z.boolean().default(true),
+  /** Each run's and reset's phases (ms) in its log lines (`phases`): where a run's time goes. Debugging and benchmarks. */
+  phaseTimings: z.boolean().default(false),
 });
 
 export type ContainerDriverConfig = z.output<typeof containerDriverConfigSchema>;
@@ -72,6 +79,8 @@ export const containerDriverEnv = {
   CONTAINER_DISABLE_CGROUPS: flag(false),
   /** A worker builds a missing image at start (minutes, logged) unless told not to. */
   CONTAINER_BUILD_MISSING_IMAGES: flag(true),
+  CONTAINER_NATIVE_RUNNER: flag(true),
+  CONTAINER_PHASE_TIMINGS: flag(false),
 };
 
 type ContainerEnv = z.output<z.ZodObject<typeof containerDriverEnv>>;
@@ -106,6 +115,8 @@ export function containerDriverConfigFrom(
     cpuLockDir: e.CONTAINER_CPU_LOCK_DIR,
     disableCgroups: e.CONTAINER_DISABLE_CGROUPS,
     buildMissingImages: e.CONTAINER_BUILD_MISSING_IMAGES,
+    nativeRunner: e.CONTAINER_NATIVE_RUNNER,
+    phaseTimings: e.CONTAINER_PHASE_TIMINGS,
   });
   if (parsed.success) return { config: parsed.data };
   return {

@@ -116,8 +116,45 @@ describe('ContainerDriver specifics', () => {
     assert.match(o.stdout, /^65534$/m);
     assert.match(o.stdout, /CapEff:\s+0000000000000000/);
     assert.match(o.stdout, /NoNewPrivs:\s+1/);
-    assert.match(o.stdout, /bwrap/); // pid 1 is the sandbox's init, not the host's
+    // pid 1 is the sandbox's own: the runner (which reaps orphans), not the host's init
+    assert.match(o.stdout, /^\/run\/orchestrator-runner \/run\/orchestrator\/status 4 \/bin\/sh \/work\/.test-script $/m);
     assert.deepEqual(runGroups(), []);
+  });
+
+  it('reaps the processes orphaned while the script runs (its pid 1 is the runner): they never fill the pids limit', async (t) => {
+    if (skip) return t.skip(skip);
+    // each `sh -c 'true &'` leaves an orphan that ends at once: a zombie of pid 1 unless pid 1 reaps it
+    const script = `i=0; while [ $i -lt ${shape.pids * 3} ]; do sh -c 'true &' || exit 9; i=$((i + 1)); done; echo orphans=$i; exit 3`;
+    const o = await driver.run(env, spec({ script }));
+    assert.equal(o.exitCode, 3, o.stderr);
+    assert.match(o.stdout, new RegExp(`orphans=${shape.pids * 3}`));
+    assert.equal(o.pidsLimitHit, false);
+    // with a service: perl is pid 1 and runs the runner
+    const withService = await driver.run(env, spec({ script, services: [{ name: 'idle', command: 'sleep 600' }] }));
+    assert.equal(withService.exitCode, 3, withService.stderr);
+    assert.match(withService.stdout, new RegExp(`orphans=${shape.pids * 3}`));
+    assert.deepEqual(runGroups(), []);
+  });
+
+  it('with the perl runner (nativeRunner: false): the same exit codes, signals, orphans reaped, perl as pid 1', async (t) => {
+    if (skip) return t.skip(skip);
+    const perlDriver = newDriver({ nativeRunner: false });
+    const h = await perlDriver.provision(`perl-${process.pid}`, shape);
+    try {
+      const pid1 = await perlDriver.run(h, spec({ script: 'tr "\\0" " " < /proc/1/cmdline' }));
+      assert.match(pid1.stdout, /^\/usr\/bin\/perl -e .* \/run\/orchestrator\/status 4 \/bin\/sh /);
+      const signalled = await perlDriver.run(h, spec({ script: 'kill -SEGV $$' }));
+      assert.deepEqual([signalled.exitCode, signalled.signal], [null, 'SIGSEGV']);
+      const exited = await perlDriver.run(h, spec({ script: 'exit 139' }));
+      assert.deepEqual([exited.exitCode, exited.signal], [139, null]);
+      const script = `i=0; while [ $i -lt ${shape.pids * 3} ]; do sh -c 'true &' || exit 9; i=$((i + 1)); done; echo orphans=$i`;
+      const orphans = await perlDriver.run(h, spec({ script, services: [{ name: 'idle', command: 'sleep 600' }] }));
+      assert.equal(orphans.exitCode, 0, orphans.stderr);
+      assert.equal(typeof orphans.voluntaryContextSwitches, 'number');
+    } finally {
+      await perlDriver.destroy(h);
+      await perlDriver.close();
+    }
   });
 
   it('runs on the host as the unprivileged sandbox user, not root: work files and uid_map', async (t) => {

@@ -35,8 +35,10 @@ describe('the container driver configuration section', () => {
       cpuLockDir: undefined,
       disableCgroups: false,
       buildMissingImages: true,
+      nativeRunner: true,
+      phaseTimings: false,
     });
-    for (const name of ['CONTAINER_BWRAP_PATH', 'CONTAINER_SETPRIV_PATH', 'CONTAINER_STATE_DIR', 'CONTAINER_CGROUP_ROOT', 'CONTAINER_CGROUP_PARENT', 'CONTAINER_CPU_LOCK_DIR', 'CONTAINER_DISABLE_CGROUPS', 'CONTAINER_BUILD_MISSING_IMAGES']) {
+    for (const name of ['CONTAINER_BWRAP_PATH', 'CONTAINER_SETPRIV_PATH', 'CONTAINER_STATE_DIR', 'CONTAINER_CGROUP_ROOT', 'CONTAINER_CGROUP_PARENT', 'CONTAINER_CPU_LOCK_DIR', 'CONTAINER_DISABLE_CGROUPS', 'CONTAINER_BUILD_MISSING_IMAGES', 'CONTAINER_NATIVE_RUNNER', 'CONTAINER_PHASE_TIMINGS']) {
       assert.ok(CONFIG_VARIABLES.includes(name), `${name} is a known variable`);
     }
   });
@@ -51,7 +53,11 @@ describe('the container driver configuration section', () => {
       CONTAINER_CPU_LOCK_DIR: '/run/orch/cpus',
       CONTAINER_DISABLE_CGROUPS: 'true',
       CONTAINER_BUILD_MISSING_IMAGES: '0',
+      CONTAINER_NATIVE_RUNNER: 'false',
+      CONTAINER_PHASE_TIMINGS: '1',
     }).drivers.CONTAINER!;
+    assert.equal(c.nativeRunner, false);
+    assert.equal(c.phaseTimings, true);
     assert.equal(c.bwrapPath, '/opt/bwrap');
     assert.equal(c.setprivPath, '/opt/setpriv');
     assert.equal(c.stateDir, '/var/lib/orch/state');

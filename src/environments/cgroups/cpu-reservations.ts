@@ -27,10 +27,9 @@
 import { promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { WarnLogger } from '../../infra/best-effort';
-import { pathExists } from '../../infra/fs-utils';
 import { parseLockHolder, readLockFile, releaseLockFile, tryLockFile, type LockHolder } from '../../infra/pid-lock';
 import { processLife } from '../../infra/process-utils';
-import { readText, write } from './cgroup-files';
+import { exists, readText, write } from './cgroup-files';
 import { formatCpuList, parseCpuList, reservableCpus } from './cpu-list';
 import type { CgroupLayout } from './layout';
 
@@ -87,7 +86,7 @@ export class CpuReservations {
    */
   async sharedProcsFile(): Promise<string | null> {
     if (!this.sharedDir) return null;
-    if (!(await pathExists(path.join(this.sharedDir, 'cpuset.cpus')))) await this.ensureShared();
+    if (!exists(path.join(this.sharedDir, 'cpuset.cpus'))) await this.ensureShared();
     return path.join(this.sharedDir, 'cgroup.procs');
   }
 

@@ -4,7 +4,8 @@
 //   v2: <root>/<parent>/<run>          memory.max, memory.swap.max, pids.max, cpu.max, cpuset.cpus
 //   v1: <root>/<ctrl>/<parent>/<run>   for ctrl in memory, pids, cpu, cpuacct, [cpuset], [freezer]
 //       plus <root>/unified/<parent>/<run> when a v2 tree is mounted next to v1 ("hybrid"):
-//       it has no controllers but supports cgroup.kill, which kills a whole tree atomically.
+//       it has no controllers but supports cgroup.kill, which kills a whole tree atomically, and
+//       cpu.stat; a run group then leaves out freezer and cpuacct (run-cgroup.ts).
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';

@@ -4,12 +4,10 @@
 // entry before it execs the sandbox (see container/run.ts), so nothing the test starts escapes
 // accounting or killing.
 
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bestEffort, type WarnLogger } from '../../infra/best-effort';
-import { pathExists } from '../../infra/fs-utils';
-import { killGroupDir, killPids, procsOf, readKeyed, readNumber, readText, write } from './cgroup-files';
+import { bestEffort, bestEffortSync, type WarnLogger } from '../../infra/best-effort';
+import { exists, killGroupDir, killPids, makeGroupDir, procsOf, readKeyed, readKeyedAll, readNumber, readText, removeGroupDir, write } from './cgroup-files';
 import { groupDirs, type CgroupLayout } from './layout';
 
 export interface CgroupLimits {
@@ -34,6 +32,23 @@ export interface CgroupStats {
   pidsLimitHits: number | null;
 }
 
+/**
+ * What the v2 tree of a hybrid host offers below `parent` (kernel 5.14+ `cgroup.kill`; `cpu.stat`, which
+ * v2 keeps for every group, controllers or not), once per parent: with both, a run group skips the v1
+ * freezer and cpuacct hierarchies (one directory and one join fewer each: joining takes the cgroup
+ * mutex across an RCU grace period).
+ */
+const unifiedOffers = new Map<string, { kill: boolean; cpuStat: boolean }>();
+function unifiedOffer(unified: string, parent: string): { kill: boolean; cpuStat: boolean } {
+  const dir = path.join(unified, parent);
+  let offer = unifiedOffers.get(dir);
+  if (!offer) {
+    offer = { kill: exists(path.join(dir, 'cgroup.kill')), cpuStat: exists(path.join(dir, 'cpu.stat')) };
+    if (exists(dir)) unifiedOffers.set(dir, offer); // a parent not made yet says nothing
+  }
+  return offer;
+}
+
 /** One run's cgroup (a directory per hierarchy). */
 export class RunCgroup {
   private removed = false;
@@ -47,29 +62,41 @@ export class RunCgroup {
 
   /**
    * Creates the group `<parent>/<name>` with the given limits. The parent must have been prepared
-   * (prepareCgroupParent). On failure nothing is left behind.
+   * (prepareCgroupParent). On failure nothing is left behind. Its directories are made at once, its
+   * limits written synchronously (cgroup-files.ts says why).
    */
   static async create(layout: CgroupLayout, parent: string, name: string, limits: CgroupLimits, log: WarnLogger): Promise<RunCgroup> {
     if (!/^[A-Za-z0-9._-]+$/.test(name) || name.startsWith('.')) throw new Error(`invalid cgroup name '${name}'`);
-    const dirs = new Map<string, string>();
-    if (layout.version === 2) {
-      dirs.set('v2', path.join(layout.root, parent, name));
-    } else {
-      for (const [ctrl, mount] of layout.mounts) {
-        if (ctrl === 'cpuset' && !limits.cpuset) continue; // only join cpuset when pinning
-        dirs.set(ctrl, path.join(mount, parent, name));
-      }
-      if (layout.unified) dirs.set('unified', path.join(layout.unified, parent, name));
-    }
+    const dirs = RunCgroup.dirsOf(layout, parent, name, limits.cpuset !== undefined);
     const group = new RunCgroup(layout, dirs, log);
     try {
-      for (const dir of dirs.values()) await fs.mkdir(dir);
-      await group.applyLimits(limits);
+      const made = await Promise.allSettled([...dirs.values()].map((dir) => makeGroupDir(dir)));
+      const failed = made.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      group.applyLimits(limits);
     } catch (err) {
-      await bestEffort(log, `removing the half-made cgroup ${parent}/${name}`, () => group.remove());
+      await bestEffort(log, `removing the half-made cgroup ${parent}/${name}`, () => group.removeEmpty());
       throw err;
     }
     return group;
+  }
+
+  /** The directories a run group `<parent>/<name>` has, by hierarchy (`pinned`: a cpuset of its own). */
+  static dirsOf(layout: CgroupLayout, parent: string, name: string, pinned: boolean): Map<string, string> {
+    const dirs = new Map<string, string>();
+    if (layout.version === 2) {
+      dirs.set('v2', path.join(layout.root, parent, name));
+      return dirs;
+    }
+    const offer = layout.unified ? unifiedOffer(layout.unified, parent) : { kill: false, cpuStat: false };
+    for (const [ctrl, mount] of layout.mounts) {
+      if (ctrl === 'cpuset' && !pinned) continue; // only join cpuset when pinning
+      if (ctrl === 'freezer' && offer.kill) continue; // cgroup.kill of the unified group kills
+      if (ctrl === 'cpuacct' && offer.cpuStat) continue; // cpu.stat of the unified group counts
+      dirs.set(ctrl, path.join(mount, parent, name));
+    }
+    if (layout.unified) dirs.set('unified', path.join(layout.unified, parent, name));
+    return dirs;
   }
 
   /**
@@ -89,7 +116,7 @@ export class RunCgroup {
     return this.dirs.get(key);
   }
 
-  private async applyLimits(limits: CgroupLimits): Promise<void> {
+  private applyLimits(limits: CgroupLimits): void {
     const memory = Math.max(4 * 1024 * 1024, Math.floor(limits.memoryBytes));
     const pids = Math.max(1, Math.floor(limits.pids));
     const period = 100_000;
@@ -97,69 +124,66 @@ export class RunCgroup {
     const cpuset = limits.cpuset?.join(',');
     if (this.layout.version === 2) {
       const d = this.dir('v2')!;
-      await write(path.join(d, 'memory.max'), String(memory));
+      write(path.join(d, 'memory.max'), String(memory));
       // Without swap the memory limit is a real limit (and the OOM killer acts on it).
-      if (await pathExists(path.join(d, 'memory.swap.max'))) await write(path.join(d, 'memory.swap.max'), '0');
-      await write(path.join(d, 'pids.max'), String(pids));
-      if (await pathExists(path.join(d, 'cpu.max'))) await write(path.join(d, 'cpu.max'), `${quota} ${period}`);
+      if (exists(path.join(d, 'memory.swap.max'))) write(path.join(d, 'memory.swap.max'), '0');
+      write(path.join(d, 'pids.max'), String(pids));
+      if (exists(path.join(d, 'cpu.max'))) write(path.join(d, 'cpu.max'), `${quota} ${period}`);
       if (cpuset) {
-        if (!(await pathExists(path.join(d, 'cpuset.cpus')))) throw new Error('dedicated CPUs asked for but the cpuset controller is not available');
-        await write(path.join(d, 'cpuset.cpus'), cpuset);
+        if (!(exists(path.join(d, 'cpuset.cpus')))) throw new Error('dedicated CPUs asked for but the cpuset controller is not available');
+        write(path.join(d, 'cpuset.cpus'), cpuset);
       }
       return;
     }
     const mem = this.dir('memory')!;
-    await write(path.join(mem, 'memory.limit_in_bytes'), String(memory));
+    write(path.join(mem, 'memory.limit_in_bytes'), String(memory));
     // memsw (memory + swap) only exists with swap accounting; must be >= limit_in_bytes.
-    if (await pathExists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
-      await write(path.join(mem, 'memory.memsw.limit_in_bytes'), String(memory));
+    if (exists(path.join(mem, 'memory.memsw.limit_in_bytes'))) {
+      write(path.join(mem, 'memory.memsw.limit_in_bytes'), String(memory));
     }
-    await bestEffort(this.log, 'setting memory.swappiness to 0', () => write(path.join(mem, 'memory.swappiness'), '0'));
-    await write(path.join(this.dir('pids')!, 'pids.max'), String(pids));
+    bestEffortSync(this.log, 'setting memory.swappiness to 0', () => write(path.join(mem, 'memory.swappiness'), '0'));
+    write(path.join(this.dir('pids')!, 'pids.max'), String(pids));
     const cpu = this.dir('cpu')!;
-    await write(path.join(cpu, 'cpu.cfs_period_us'), String(period));
-    await write(path.join(cpu, 'cpu.cfs_quota_us'), String(quota));
+    write(path.join(cpu, 'cpu.cfs_period_us'), String(period));
+    write(path.join(cpu, 'cpu.cfs_quota_us'), String(quota));
     if (cpuset) {
       const cs = this.dir('cpuset');
       if (!cs) throw new Error('dedicated CPUs asked for but the cpuset controller is not mounted');
-      await write(path.join(cs, 'cpuset.cpus'), cpuset);
-      const parentMems = ((await readText(path.join(path.dirname(cs), 'cpuset.mems'))) ?? '0').trim() || '0';
-      await write(path.join(cs, 'cpuset.mems'), parentMems);
+      write(path.join(cs, 'cpuset.cpus'), cpuset);
+      const parentMems = ((readText(path.join(path.dirname(cs), 'cpuset.mems'))) ?? '0').trim() || '0';
+      write(path.join(cs, 'cpuset.mems'), parentMems);
     }
   }
 
   async stats(): Promise<CgroupStats> {
     if (this.layout.version === 2) {
       const d = this.dir('v2')!;
-      const usec = await readKeyed(path.join(d, 'cpu.stat'), 'usage_usec');
-      const userUsec = await readKeyed(path.join(d, 'cpu.stat'), 'user_usec');
-      const systemUsec = await readKeyed(path.join(d, 'cpu.stat'), 'system_usec');
       return {
-        cpuTimeMs: usec === null ? null : Math.round(usec / 1000),
-        userCpuMs: userUsec === null ? null : Math.round(userUsec / 1000),
-        systemCpuMs: systemUsec === null ? null : Math.round(systemUsec / 1000),
-        memoryBytes: await readNumber(path.join(d, 'memory.current')),
-        peakMemoryBytes: await readNumber(path.join(d, 'memory.peak')), // kernel >= 5.19
-        oomKills: await readKeyed(path.join(d, 'memory.events'), 'oom_kill'),
-        pidsLimitHits: await readKeyed(path.join(d, 'pids.events'), 'max'),
+        ...cpuStat(d),
+        memoryBytes: readNumber(path.join(d, 'memory.current')),
+        peakMemoryBytes: readNumber(path.join(d, 'memory.peak')), // kernel >= 5.19
+        oomKills: readKeyed(path.join(d, 'memory.events'), 'oom_kill'),
+        pidsLimitHits: readKeyed(path.join(d, 'pids.events'), 'max'),
       };
     }
     const mem = this.dir('memory')!;
-    const cpuacct = this.dir('cpuacct')!;
-    const ns = await readNumber(path.join(cpuacct, 'cpuacct.usage'));
-    const split = await cpuacctSplit(cpuacct);
+    const cpuacct = this.dir('cpuacct');
+    let cpu: Pick<CgroupStats, 'cpuTimeMs' | 'userCpuMs' | 'systemCpuMs'>;
+    if (cpuacct) {
+      const ns = readNumber(path.join(cpuacct, 'cpuacct.usage'));
+      cpu = { cpuTimeMs: ns === null ? null : Math.round(ns / 1e6), ...cpuacctSplit(cpuacct) };
+    } else cpu = cpuStat(this.dir('unified')!);
     return {
-      cpuTimeMs: ns === null ? null : Math.round(ns / 1e6),
-      ...split,
-      memoryBytes: await readNumber(path.join(mem, 'memory.usage_in_bytes')),
-      peakMemoryBytes: await readNumber(path.join(mem, 'memory.max_usage_in_bytes')),
-      oomKills: await readKeyed(path.join(mem, 'memory.oom_control'), 'oom_kill'), // kernel >= 4.13
-      pidsLimitHits: await readKeyed(path.join(this.dir('pids')!, 'pids.events'), 'max'),
+      ...cpu,
+      memoryBytes: readNumber(path.join(mem, 'memory.usage_in_bytes')),
+      peakMemoryBytes: readNumber(path.join(mem, 'memory.max_usage_in_bytes')),
+      oomKills: readKeyed(path.join(mem, 'memory.oom_control'), 'oom_kill'), // kernel >= 4.13
+      pidsLimitHits: readKeyed(path.join(this.dir('pids')!, 'pids.events'), 'max'),
     };
   }
 
   /** Pids currently in the group (the main hierarchy: v2 group or v1 pids controller). */
-  async pids(): Promise<number[]> {
+  pids(): number[] {
     return procsOf(this.layout.version === 2 ? this.dir('v2')! : this.dir('pids')!);
   }
 
@@ -174,13 +198,13 @@ export class RunCgroup {
     const deadline = Date.now() + timeoutMs;
     let delay = 2;
     for (;;) {
-      const pids = await this.pids();
+      const pids = this.pids();
       if (pids.length === 0) return true;
       if (Date.now() > deadline) return false;
-      if (killDir && (await pathExists(path.join(killDir, 'cgroup.kill')))) {
-        await killGroupDir(killDir, this.log);
+      if (killDir && exists(path.join(killDir, 'cgroup.kill'))) {
+        killGroupDir(killDir, this.log);
       } else {
-        await this.killFrozen(pids);
+        this.killFrozen(pids);
       }
       await sleep(delay);
       delay = Math.min(delay * 2, 50);
@@ -188,55 +212,79 @@ export class RunCgroup {
   }
 
   /** Pure v1: SIGKILL every pid, under a freeze when the freezer is mounted (frozen tasks cannot fork). */
-  private async killFrozen(pids: number[]): Promise<void> {
+  private killFrozen(pids: number[]): void {
     const freezer = this.dir('freezer');
     const state = freezer ? path.join(freezer, 'freezer.state') : null;
-    if (state) await bestEffort(this.log, 'freezing the cgroup', () => write(state, 'FROZEN'));
+    if (state) bestEffortSync(this.log, 'freezing the cgroup', () => write(state, 'FROZEN'));
     // Re-read the list under the freeze so none is missed.
-    killPids(state ? await this.pids() : pids, this.log);
-    if (state) await bestEffort(this.log, 'thawing the cgroup', () => write(state, 'THAWED'));
+    killPids(state ? this.pids() : pids, this.log);
+    if (state) bestEffortSync(this.log, 'thawing the cgroup', () => write(state, 'THAWED'));
   }
 
-  /** Kills what is left and removes the group's directories. Idempotent. */
+  /**
+   * Kills what is left and removes the group's directories (all at once). Idempotent. A directory
+   * whose last task is still leaving (EBUSY) is killed again and retried, after 1 ms, then 2, 4… (about
+   * 0.5 s in all).
+   */
   async remove(): Promise<void> {
     if (this.removed) return;
     const errors: string[] = [];
-    for (const dir of [...this.dirs.values()].reverse()) {
-      if (!(await pathExists(dir))) continue;
-      let ok = false;
-      for (let i = 0; i < 50 && !ok; i++) {
-        try {
-          await fs.rmdir(dir);
-          ok = true;
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') ok = true;
-          else if (code === 'EBUSY') {
-            // Tasks still exiting (or a leftover); kill and retry.
-            await killGroupDir(dir, this.log);
-            await sleep(10);
-          } else {
-            errors.push(`${dir}: ${(err as Error).message}`);
-            break;
-          }
-        }
+    const removeOne = async (dir: string) => {
+      for (let i = 0, delay = 1; i < 50; i++) {
+        const r = await this.rmdir(dir);
+        if (r === 'ok') return;
+        if (r !== 'busy') return void errors.push(r.error);
+        killGroupDir(dir, this.log);
+        await sleep(delay);
+        delay = Math.min(delay * 2, 20);
       }
-      if (!ok && errors.length === 0) errors.push(`${dir}: still busy`);
-    }
+      errors.push(`${dir}: still busy`);
+    };
+    await Promise.all([...this.dirs.values()].map(removeOne));
     this.removed = errors.length === 0;
     if (errors.length) throw new Error(`cannot remove cgroup: ${errors.join('; ')}`);
   }
+
+  /** Removes the directories of a group no task ever joined (a half-made one); throws what fails. */
+  private async removeEmpty(): Promise<void> {
+    const results = await Promise.all([...this.dirs.values()].map(async (dir) => ({ dir, r: await this.rmdir(dir) })));
+    const bad = results.find((x) => x.r !== 'ok');
+    if (bad) throw new Error(bad.r === 'busy' ? `${bad.dir}: busy` : (bad.r as { error: string }).error);
+    this.removed = true;
+  }
+
+  private async rmdir(dir: string): Promise<'ok' | 'busy' | { error: string }> {
+    try {
+      await removeGroupDir(dir);
+      return 'ok';
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return 'ok';
+      if (code === 'EBUSY') return 'busy';
+      return { error: `${dir}: ${(err as Error).message}` };
+    }
+  }
+}
+
+/** CPU time from a v2 group's cpu.stat (µs). */
+function cpuStat(dir: string): Pick<CgroupStats, 'cpuTimeMs' | 'userCpuMs' | 'systemCpuMs'> {
+  const s = readKeyedAll(path.join(dir, 'cpu.stat'));
+  const ms = (key: string) => {
+    const v = s?.get(key);
+    return v === undefined ? null : Math.round(v / 1000);
+  };
+  return { cpuTimeMs: ms('usage_usec'), userCpuMs: ms('user_usec'), systemCpuMs: ms('system_usec') };
 }
 
 /** Clock ticks of cpuacct.stat: USER_HZ, 100 on every Linux architecture. */
 const USER_HZ = 100;
 
 /** User and system CPU of a v1 cpuacct group: nanoseconds where the kernel has them (4.7+), else ticks. */
-async function cpuacctSplit(dir: string): Promise<{ userCpuMs: number | null; systemCpuMs: number | null }> {
-  const userNs = await readNumber(path.join(dir, 'cpuacct.usage_user'));
-  const sysNs = await readNumber(path.join(dir, 'cpuacct.usage_sys'));
+function cpuacctSplit(dir: string): { userCpuMs: number | null; systemCpuMs: number | null } {
+  const userNs = readNumber(path.join(dir, 'cpuacct.usage_user'));
+  const sysNs = readNumber(path.join(dir, 'cpuacct.usage_sys'));
   if (userNs !== null && sysNs !== null) return { userCpuMs: Math.round(userNs / 1e6), systemCpuMs: Math.round(sysNs / 1e6) };
-  const user = await readKeyed(path.join(dir, 'cpuacct.stat'), 'user');
-  const system = await readKeyed(path.join(dir, 'cpuacct.stat'), 'system');
+  const user = readKeyed(path.join(dir, 'cpuacct.stat'), 'user');
+  const system = readKeyed(path.join(dir, 'cpuacct.stat'), 'system');
   return { userCpuMs: user === null ? null : (user * 1000) / USER_HZ, systemCpuMs: system === null ? null : (system * 1000) / USER_HZ };
 }

@@ -1,7 +1,7 @@
 // Removing groups that are left over: a run group of a crashed run, the whole tree of a dead driver
 // instance, an empty group of an older version.
 
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { WarnLogger } from '../../infra/best-effort';
@@ -9,25 +9,28 @@ import { killGroupDir, readText } from './cgroup-files';
 import { groupDirs, type CgroupLayout } from './layout';
 import { RunCgroup } from './run-cgroup';
 
-/** The child group directories of `dir` (none when it is absent from this hierarchy). */
-async function childDirs(dir: string): Promise<string[]> {
-  return fs.readdir(dir, { withFileTypes: true }).then(
-    (entries) => entries.filter((e) => e.isDirectory()).map((e) => e.name),
-    () => [],
-  );
+/** The child group directories of `dir` (none when it is absent from this hierarchy). Synchronous: cgroupfs (cgroup-files.ts). */
+function childDirs(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => e.name);
+  } catch {
+    return [];
+  }
 }
 
 /** Removes leftover run groups under the parent whose name starts with `prefix` (after a crash). */
 export async function removeStaleGroups(layout: CgroupLayout, parent: string, prefix: string, log: WarnLogger): Promise<number> {
   let removed = 0;
   for (const base of groupDirs(layout, parent).values()) {
-    for (const name of (await childDirs(base)).filter((n) => n.startsWith(prefix))) {
+    for (const name of childDirs(base).filter((n) => n.startsWith(prefix))) {
       const dir = path.join(base, name);
-      await killGroupDir(dir, log);
+      killGroupDir(dir, log);
       let lastError: Error | null = null;
       for (let i = 0; i < 20; i++) {
         try {
-          await fs.rmdir(dir);
+          rmdirSync(dir);
           removed++;
           lastError = null;
           break;
@@ -45,7 +48,7 @@ export async function removeStaleGroups(layout: CgroupLayout, parent: string, pr
 /** Names of the child groups of `parent` in any hierarchy (a group may exist in only some of them). */
 export async function listChildGroups(layout: CgroupLayout, parent: string): Promise<string[]> {
   const names = new Set<string>();
-  for (const dir of groupDirs(layout, parent).values()) for (const name of await childDirs(dir)) names.add(name);
+  for (const dir of groupDirs(layout, parent).values()) for (const name of childDirs(dir)) names.add(name);
   return [...names].sort();
 }
 

@@ -82,10 +82,10 @@ export interface CollectResult {
 }
 
 /**
- * Lists regular files below `root` (relative, `/`-separated) without following links; `topOnly`: those
- * at the top only (where core dumps are: a run that declared no pattern does not walk a bundle's tree).
+ * Lists regular files below `root` (relative, `/`-separated) without following links; only those at
+ * its top when not `deep`.
  */
-async function walk(root: string, notes: string[], topOnly = false): Promise<string[]> {
+async function walk(root: string, notes: string[], deep: boolean): Promise<string[]> {
   const out: string[] = [];
   const stack: string[] = [''];
   let seen = 0;
@@ -106,8 +106,9 @@ async function walk(root: string, notes: string[], topOnly = false): Promise<str
       }
       const child = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) {
-        if (!topOnly) stack.push(child);
-      } else if (e.isFile()) out.push(child);
+        if (deep) stack.push(child);
+      }
+      else if (e.isFile()) out.push(child);
       // symlinks, sockets, fifos, devices: skipped
     }
   }
@@ -187,7 +188,8 @@ export async function collectArtifacts(input: CollectInput): Promise<CollectResu
     else extraNotes += 1;
   };
   const walkNotes: string[] = [];
-  const all = await walk(input.workDir, walkNotes, compiled.length === 0);
+  // without patterns only core dumps are taken, at the top of the work dir
+  const all = await walk(input.workDir, walkNotes, compiled.length > 0);
   walkNotes.forEach(note);
   const artifactRoot = path.resolve(input.artifactDir);
   let madeDir = false;

@@ -20,6 +20,8 @@ import { WORK_DIR } from '../driver';
 
 /** Where the per-run control directory (runner, status, service logs) appears inside the sandbox. */
 export const SANDBOX_CTL_DIR = '/run/orchestrator';
+/** Where the native runner (native-runner.ts) appears inside the sandbox, read-only. */
+export const SANDBOX_RUNNER = '/run/orchestrator-runner';
 /** The working directory inside the sandbox (the one every environment has). */
 export const SANDBOX_WORK_DIR = WORK_DIR;
 export const SANDBOX_UID = 65534;
@@ -49,6 +51,13 @@ export interface BwrapArgsInput {
   tmpSizeBytes?: number;
   /** Hardened: /tmp, /run (but the control dir) and /dev read-only. */
   readOnly?: boolean;
+  /**
+   * The command is the PID namespace's pid 1 (bwrap `--as-pid-1`, no bwrap init): it must reap orphans.
+   * bwrap then waits for it itself, so the namespace is gone when bwrap exits.
+   */
+  asPid1?: boolean;
+  /** Host path of the native runner, bound read-only at SANDBOX_RUNNER (native-runner.ts). */
+  runner?: string;
 }
 
 /** TMPDIR of a hardened run: /tmp is read-only there. Excluded from artifacts. */
@@ -91,8 +100,9 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
     '--tmpfs', '/run',
     '--bind', input.workDir, SANDBOX_WORK_DIR,
     '--bind', input.ctlDir, SANDBOX_CTL_DIR,
-    '--chdir', SANDBOX_WORK_DIR,
   );
+  if (input.runner) args.push('--ro-bind', input.runner, SANDBOX_RUNNER);
+  args.push('--chdir', SANDBOX_WORK_DIR);
   // After the binds below them (a remount is of that one mount, not of those below).
   if (input.readOnly) args.push('--remount-ro', '/tmp', '--remount-ro', '/run', '--remount-ro', '/dev');
   args.push(
@@ -107,6 +117,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
     '--clearenv',
   );
   if (input.disableUserns) args.push('--disable-userns');
+  if (input.asPid1) args.push('--as-pid-1');
   if (input.seccompFd !== undefined) args.push('--seccomp', String(input.seccompFd));
   if (input.envFd !== undefined) {
     args.push('--args', String(input.envFd));

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { containerDriverConfigSchema, type ContainerDriverConfigInput } from '../../config/container-driver';
 import { bestEffort } from '../../infra/best-effort';
+import { phaseTimer } from '../../infra/phase-timer';
 import type { CpuReservations } from '../cgroups/cpu-reservations';
 import { describeLayout, detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../cgroups/layout';
 import { removeGroupTree, removeStaleGroups } from '../cgroups/sweep';
@@ -37,9 +38,10 @@ import {
 import { containerCapabilities } from './capabilities';
 import { defaultCpuLockDir, prepareCpuReservations } from './dedicated-cpus';
 import type { ContainerHandle, ContainerHost, EnvState } from './env-state';
-import { defaultStateRoot, makeSandboxDir, removeDirAndMounts } from './host-files';
+import { defaultStateRoot, makeSandboxDir, makeSandboxDirSync, removeDirAndMounts } from './host-files';
 import { checkImage, buildHint, type DriverLogger } from './image';
 import { newInstanceName } from './instance';
+import { defaultNativeDir, NativeRunner } from './native-runner';
 import { checkHost, probeDiskLimits } from './preflight';
 import { cgroupSafe, runInSandbox } from './run';
 import { healthProbe } from './health';
@@ -103,6 +105,7 @@ export class ContainerDriver implements EnvironmentDriver {
   private auditor: SecurityAuditor | null = null;
   private readonly bundleLowers: BundleLowers;
   private readonly mounts = new MountHelper();
+  private readonly runner: NativeRunner;
 
   constructor(options: ContainerDriverOptions) {
     if (!options?.imageDir) throw new Error('ContainerDriver: imageDir is required');
@@ -133,10 +136,12 @@ export class ContainerDriver implements EnvironmentDriver {
     this.capabilities = containerCapabilities(config);
     this.seccompFiles = new SeccompFiles(this.stateRoot, () => this.ensureStateRoot());
     this.bundleLowers = new BundleLowers(path.join(this.stateRoot, 'bundles'), this.sandboxUser, this.logger);
+    this.runner = new NativeRunner({ enabled: config.nativeRunner, dir: defaultNativeDir(), secure: this.sandboxUser !== null, log: this.logger });
     this.host = {
       logger: this.logger,
       imageDir: this.imageDir,
       bwrapPath: this.bwrapPath,
+      phaseTimings: config.phaseTimings,
       cgroupParent: this.cgroupParent,
       cgroupLayout: () => (this.useCgroups ? this.cgroupLayout() : null),
       cpuReservations: () => (this.useCgroups ? this.cpuReservations() : null),
@@ -148,8 +153,10 @@ export class ContainerDriver implements EnvironmentDriver {
       },
       dropPrivileges: () => (this.sandboxUser ? setprivArgs(this.setprivPath, this.sandboxUser) : []),
       makeSandboxDir: (dir) => makeSandboxDir(dir, this.sandboxUser),
+      makeSandboxDirSync: (dir) => makeSandboxDirSync(dir, this.sandboxUser),
       securityAuditor: () => (this.auditor ??= new SecurityAuditor(this.instance, this.logger)),
       inputs: { bundleLowers: this.bundleLowers, owner: this.sandboxUser, mounts: this.mounts },
+      nativeRunner: () => this.runner.get(),
     };
   }
 
@@ -183,6 +190,7 @@ export class ContainerDriver implements EnvironmentDriver {
     }
     await this.sweepOnce();
     await this.probeDiskLimits();
+    await this.runner.get(); // compiled now (once per host) rather than by the first run
   }
 
   /** Once per instance: a small filesystem made, mounted and thrown away, or a clear error. */
@@ -229,6 +237,7 @@ export class ContainerDriver implements EnvironmentDriver {
       runSeq: 0,
       active: null,
       inputs: null,
+      strayGroups: false,
     };
     try {
       await this.ensureStateRoot();
@@ -258,10 +267,18 @@ export class ContainerDriver implements EnvironmentDriver {
 
   async reset(env: EnvironmentHandle): Promise<void> {
     const state = this.state(env);
+    const phases = phaseTimer(this.host.phaseTimings, 'reset.total');
     await this.stopActive(state, 'reset');
+    phases.lap('reset.stop');
     try {
-      if (this.useCgroups) await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
+      // Each run removes its own group; only one that could not be removed is looked for.
+      if (this.useCgroups && state.strayGroups) {
+        state.strayGroups = false;
+        await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
+      }
+      phases.lap('reset.cgroups');
       await unmountInputs(this.host.inputs, state); // the bundle's overlay: what the test changed goes with the disk's content
+      phases.lap('reset.inputs');
       if (state.disk) {
         // After a big test a fresh filesystem: quicker than deleting what it left, whatever its
         // size or depth. After a small one the few files go in place.
@@ -276,7 +293,11 @@ export class ContainerDriver implements EnvironmentDriver {
         await removeTree(state.workDir);
         await removeTree(state.ctlDir);
       }
-      await this.host.makeSandboxDir(state.workDir);
+      phases.lap('reset.clear');
+      this.host.makeSandboxDirSync(state.workDir);
+      phases.lap('reset.work dir');
+      const timings = phases.done();
+      if (timings) this.logger.info({ envId: env.id, phases: timings }, 'container reset phases');
     } catch (err) {
       this.logger.error({ envId: env.id, err: (err as Error).message }, 'reset failed: the environment is unusable');
       throw new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });

@@ -34,6 +34,8 @@ export interface EnvState {
   active: ActiveRun | null;
   /** The bundle's overlay mounted over workDir for the last run (work-inputs.ts); the reset unmounts it. */
   inputs: MountedInputs | null;
+  /** A run group of this environment could not be removed: reset sweeps the environment's groups. */
+  strayGroups: boolean;
 }
 
 /** What run.ts needs of its driver. */
@@ -41,6 +43,8 @@ export interface ContainerHost {
   readonly logger: DriverLogger;
   readonly imageDir: string;
   readonly bwrapPath: string;
+  /** Time the phases of runs and resets and log them (the phaseTimings option). */
+  readonly phaseTimings: boolean;
   /** This instance's own parent group: run groups are below it. */
   readonly cgroupParent: string;
   /** The prepared cgroup layout; null when cgroups are disabled. */
@@ -54,6 +58,9 @@ export interface ContainerHost {
   /** argv prefix that drops to the sandbox user before bwrap (empty when not running as root). */
   dropPrivileges(): string[];
   makeSandboxDir(dir: string): Promise<void>;
+  makeSandboxDirSync(dir: string): void;
+  /** The host path of the native runner to bind into the sandbox; null: the perl runner (native-runner.ts). */
+  nativeRunner(): Promise<string | null>;
   /** Audits SECURITY runs (security-audit.ts). */
   securityAuditor(): SecurityAuditor;
   /** What filling a run's work dir needs (work-inputs.ts): the bundle copies, the owner of the files. */

@@ -10,7 +10,7 @@ import type { CgroupStats } from '../cgroups/run-cgroup';
 import type { RunOutcome } from '../driver';
 import { MAX_METRICS_FILE_BYTES, MAX_REPORTED_METRICS, parseMetricsFile, type MetricLineScanner } from '../reported-metrics';
 import { SANDBOX_CTL_DIR } from './bwrap-args';
-import { readCappedRegularFile } from './host-files';
+import { readCappedRegularFileSync } from './host-files';
 import { parseRunnerUsage } from './runner-script';
 
 /** The metrics file's name in the control dir; $METRICS_FILE is its path inside the sandbox. */
@@ -38,7 +38,7 @@ export async function collectRunMetrics(input: {
   const fromStdout = input.stdoutMetrics.end();
   let ignored = input.stdoutMetrics.ignored;
   const reported = [...fromStdout];
-  const file = await readCappedRegularFile(path.join(input.ctlDir, METRICS_FILE_NAME), input.log, MAX_METRICS_FILE_BYTES);
+  const file = readCappedRegularFileSync(path.join(input.ctlDir, METRICS_FILE_NAME), input.log, MAX_METRICS_FILE_BYTES);
   if (file?.tooBig) {
     input.log.warn({ testId: input.testId, maxBytes: MAX_METRICS_FILE_BYTES }, 'the METRICS_FILE of a test is larger than allowed: ignored');
   } else if (file) {

@@ -5,44 +5,50 @@
 // Host process tree of one run:
 //   node ─ sh (join wrapper: writes $$ to the run's cgroup.procs files, then execs)
 //          → [driver runs as root: setpriv, dropping to the sandbox host uid/gid, then execs] → bwrap
-//          └ [new namespaces] bwrap init (pid 1) ─ sh runner.sh ─ perl (wait status) ─ the script
+//          └ [new namespaces] runner (pid 1: wait status, reaps orphans) ─ the script
+//            with services: runner (pid 1, reaps) ─ sh runner.sh → runner (wait status) ─ the script
+//            the runner: the native one (native-runner.ts), else perl in the image; neither: bwrap's
+//            init (pid 1) ─ sh runner.sh ─ the script
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, promises as fs } from 'node:fs';
+import { closeSync, existsSync, lstatSync, openSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bestEffort } from '../../infra/best-effort';
-import { pathExists } from '../../infra/fs-utils';
+import { phaseTimer, type PhaseTimer } from '../../infra/phase-timer';
 import type { CpuReservation } from '../cgroups/cpu-reservations';
 import { RunCgroup } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
 import { DEFAULT_MAX_LOG_BYTES, endRunLogs, openRunLogs, serviceLogArtifactName, type RunLogs } from '../run-logs';
-import { collectArtifacts } from './artifacts';
 import { reserveDedicatedCpus } from './dedicated-cpus';
-import { HARDENED_TMPDIR, HARDENED_TMPDIR_NAME, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
+import { HARDENED_TMPDIR, SANDBOX_CTL_DIR, buildBwrapArgs, bwrapEnvData, isValidEnvName } from './bwrap-args';
 import type { ContainerHost, EnvState } from './env-state';
 import { decodeExit, emptyOutcome, type SandboxExit } from './exit-status';
-import { readSmallRegularFile, writeNewFile } from './host-files';
+import { readSmallRegularFileSync } from './host-files';
 import { buildHint, checkImage } from './image';
 import { OutputCapture } from './output-capture';
+import { collect, prepareRunFiles } from './run-files';
 import { collectRunMetrics, SANDBOX_METRICS_FILE } from './run-metrics';
-import { SCRIPT_NAME, STARTED_FD, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName } from './runner-script';
+import { STARTED_FD, STATUS_FILE, buildDirectCommand, buildReapedRunnerCommand, parseRunnerStatus, serviceLogName } from './runner-script';
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
-import { populateWork } from './work-inputs';
 
 /** The root filesystem of a run: the version the worker chose, else the shape's image as it is now. */
 async function runRootfs(imageDir: string, shapeImage: string, spec: RunSpec): Promise<string> {
   if (spec.image) {
-    // lstat: a link in an image points into the image, not at the host's files
-    const sh = path.isAbsolute(spec.image.rootfs)
-      ? await fs.lstat(path.join(spec.image.rootfs, 'bin/sh')).catch((err: NodeJS.ErrnoException) => {
-          if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return null; // the expected answer: not there
-          throw err; // EACCES, EIO: not an answer to "is the image here"
-        })
-      : null;
+    // lstat: a link in an image points into the image, not at the host's files; synchronous: a lookup
+    // in the dentry cache, where an await costs a thread-pool round trip
+    let sh = false;
+    if (path.isAbsolute(spec.image.rootfs)) {
+      try {
+        sh = lstatSync(path.join(spec.image.rootfs, 'bin/sh')) !== null;
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err; // EACCES, EIO: not an answer to "is the image here"
+      }
+    }
     if (!sh) {
       throw new InfrastructureError(`image ${spec.image.name} (${spec.image.digest}) is not on this host at ${spec.image.rootfs}`);
     }
@@ -63,15 +69,19 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   const log = host.logger;
   const started = performance.now();
   if (spec.signal?.aborted) return emptyOutcome({ aborted: true });
+  const phases = phaseTimer(host.phaseTimings, 'run.total');
 
   const rootfs = await runRootfs(host.imageDir, env.shape.image, spec);
 
   const shebang = spec.script.startsWith('#!');
   const hardened = spec.isolation === 'hardened';
-  const hasPerl = await pathExists(path.join(rootfs, 'usr/bin/perl'));
-  // Without services and with perl in the image, perl is the sandbox's command (no runner shell).
-  const direct = spec.services.length === 0 && hasPerl;
+  const hasPerl = existsSync(path.join(rootfs, 'usr/bin/perl'));
+  const native = await host.nativeRunner();
+  // Without services the runner (native, or perl in the image) is the sandbox's command (no runner shell).
+  const direct = spec.services.length === 0 && (native !== null || hasPerl);
+  phases.lap('run.image');
   await prepareRunFiles(host, state, spec, { shebang, direct, hardened });
+  phases.lap('run.files');
   for (const k of Object.keys(spec.env)) {
     if (!isValidEnvName(k)) log.warn({ envId: env.id, testId: spec.testId, name: k }, 'invalid environment variable name dropped');
   }
@@ -82,6 +92,7 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
   state.runSeq += 1;
   const name = `${cgroupSafe(env.id)}-${spec.attempt}-${state.runSeq}`;
   const dedicated = await reserveDedicatedCpus(host, state, spec, name);
+  phases.lap('run.cpus');
   if (dedicated.aborted || spec.signal?.aborted) {
     await dedicated.reservation?.release();
     return emptyOutcome({ aborted: true });
@@ -96,11 +107,14 @@ export async function runInSandbox(host: ContainerHost, state: EnvState, spec: R
     throw new InfrastructureError(`cannot write the logs of the run in ${spec.artifactDir}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, name, runEnv, reservation: dedicated.reservation, started, logs });
+    return await runReserved(host, state, spec, { rootfs, shebang, direct, hardened, hasPerl, native, name, runEnv, reservation: dedicated.reservation, started, phases, logs });
   } finally {
     await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
     const r = dedicated.reservation;
     if (r) await bestEffort(log, 'giving back dedicated CPUs', () => r.release());
+    phases.lap('run.cpus');
+    const timings = phases.done();
+    if (timings) log.info({ envId: env.id, testId: spec.testId, phases: timings }, 'container run phases');
   }
 }
 
@@ -110,19 +124,22 @@ async function runReserved(
   state: EnvState,
   spec: RunSpec,
   o: {
-    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; name: string; runEnv: Record<string, string>;
-    reservation: CpuReservation | null; started: number; logs: RunLogs;
+    rootfs: string; shebang: boolean; direct: boolean; hardened: boolean; hasPerl: boolean; native: string | null; name: string; runEnv: Record<string, string>;
+    reservation: CpuReservation | null; started: number; phases: PhaseTimer; logs: RunLogs;
   },
 ): Promise<RunOutcome> {
   const env = state.handle;
   const log = host.logger;
-  const { shebang, direct, hardened, hasPerl, name, runEnv, reservation, started, logs } = o;
+  const { shebang, direct, hardened, hasPerl, native, name, runEnv, reservation, started, phases, logs } = o;
+  // A runner that reaps orphans is the PID namespace's pid 1: the native one, or perl in the image.
+  const reaper = native !== null || hasPerl;
 
   // Every run gets a seccomp filter: the baseline, or the strict one for hardened isolation.
   let seccompFd: number | undefined;
   const file = await host.seccompFilterFile(spec.isolation === 'hardened' ? 'strict' : 'baseline');
   if (file) seccompFd = openSync(file, 'r');
   else host.warnNoSeccomp();
+  phases.lap('run.seccomp');
 
   // Per-run cgroup; a run without dedicated CPUs also joins the shared cpuset group, kept off them.
   let cgroup: RunCgroup | null = null;
@@ -141,12 +158,15 @@ async function runReserved(
       if (seccompFd !== undefined) closeSync(seccompFd);
       const group = cgroup;
       if (group) await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
+      state.strayGroups = true; // whatever the failure left, the next reset removes
       throw new InfrastructureError(`cannot create the cgroup of ${env.id}: ${(err as Error).message}`, { cause: err });
     }
   }
+  phases.lap('run.cgroup');
   // SECURITY runs: what they are denied and what they execute (security-audit.ts; never fails).
   const audit: AuditSession | null = hardened ? await host.securityAuditor().begin({ imageHasPerl: hasPerl, withServices: spec.services.length > 0 }) : null;
   const auditFile = path.join(env.stateDir, SECURITY_AUDIT_LOG);
+  phases.lap('run.audit');
 
   const bwrapArgs = buildBwrapArgs({
     rootfs: o.rootfs,
@@ -154,7 +174,12 @@ async function runReserved(
     ctlDir: state.ctlDir,
     env: runEnv,
     envFd: ENV_FD,
-    command: [...(audit?.commandPrefix ?? []), ...(direct ? buildDirectCommand(shebang) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`])],
+    command: [
+      ...(audit?.commandPrefix ?? []),
+      ...(direct ? buildDirectCommand(shebang, native !== null) : reaper ? buildReapedRunnerCommand(native !== null) : ['/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`]),
+    ],
+    asPid1: reaper,
+    runner: native ?? undefined,
     disableUserns: true,
     seccompFd: seccompFd === undefined ? undefined : SECCOMP_FD,
     tmpSizeBytes: env.shape.memoryMb * 1024 * 1024,
@@ -166,6 +191,7 @@ async function runReserved(
     loginuid: audit?.loginuid,
     exec: [...host.dropPrivileges(), host.bwrapPath, ...bwrapArgs],
   });
+  phases.lap('run.args');
 
   const envData = bwrapEnvData(runEnv); // built before spawning: the audit's timing starts at the spawn
   const stdout = new OutputCapture(spec.maxOutputBytes);
@@ -181,12 +207,15 @@ async function runReserved(
     if (cgroup) {
       const group = cgroup;
       await bestEffort(log, 'removing the cgroup of a sandbox that did not start', () => group.remove());
+      state.strayGroups = true; // the next reset makes sure
     }
     if (audit) await audit.dispose();
     throw new InfrastructureError(`cannot start the sandbox: ${(err as Error).message}`, { cause: err });
   } finally {
     if (seccompFd !== undefined) closeSync(seccompFd);
   }
+  phases.lap('run.spawn');
+  let startedAt = 0;
 
   const killTree = () => {
     if (cgroup) void cgroup.kill().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup kill failed'));
@@ -220,6 +249,7 @@ async function runReserved(
   let sandboxStarted = false;
   const startSocket = child.stdio[STARTED_FD] as NodeJS.ReadableStream & { destroy(): void };
   startSocket.on('data', () => {
+    if (!sandboxStarted) startedAt = performance.now();
     sandboxStarted = true;
   });
   startSocket.on('error', (err: Error) => log.warn({ envId: env.id, err: err.message }, 'start socket error'));
@@ -255,21 +285,29 @@ async function runReserved(
 
   try {
     const exit = await exited;
-    const durationMs = Math.round(performance.now() - t0);
+    const exitedAt = performance.now();
+    const durationMs = Math.round(exitedAt - t0);
+    // spawn → the runner's first byte (wrapper, setpriv, bwrap's setup, perl) → exit (the script, perl's wait)
+    if (startedAt) phases.lapAt('run.sandbox start', startedAt);
+    phases.lapAt('run.script', exitedAt);
     clearTimeout(timer);
     spec.signal?.removeEventListener('abort', onAbort);
     // The PID namespace died with bwrap; anything still in the group (a wrapper that never
     // exec'd, a process between namespaces) is killed too.
     if (cgroup) await cgroup.kill(3000);
+    phases.lap('run.kill');
     await Promise.race([streamsClosed, new Promise((r) => setTimeout(r, 2000).unref())]);
     child.stdout!.destroy();
     child.stderr!.destroy();
     startSocket.destroy();
+    phases.lap('run.streams');
 
     const stats = cgroup ? await cgroup.stats() : null;
+    phases.lap('run.stats');
     // The control dir belongs to the sandbox user: never follow a link or block on a FIFO there.
-    const statusText = await readSmallRegularFile(path.join(state.ctlDir, STATUS_FILE), log);
+    const statusText = readSmallRegularFileSync(path.join(state.ctlDir, STATUS_FILE), log);
     const status = statusText === null ? null : parseRunnerStatus(statusText);
+    phases.lap('run.status');
 
     if (exit.error) {
       throw new InfrastructureError(`cannot start the sandbox (${command}): ${exit.error.message}`, { cause: exit.error });
@@ -288,6 +326,7 @@ async function runReserved(
           return false;
         })
       : false;
+    phases.lap('run.disk');
     if (audit) {
       await fs.rm(auditFile, { force: true });
       await audit.finish(auditFile, child.pid).catch((err: Error) => log.error({ testId: spec.testId, err: err.message }, 'security audit not written'));
@@ -304,7 +343,9 @@ async function runReserved(
     const collected = await collect(host, state, spec, audit ? auditFile : null);
     const files = [...ended.files, ...collected.files];
     const artifactNotes = [...ended.notes, ...collected.notes];
+    phases.lap('run.artifacts');
     const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: state.ctlDir, log, testId: spec.testId });
+    phases.lap('run.metrics');
 
     const outcome: RunOutcome = {
       exitCode,
@@ -342,6 +383,7 @@ async function runReserved(
       },
       'container run finished',
     );
+    phases.lap('run.log');
     return outcome;
   } finally {
     clearTimeout(timer);
@@ -352,54 +394,11 @@ async function runReserved(
       await bestEffort(log, 'removing the security audit file', () => fs.rm(auditFile, { force: true }));
     }
     if (cgroup) {
-      await cgroup.remove().catch((err: Error) => log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed'));
+      await cgroup.remove().catch((err: Error) => {
+        state.strayGroups = true; // the next reset tries again
+        log.warn({ envId: env.id, err: err.message }, 'cgroup removal failed');
+      });
     }
-  }
-}
-
-/** Control dir (runner, status, service logs), fresh per run, and the script in the work dir. */
-async function prepareRunFiles(host: ContainerHost, state: EnvState, spec: RunSpec, o: { shebang: boolean; direct: boolean; hardened: boolean }): Promise<void> {
-  try {
-    await fs.rm(state.ctlDir, { recursive: true, force: true });
-    await host.makeSandboxDir(state.ctlDir);
-    await host.makeSandboxDir(state.workDir);
-    await populateWork(host.inputs, state, spec.inputs); // the bundle and the files
-    if (o.hardened) await host.makeSandboxDir(path.join(state.workDir, HARDENED_TMPDIR_NAME));
-    const scriptPath = path.join(state.workDir, SCRIPT_NAME);
-    await fs.rm(scriptPath, { force: true }); // never write through a link left by the last run
-    await writeNewFile(scriptPath, spec.script, o.shebang ? 0o755 : 0o644);
-    const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
-    if (!o.direct) {
-      await writeNewFile(
-        path.join(state.ctlDir, 'runner.sh'),
-        buildRunnerScript({ services: spec.services, shebang: o.shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
-        0o644,
-      );
-      for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(state.ctlDir, f.name), f.text, 0o644);
-    }
-  } catch (err) {
-    if (err instanceof InfrastructureError) throw err;
-    throw new InfrastructureError(`cannot prepare the work dir of ${state.handle.id}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-/** The run's artifacts (and the security audit), copied out of the work dir. */
-async function collect(host: ContainerHost, state: EnvState, spec: RunSpec, auditFile: string | null): Promise<{ files: RunOutcome['files']; notes: string[] }> {
-  const log = host.logger;
-  try {
-    const result = await collectArtifacts({
-      workDir: state.workDir,
-      artifactDir: spec.artifactDir,
-      patterns: spec.artifactPaths,
-      exclude: auditFile ? [SCRIPT_NAME, `${HARDENED_TMPDIR_NAME}/`] : [SCRIPT_NAME],
-      logs: auditFile ? [{ source: auditFile, name: SECURITY_AUDIT_LOG, first: true }] : [],
-      limits: spec.artifactLimits,
-      onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
-    });
-    if (result.notes.length) log.warn({ testId: spec.testId, notes: result.notes }, 'artifacts left out or cut');
-    return result;
-  } catch (err) {
-    log.error({ testId: spec.testId, err: (err as Error).message }, 'artifact collection failed');
-    throw new InfrastructureError(`cannot collect artifacts: ${(err as Error).message}`, { cause: err });
+    phases.lap('run.cgroup remove');
   }
 }

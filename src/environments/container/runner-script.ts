@@ -7,8 +7,17 @@
 // lines of Perl (perl-base is Essential in Debian, so it is in every minbase image) that fork, exec
 // and waitpid, and write `exit N` or `signal N` to the status file. Images without perl fall back to
 // sh and write `exit-ambiguous N`: the driver then decodes N > 128 as a signal (documented guess).
+//
+// Where a C compiler is at hand the same job is done by the native runner (native-runner.ts), bound
+// into every sandbox, and perl is not needed.
+//
+// The runner (native, or perl in the image) is also the sandbox's pid 1 (bwrap --as-pid-1, see
+// buildDirectCommand below): it reaps every process orphaned to it while the script runs, and when it
+// exits the kernel kills what is left of the namespace before bwrap, its parent, sees it end. Without
+// it (bwrap's own init as pid 1) the init is orphaned when bwrap exits, reaped later by the host's
+// init, and keeps the run's cgroup busy and a pid of it charged for up to ~2 s (measured).
 
-import { SANDBOX_CTL_DIR, SANDBOX_WORK_DIR } from './bwrap-args.js';
+import { SANDBOX_CTL_DIR, SANDBOX_RUNNER, SANDBOX_WORK_DIR } from './bwrap-args.js';
 
 /** Test script location inside the work dir; excluded from artifact collection. */
 export const SCRIPT_NAME = '.test-script';
@@ -73,6 +82,7 @@ function readyCheckName(index: number): string {
  */
 const GETRUSAGE_NR = ({ x64: 98, arm64: 165, riscv64: 165 } as Record<string, number>)[process.arch] ?? 0;
 
+// `$out` empty: no status file (the services runner's outer perl, which only reaps as pid 1).
 const PERL_WAIT = [
   'my $out = shift @ARGV; my $started = shift @ARGV;',
   'if ($started ne "" && open(my $m, ">&=", $started)) { print $m "started\\n"; close $m; }',
@@ -81,12 +91,14 @@ const PERL_WAIT = [
   'if (!defined $pid) { print STDERR "[orchestrator] fork failed: $!\\n"; $pid = -1; }',
   'if ($pid == 0) { exec { $ARGV[0] } @ARGV; print STDERR "[orchestrator] cannot execute $ARGV[0]: $!\\n"; exit 127; }',
   'my $s = 126 << 8;',
-  'if ($pid > 0) { while (waitpid($pid, 0) == -1) { last unless $!{EINTR}; } $s = $?; }',
+  // as pid 1: every orphan is ours to reap (or it stays a zombie, counted in the pids limit)
+  'my $any = $$ == 1 ? -1 : $pid;',
+  'if ($pid > 0) { while (1) { my $w = waitpid($any, 0); if ($w == $pid) { $s = $?; last; } last if $w == -1 && !$!{EINTR}; } }',
   'my $line = ($s & 127) ? "signal " . ($s & 127) : "exit " . ($s >> 8);',
   // what the script and the processes it waited for used: getrusage(RUSAGE_CHILDREN), see RunnerUsage
   'my $ru = "\\0" x 144; my $u = "";',
   `if (${GETRUSAGE_NR} > 0 && syscall(${GETRUSAGE_NR}, -1, $ru) == 0) { my @r = unpack("l!18", $ru); $u = "usage " . join(" ", $r[0] * 1000000 + $r[1], $r[2] * 1000000 + $r[3], @r[4, 11, 12, 16, 17]) . "\\n"; }`,
-  'if (open(my $f, ">", "$out.tmp")) { print $f "$line\\n$u"; close $f; rename "$out.tmp", $out; }',
+  'if ($out ne "" && open(my $f, ">", "$out.tmp")) { print $f "$line\\n$u"; close $f; rename "$out.tmp", $out; }',
   'exit(($s & 127) ? 128 + ($s & 127) : $s >> 8);',
 ].join(' ');
 
@@ -134,6 +146,9 @@ export function buildRunnerScript(input: RunnerInput): string {
   });
   const cmd = input.shebang ? shQuote(script) : `/bin/sh ${shQuote(script)}`;
   lines.push(
+    `if [ -x ${SANDBOX_RUNNER} ]; then`,
+    `  exec ${SANDBOX_RUNNER} "$ctl/${STATUS_FILE}" '' ${cmd}`,
+    'fi',
     'if [ -x /usr/bin/perl ]; then',
     `  exec /usr/bin/perl -e ${shQuote(PERL_WAIT)} -- "$ctl/${STATUS_FILE}" '' ${cmd}`,
     'fi',
@@ -147,21 +162,28 @@ export function buildRunnerScript(input: RunnerInput): string {
 }
 
 /**
- * The sandbox command of a run without services when the image has /usr/bin/perl: perl says it has
- * started (on STARTED_FD, which it then closes), runs the script and records its wait status; no runner shell in between (~3 ms less).
- * Core dumps are then enabled by the caller (rlimits are inherited through bwrap).
+ * The sandbox command of a run without services with the native runner (`native`) or, when the image
+ * has /usr/bin/perl, perl: it says it has started (on STARTED_FD, which it then closes), runs the script
+ * and records its wait status; no runner shell in between (~3 ms less). Core dumps are then enabled by
+ * the caller (rlimits are inherited through bwrap). Run as pid 1 (bwrap --as-pid-1).
  */
-export function buildDirectCommand(shebang: boolean): string[] {
+export function buildDirectCommand(shebang: boolean, native = false): string[] {
   const script = `${SANDBOX_WORK_DIR}/${SCRIPT_NAME}`;
   return [
-    '/usr/bin/perl',
-    '-e',
-    PERL_WAIT,
-    '--',
+    ...(native ? [SANDBOX_RUNNER] : ['/usr/bin/perl', '-e', PERL_WAIT, '--']),
     `${SANDBOX_CTL_DIR}/${STATUS_FILE}`,
     String(STARTED_FD),
     ...(shebang ? [script] : ['/bin/sh', script]),
   ];
+}
+
+/**
+ * The sandbox command of a run with services with the native runner or, when the image has
+ * /usr/bin/perl, perl: as pid 1 (bwrap --as-pid-1), reaping orphans, it runs the runner shell (which
+ * writes the status through a runner of its own).
+ */
+export function buildReapedRunnerCommand(native = false): string[] {
+  return [...(native ? [SANDBOX_RUNNER] : ['/usr/bin/perl', '-e', PERL_WAIT, '--']), '', '', '/bin/sh', `${SANDBOX_CTL_DIR}/runner.sh`];
 }
 
 /** What the status file says. */
@@ -184,7 +206,7 @@ export function parseRunnerStatus(text: string): RunnerStatus | null {
  * getrusage(RUSAGE_CHILDREN) after the script ended: CPU in µs, peak RSS of the largest one in KiB,
  * blocks of 512 bytes the storage layer read and wrote for them (Linux counts a write when a page is
  * dirtied, not when it reaches the disk), voluntary and involuntary context switches. Processes the
- * script left running, or did not wait for, are not in it.
+ * script left running are not in it; orphans that ended before it are (the runner, pid 1, reaps them).
  */
 export interface RunnerUsage {
   userUs: number;

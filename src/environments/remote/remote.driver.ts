@@ -90,6 +90,11 @@ export class RemoteDriver implements EnvironmentDriver {
 
   private closing = false;
 
+  /** The driver host's pid while it runs (diagnostics: benchmarks read its CPU time). */
+  get hostPid(): number | undefined {
+    return this.child?.pid;
+  }
+
   private onReply(m: Reply): void {
     if (m.kind === 'log') {
       this.logger[m.level](m.obj, m.msg);
