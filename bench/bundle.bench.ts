@@ -4,7 +4,7 @@
 // it what a plain copy of the same files costs, the driver's one-time copy for the sandbox user, and
 // an upload of the archive (unpacked into the store). Independent of the database: measured once.
 import { execFileSync } from 'node:child_process';
-import { randomFillSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,29 +16,12 @@ import { createWorkFs, destroyWorkFs, type WorkFs } from '../src/environments/co
 import type { EnvironmentShape, RunSpec } from '../src/environments/driver';
 import { RemoteDriver } from '../src/environments/remote/remote.driver';
 import { BundleStore } from '../src/infra/bundle/bundle-store';
-import { TAR_END, tarHeader, tarPadding } from '../src/infra/tar/tar-writer';
+import { BUNDLE_FILES, bundleTar } from './bench-bundle';
 import { fmtMs, now, stats, type Section } from './bench-kit';
 
 const RUNS = 60;
-const FILES = 1000;
-const FILE_BYTES = 10 * 1024; // 1,000 × 10 KiB: 10 MB
 
 let measured = false;
-
-/** A tar of FILES files of FILE_BYTES in 10 directories, not compressible (like a build's output). */
-function bundleTar(): Buffer {
-  const parts: Buffer[] = [];
-  for (let d = 0; d < 10; d++) {
-    parts.push(tarHeader({ name: `dir${d}/`, type: 'directory' }));
-    for (let f = 0; f < FILES / 10; f++) {
-      const data = Buffer.alloc(FILE_BYTES);
-      randomFillSync(data);
-      parts.push(tarHeader({ name: `dir${d}/file${f}.bin`, type: 'file', size: data.length }), data, tarPadding(data.length));
-    }
-  }
-  parts.push(tarHeader({ name: 'run.sh', type: 'file', size: 8, mode: 0o755 }), Buffer.from('exit 0\n\n'), tarPadding(8), TAR_END);
-  return Buffer.concat(parts);
-}
 
 export const bundleCost: Section = {
   description: 'per-test cost of the private copy of a 10 MB, 1,000-file bundle (overlay), against a plain copy',
@@ -135,7 +118,7 @@ export const bundleCost: Section = {
       const resets = times.reset.map(stats);
       const cost = runs[1].p50 - runs[0].p50 + (resets[1].p50 - resets[0].p50);
       const c = stats(copies);
-      ctx.record({ key: 'bundle-per-test', measure: `per-test cost of a private copy of a 10 MB, ${FILES}-file bundle (overlay): run + reset p50, with less without`, value: cost, unit: 'ms', detail: `run ${fmtMs(runs[1].p50)} vs ${fmtMs(runs[0].p50)}, reset ${fmtMs(resets[1].p50)} vs ${fmtMs(resets[0].p50)}; ${RUNS} runs each` });
+      ctx.record({ key: 'bundle-per-test', measure: `per-test cost of a private copy of a 10 MB, ${BUNDLE_FILES}-file bundle (overlay): run + reset p50, with less without`, value: cost, unit: 'ms', detail: `run ${fmtMs(runs[1].p50)} vs ${fmtMs(runs[0].p50)}, reset ${fmtMs(resets[1].p50)} vs ${fmtMs(resets[0].p50)}; ${RUNS} runs each` });
       ctx.record({ key: 'bundle-plain-copy', measure: `a plain copy of the same files with cp -a into a work disk (what the overlay saves each test), ${copies.length} copies: p50`, value: c.p50, unit: 'ms', detail: `p95 ${fmtMs(c.p95)}` });
       ctx.record({ key: 'bundle-first-run', measure: 'first run of the bundle on a driver (its copy for the sandbox user, once), whole run', value: firstMs, unit: 'ms', detail: `the copy alone p50 ${fmtMs(stats(driverCopies).p50)}` });
       ctx.record({ key: 'bundle-copy-up', measure: 'a run that appends to one bundle file (copy-up of 10 KiB): run p50', value: stats(write).p50, unit: 'ms', detail: `vs ${fmtMs(runs[1].p50)} for \`true\`` });

@@ -9,7 +9,6 @@ import type { EnvironmentShape, RunImage, RunSpec } from '../src/environments/dr
 import { RemoteDriver } from '../src/environments/remote/remote.driver';
 import { resolveImage } from '../src/images/store';
 import { now } from './bench-kit';
-import { copyInto } from './bundle-standin';
 
 export const BENCH_SHAPE: EnvironmentShape = { pool: 'container', kind: 'CONTAINER', arch: 'x86_64', cpus: 1, memoryMb: 256, image: 'debian-bookworm', pids: 64 };
 
@@ -34,7 +33,7 @@ function processCpuMs(pid: number): number {
 
 export async function driverDirect(
   imageDir: string,
-  o: { runs: number; concurrency: number; phases?: boolean; script?: string; /** bundle-standin.ts: copied into /work before each run */ standinTree?: string },
+  o: { runs: number; concurrency: number; phases?: boolean; script?: string; /** an unpacked bundle every run starts with (RunSpec.inputs) */ bundleDir?: string },
 ): Promise<DriverDirectResult> {
   const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-driver-'));
   const phases: Phases = new Map();
@@ -69,10 +68,8 @@ export async function driverDirect(
           next++;
           const spec: RunSpec = {
             testId: randomUUID(), attempt: 1, script: o.script ?? 'true', image, env: {}, timeoutMs: 60_000, services: [], artifactPaths: [],
-            artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20,
+            artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20, ...(o.bundleDir ? { inputs: { bundleDir: o.bundleDir, files: [] } } : {}),
           };
-          // the environment's work dir on the host (the container driver's handle says where)
-          if (o.standinTree) await copyInto(o.standinTree, join((env as unknown as { stateDir: string }).stateDir, 'work'));
           const r0 = now();
           const outcome = await driver.run(env, spec);
           add('ipc.run call', now() - r0);

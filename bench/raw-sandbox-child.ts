@@ -16,7 +16,7 @@
 //   none     no cgroup at all (for scale).
 // The CPU of the runs' groups: cpuacct, or cpu.stat of a v2 group, read before each is removed.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +31,8 @@ import { ENV_FD, SECCOMP_FD, sandboxCommand } from '../src/environments/containe
 import { DEFAULT_SANDBOX_GID, DEFAULT_SANDBOX_UID, setprivArgs } from '../src/environments/container/sandbox-user';
 import { SCRIPT_NAME } from '../src/environments/container/runner-script';
 import { buildSeccompFilter } from '../src/environments/container/seccomp';
-import { copyInto } from './bundle-standin';
+import { copyTree } from '../src/environments/container/bundle-lowers';
+import { MountHelper } from '../src/environments/container/mount-helper';
 
 export interface RawSandboxOptions {
   rootfs: string;
@@ -49,8 +50,12 @@ export interface RawSandboxOptions {
   asPid1?: boolean;
   /** Written once per lane to the work dir as the driver's script file (for a command that runs it). */
   script?: string;
-  /** bundle-standin.ts: this tree copied into the work dir before each run, removed after it (`rm -rf`). */
-  standinTree?: string;
+  /**
+   * An unpacked bundle (bench-bundle.ts): copied once, owned by the sandbox's user, as the lower layer of
+   * an overlay mounted over the work dir before each run and unmounted after it, its upper layer then
+   * removed: the driver's way (work-inputs.ts) without its code.
+   */
+  bundleDir?: string;
 }
 
 const SILENT = { info() {}, warn() {}, error() {} };
@@ -88,14 +93,6 @@ function groupCpuMs(layout: CgroupLayout, dirs: string[]): number {
   return m ? Number(m[1]) / 1000 : 0;
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: 'ignore' });
-    child.once('error', reject);
-    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}`))));
-  });
-}
-
 /** Removes the group's directories, retrying at once while a task is still leaving (EBUSY). */
 async function removeGroup(dirs: string[]): Promise<void> {
   for (const d of [...dirs].reverse()) {
@@ -117,6 +114,16 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
   const user = o.dropPrivileges ? { uid: DEFAULT_SANDBOX_UID, gid: DEFAULT_SANDBOX_GID } : null;
   if (user) chmodSync(scratch, 0o711);
   const parent = `${DEFAULT_CGROUP_PARENT}/bench-raw-${process.pid}`;
+  const mounts = o.bundleDir ? new MountHelper() : null;
+  const lower = join(scratch, 'lower');
+  // the per-run layers on a tmpfs: the cheapest place (this host's / is ext4 mounted with `discard`,
+  // where each unlink costs milliseconds; the driver's are on the environment's own disk)
+  const layersRoot = join(scratch, 'layers');
+  if (o.bundleDir) {
+    await copyTree(o.bundleDir, lower, user);
+    mkdirSync(layersRoot, { mode: 0o711 });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256m,mode=0711', 'tmpfs', layersRoot]);
+  }
   const layout = o.cgroups === 'none' ? null : await detectCgroupLayout();
   if (o.cgroups !== 'none' && !layout) throw new Error('no usable cgroup layout');
   try {
@@ -142,7 +149,14 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
       {
         while (seq < o.runs) {
           const n = ++seq;
-          if (o.standinTree) await copyInto(o.standinTree, work);
+          const layers = join(layersRoot, `${i}`);
+          if (mounts) {
+            mkdirSync(layers);
+            mkdirSync(join(layers, 'upper'));
+            mkdirSync(join(layers, 'work'));
+            if (user) chownSync(join(layers, 'upper'), user.uid, user.gid);
+            await mounts.mountOverlay(work, `lowerdir=${lower},upperdir=${layers}/upper,workdir=${layers}/work,volatile`);
+          }
           const group = layout ? makeGroup(layout, parent, `run-${n}`, o) : null;
           const seccompFd = filter ? openSync(seccompFile, 'r') : undefined;
           const cmd = sandboxCommand({
@@ -173,10 +187,9 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
             sandboxCpuMs += groupCpuMs(layout!, group);
             await removeGroup(group);
           }
-          if (o.standinTree) {
-            await run('/bin/rm', ['-rf', '--', work]);
-            mkdirSync(work);
-            if (user) chownSync(work, user.uid, user.gid);
+          if (mounts) {
+            await mounts.unmount(work);
+            rmSync(layers, { recursive: true, force: true });
           }
         }
       }
@@ -187,6 +200,8 @@ async function main(): Promise<{ ms: number; runs: number; hostCpuMs: number; sa
     const cpu = process.cpuUsage(cpu0);
     return { ms: performance.now() - t0, runs: o.runs, hostCpuMs: (cpu.user + cpu.system) / 1000, sandboxCpuMs };
   } finally {
+    mounts?.close();
+    if (o.bundleDir) execFileSync('umount', [layersRoot]);
     if (layout) await removeGroupTree(layout, parent, SILENT).catch(() => undefined);
     rmSync(scratch, { recursive: true, force: true });
   }
