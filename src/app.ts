@@ -114,6 +114,7 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       pingDatabase: () => db.ping(),
       now,
     };
+    const bundles = new BundleService(deps);
     const services: Services = {
       plans: new PlanService(deps),
       tests: new TestService(deps),
@@ -121,8 +122,8 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       environments: new EnvironmentService(deps),
       images: new ImagesService(deps),
       artifacts: new ArtifactsService(deps),
-      retention: new RetentionService(deps),
-      bundles: new BundleService(deps),
+      retention: new RetentionService({ ...deps, bundles }),
+      bundles,
     };
     return { config, logger, db, redis, events, queues, deps, services, redisUrl, close: closeAll };
   } catch (e) {

@@ -121,19 +121,20 @@ export class ArtifactsRepository {
   }
 
   /** Deletes the plan row once it has no test left; false when it still has some (or is gone). */
-  async deleteEmptyPlan(planId: string): Promise<boolean> {
-    const n = await this.prisma.$executeRawUnsafe(
-      `DELETE FROM "execution_plan" p WHERE p."id" = $1::uuid AND NOT EXISTS (SELECT 1 FROM "test_case" t WHERE t."plan_id" = p."id")`,
+  /** Deletes the plan if none of its tests is left; the bundle it used (null: none, or not deleted). */
+  async deleteEmptyPlan(planId: string): Promise<{ deleted: boolean; bundleId: string | null }> {
+    const rows = await this.prisma.$queryRawUnsafe<{ bundleId: string | null }[]>(
+      `DELETE FROM "execution_plan" p WHERE p."id" = $1::uuid AND NOT EXISTS (SELECT 1 FROM "test_case" t WHERE t."plan_id" = p."id")
+        RETURNING p."bundle_id" AS "bundleId"`,
       planId,
     );
-    return n > 0;
+    return { deleted: rows.length > 0, bundleId: rows[0]?.bundleId ?? null };
   }
 
   /**
    * Under the exclusive blob lock: which of `keys` no artifact row references any more, handed to
-   * `remove` (which removes them from the store) before the lock is released.
-   * TODO(bundles): bundles stored in the same store by their sha256 must be counted as references
-   * here too (a NOT EXISTS on the bundle table beside the one on artifact).
+   * `remove` (which removes them from the store) before the lock is released. (Bundles are not in
+   * this store: the bundle store has its own rows and lock, services/bundle.service.ts.)
    */
   async withUnreferenced<T>(keys: string[], remove: (unreferenced: string[]) => Promise<T>): Promise<T> {
     return this.prisma.$transaction(

@@ -43,9 +43,16 @@ export interface Page<T> {
 }
 
 export class UniqueViolation extends Error {}
+/** The plan names a bundle whose row is gone (deleted between the check and the insert). */
+export class MissingBundle extends Error {}
 
 /** Tests per INSERT statement of a submission. */
 const INSERT_CHUNK = 2_000;
+
+const isForeignKeyViolation = (e: unknown): boolean => {
+  const err = e as { code?: string; message?: string; cause?: { code?: string } };
+  return err?.code === 'P2003' || err?.cause?.code === '23503' || /foreign key constraint|23503/i.test(String(err?.message));
+};
 
 const isUniqueViolation = (e: unknown): boolean => {
   const err = e as { code?: string; message?: string; cause?: { code?: string } };
@@ -118,6 +125,7 @@ export class PlansRepository {
       return planView(created, counts);
     } catch (e) {
       if (isUniqueViolation(e)) throw new UniqueViolation('unique key taken', { cause: e });
+      if (plan.bundleId && isForeignKeyViolation(e)) throw new MissingBundle(`bundle ${plan.bundleId} is gone`, { cause: e });
       throw e;
     }
   }

@@ -4,7 +4,7 @@ import { planDigest } from '../domain/plan-digest';
 import { describeProblems, validatePlan, type SubmitPlanInput } from '../domain/plan-input';
 import type { PlanStatus } from '../domain/status';
 import { decodeCursor, isUuid } from '../db/cursor';
-import { UniqueViolation, type NewTestRow, type Page } from '../db/plans.repository';
+import { MissingBundle, UniqueViolation, type NewTestRow, type Page } from '../db/plans.repository';
 import type { PlanView } from '../views/view.types';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
@@ -53,7 +53,7 @@ export class PlanService {
     }
     const bundle = input.bundle ? await this.d.bundles.get(input.bundle) : null;
     if (input.bundle && !bundle) {
-      throw new UserError('BAD_USER_INPUT', `invalid plan: bundle "${input.bundle}" was not uploaded (POST /bundles answers the id to give here)`, { field: 'bundle' });
+      throw bundleNotUploaded(input.bundle!);
     }
     const planFiles: WorkFile[] = (input.files ?? []).map(toWorkFile);
     // what every test's working directory starts with: the bundle (each file in whole blocks), the plan's files
@@ -136,6 +136,8 @@ export class PlanService {
         const existing = await this.d.plans.findByIdempotencyKey(input.idempotencyKey);
         if (existing) return this.sameContent(input.idempotencyKey, digest!, existing);
       }
+      // retention deleted the bundle (no plan used it, its grace was over) after the check above
+      if (e instanceof MissingBundle) throw bundleNotUploaded(input.bundle!);
       throw e;
     }
     try {
@@ -194,3 +196,6 @@ const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
 function stripNulls<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined)) as T;
 }
+
+const bundleNotUploaded = (id: string) =>
+  new UserError('BAD_USER_INPUT', `invalid plan: bundle "${id}" was not uploaded (POST /bundles answers the id to give here)`, { field: 'bundle' });

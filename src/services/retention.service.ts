@@ -1,11 +1,13 @@
-// Deleting finished plans with everything they hold: their tests, runs and artifact rows, and the blobs
-// no other artifact references (same content, same key: kept). A batch of tests per transaction with a
+// Deleting finished plans with everything they hold: their tests, runs and artifact rows, the blobs
+// no other artifact references (same content, same key: kept), and the bundle no other plan uses
+// (bundle.service.ts: once its grace after the last upload is over; the next pass takes it otherwise). A batch of tests per transaction with a
 // yield between batches, so the API (and the embedded database, which runs on its thread) keeps
 // answering while a plan of 50,000 tests goes. deletePlan does it at once for one finished plan; the
 // maintenance job (maintenance.ts) for every plan past RETENTION_DAYS.
 
 import { isUuid } from '../db/cursor';
 import { isPlanFinished, type PlanStatus } from '../domain/status';
+import type { BundleService } from './bundle.service';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
 
@@ -25,9 +27,13 @@ export interface Purged {
   /** Blobs still referenced by other artifacts (the same content elsewhere): kept. */
   blobsKept: number;
   bytesFreed: number;
+  /** Bundles no plan uses any more, deleted with their files. */
+  bundlesRemoved: number;
 }
 
-export type RetentionDeps = Pick<ServiceDeps, 'config' | 'logger' | 'artifacts' | 'store' | 'events' | 'now'>;
+export type RetentionDeps = Pick<ServiceDeps, 'config' | 'logger' | 'artifacts' | 'store' | 'events' | 'now'> & {
+  bundles: Pick<BundleService, 'releaseUnused'>;
+};
 
 const yieldNow = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -64,7 +70,7 @@ export class RetentionService {
    * first; stops between plans when `signal` aborts.
    */
   async expire(signal?: AbortSignal): Promise<{ plans: number } & Omit<Purged, 'planDeleted'>> {
-    const total = { plans: 0, tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0 };
+    const total = { plans: 0, tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0, bundlesRemoved: 0 };
     if (this.d.config.retentionDays <= 0) return total;
     const cutoff = new Date(this.d.now().getTime() - this.d.config.retentionDays * 86_400_000);
     for (;;) {
@@ -73,10 +79,12 @@ export class RetentionService {
         if (signal?.aborted) return total;
         const p = await this.purge(id, signal);
         if (p.planDeleted) total.plans += 1;
-        for (const k of ['tests', 'artifacts', 'blobsRemoved', 'blobsKept', 'bytesFreed'] as const) total[k] += p[k];
+        for (const k of ['tests', 'artifacts', 'blobsRemoved', 'blobsKept', 'bytesFreed', 'bundlesRemoved'] as const) total[k] += p[k];
       }
       if (ids.length < PLAN_BATCH || signal?.aborted) break;
     }
+    // and every other bundle no plan uses: of plans deleted within its grace, or never used
+    if (!signal?.aborted) total.bundlesRemoved += (await this.d.bundles.releaseUnused()).removed;
     if (total.plans) this.d.logger.info({ retentionDays: this.d.config.retentionDays, ...total }, 'plans past their retention deleted');
     return total;
   }
@@ -86,7 +94,7 @@ export class RetentionService {
    * (shutdown), it stops between batches: the plan, still finished and old, is finished by the next pass.
    */
   private async purge(planId: string, signal?: AbortSignal): Promise<Purged> {
-    const out: Purged = { planDeleted: false, tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0 };
+    const out: Purged = { planDeleted: false, tests: 0, artifacts: 0, blobsRemoved: 0, blobsKept: 0, bytesFreed: 0, bundlesRemoved: 0 };
     for (;;) {
       if (signal?.aborted) return out;
       const batch = await this.d.artifacts.deleteTestBatch(planId, TEST_BATCH);
@@ -99,7 +107,9 @@ export class RetentionService {
       out.bytesFreed += released.bytes;
       await yieldNow();
     }
-    out.planDeleted = await this.d.artifacts.deleteEmptyPlan(planId);
+    const plan = await this.d.artifacts.deleteEmptyPlan(planId);
+    out.planDeleted = plan.deleted;
+    if (plan.bundleId) out.bundlesRemoved = (await this.d.bundles.releaseUnused([plan.bundleId])).removed;
     this.d.events.emit('system', { reason: 'plan deleted' });
     return out;
   }
@@ -109,8 +119,6 @@ export class RetentionService {
    * references any more, keeps the others. Call it with the keys of rows just deleted. It decides under
    * the exclusive blob lock (see BLOB_LOCK in db/artifacts.repository.ts), so a blob is never removed
    * while a new row for the same content is being written.
-   * TODO(bundles): a deleted bundle row passes its key here too, and ArtifactsRepository.withUnreferenced
-   * must count bundle rows as references.
    */
   async releaseBlobs(keys: readonly string[]): Promise<{ removed: number; kept: number; bytes: number }> {
     const r = { removed: 0, kept: 0, bytes: 0 };

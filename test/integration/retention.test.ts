@@ -1,6 +1,8 @@
 // Retention as users see it: a plan past RETENTION_DAYS is deleted with its tests, runs and artifacts
 // by the maintenance pass, a blob another plan shares is kept; deletePlan refuses a running plan and
-// deletes a finished one at once; systemStatus says how big the store is. Real server, worker, sandboxes.
+// deletes a finished one at once; a bundle goes with the last plan that uses it (once its upload grace
+// is over) and is kept while another plan uses it; systemStatus says how big the store is. Real server,
+// worker, sandboxes.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -10,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { gql, gqlOk, sleep } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
 import { startTestServer, type TestServer } from '../helpers/server';
+import { file, tarOf } from '../helpers/tar-archives';
 
 const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { id status counts { running queued total }
@@ -117,6 +120,57 @@ describe('retention and deleting plans', () => {
     assert.equal(await status(`/plans/${id}/artifacts.tar`), 404);
     const again = await gql(url, DELETE, { id });
     assert.equal(again.errors?.[0]?.extensions?.code, 'NOT_FOUND');
+  });
+
+  it('deletes a bundle with the last plan that uses it, keeps it while another plan uses it, and deletes uploads no plan used once their grace is over', async () => {
+    const bundleRoot = join(server.dataDir, 'bundles');
+    const upload = async (body: Buffer) => {
+      const res = await fetch(`${url}/bundles`, { method: 'POST', headers: { 'content-type': 'application/x-tar' }, body });
+      assert.equal(res.status, 201);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const treeOf = (id: string) => join(bundleRoot, id.slice('sha256:'.length), 'tree');
+    const rowOf = async (id: string) => (await server.core.db.prisma.bundle.findUnique({ where: { id } })) !== null;
+    /** As if the bundle was last uploaded an hour ago (past the 10-minute grace). */
+    const uploadedLongAgo = (id: string) => server.core.db.prisma.$executeRawUnsafe(`UPDATE "bundle" SET "uploaded_at" = now() - interval '1 hour' WHERE "id" = $1`, id);
+    const tag = randomUUID();
+    const tar = tarOf([file('run.sh', `echo bundle-${tag}\n`, 0o755)]);
+    const id = await upload(tar);
+    const withBundle = async () => (await gqlOk(url, SUBMIT, { input: { name: `ret-b-${tag.slice(0, 6)}`, bundle: id, tests: [{ name: 'b', type: 'UNIT', script: './run.sh' }] } })).submitPlan.id as string;
+    const first = await withBundle();
+    const second = await withBundle();
+    for (const p of [first, second]) assert.equal((await waitPlan(p)).plan.status, 'PASSED');
+    await uploadedLongAgo(id);
+
+    assert.deepEqual(await gqlOk(url, DELETE, { id: first }), { deletePlan: true });
+    assert.equal(await rowOf(id), true, 'another plan uses the bundle: kept');
+    assert.equal(existsSync(treeOf(id)), true);
+
+    assert.deepEqual(await gqlOk(url, DELETE, { id: second }), { deletePlan: true });
+    assert.equal(await rowOf(id), false, 'the last plan that used it is gone: so is the bundle');
+    assert.equal(existsSync(treeOf(id)), false, 'and its files');
+    assert.deepEqual(readdirSync(join(bundleRoot, 'tmp')), [], 'nothing left behind');
+    const gone = await gql(url, SUBMIT, { input: { name: 'after', bundle: id, tests: [{ name: 'b', type: 'UNIT', script: './run.sh' }] } });
+    assert.equal(gone.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
+    assert.match(gone.errors![0].message, /was not uploaded/);
+
+    // the same bytes uploaded again: the same id, usable again
+    assert.equal(await upload(tar), id);
+    const again = await withBundle();
+    const a = await waitPlan(again);
+    assert.equal(a.plan.status, 'PASSED');
+
+    // an upload no plan uses: kept within its grace, deleted by the maintenance pass after it
+    const unused = await upload(tarOf([file('unused.txt', `unused-${tag}`)]));
+    await server.maintenance.pass();
+    assert.equal(await rowOf(unused), true, 'just uploaded: kept (a plan naming it may be on its way)');
+    await uploadedLongAgo(unused);
+    await uploadedLongAgo(id); // used by a plan still there: kept whatever its age
+    await server.maintenance.pass();
+    assert.equal(await rowOf(unused), false, 'unused past its grace: deleted');
+    assert.equal(existsSync(treeOf(unused)), false);
+    assert.equal(await rowOf(id), true);
+    assert.equal(existsSync(treeOf(id)), true);
   });
 
   it('says in systemStatus how big the artifact store is (a running total, set right by a scan)', async () => {

@@ -5,11 +5,14 @@
 //   BUNDLE_DIR/                      0700, this process's user
 //     <hex>/manifest.json            { id, sizeBytes, files, entries, archiveBytes }
 //     <hex>/tree/…                   the files; nothing writes here once it is in place
-//     tmp/<random>/                  an upload being unpacked; removed whatever happens
+//     tmp/<random>/                  an upload being unpacked, or a bundle being removed
 //
 // An upload is hashed, counted, decompressed (gzip by zlib, zstd by the zstd program when it is
-// installed) and unpacked (bundle-unpack.ts) in one pass into tmp/; only a complete, valid bundle is
-// renamed into place (atomically: a reader sees all of it or nothing). A refused one leaves nothing.
+// installed) and unpacked (bundle-unpack.ts) in one pass into tmp/ (prepare); only a complete, valid
+// bundle is renamed into place (install: atomically, a reader sees all of it or nothing). A refused
+// one leaves nothing. A bundle is removed the same way round: renamed out of place into tmp/ (detach),
+// then deleted (the caller installs and detaches under one lock, services/bundle.service.ts, so an
+// upload of the same bytes never finds a tree that is about to go).
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -48,6 +51,15 @@ export interface BundleManifest {
   archiveBytes: number;
 }
 
+/** An upload unpacked beside the store (BundleStore.prepare). */
+export interface PreparedBundle {
+  manifest: BundleManifest;
+  /** Puts it in place (nothing when the same bundle is there already). */
+  install(): Promise<void>;
+  /** Removes what was not installed; call it whatever happened. */
+  discard(): Promise<void>;
+}
+
 const ZSTD_PATHS = ['/usr/bin/zstd', '/bin/zstd', '/usr/local/bin/zstd'];
 
 const size = (n: number) => (n >= 1024 * 1024 ? `${+(n / 1024 / 1024).toFixed(1)} MiB` : `${n} bytes`);
@@ -77,12 +89,24 @@ export class BundleStore {
     }
   }
 
-  /**
-   * Stores an upload: resolves with its manifest once the bundle is in place (it may have been there
-   * already: same bytes, same id, stored once); rejects with a BundleError for an archive refused, with
-   * nothing left behind. `declaredBytes`: the request's Content-Length, refused at once when too large.
-   */
+  /** Stores an upload: prepare() and install() in one go. */
   async put(body: AsyncIterable<Buffer>, limits: BundleLimits, declaredBytes: number | null = null): Promise<BundleManifest> {
+    const prepared = await this.prepare(body, limits, declaredBytes);
+    try {
+      await prepared.install();
+    } finally {
+      await prepared.discard();
+    }
+    return prepared.manifest;
+  }
+
+  /**
+   * Unpacks an upload beside the store: resolves once it is complete and valid, to be install()ed (put
+   * in place; it may be there already: same bytes, same id, stored once) and then discard()ed (what was
+   * not installed is removed). Rejects with a BundleError for an archive refused, with nothing left
+   * behind. `declaredBytes`: the request's Content-Length, refused at once when too large.
+   */
+  async prepare(body: AsyncIterable<Buffer>, limits: BundleLimits, declaredBytes: number | null = null): Promise<PreparedBundle> {
     if (declaredBytes !== null && declaredBytes > limits.maxArchiveBytes) {
       throw new BundleError(413, `the archive is ${size(declaredBytes)}, more than ${size(limits.maxArchiveBytes)} (MAX_BUNDLE_BYTES)`);
     }
@@ -123,18 +147,46 @@ export class BundleStore {
         await file.close();
       }
       const dest = path.join(this.root, hexOf(manifest.id));
-      try {
-        await fs.rename(work, dest);
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
-        await fs.rm(work, { recursive: true, force: true }); // stored already: the same bytes, the same files
-      }
-      return manifest;
+      let pending = true;
+      return {
+        manifest,
+        install: async () => {
+          if (!pending) return;
+          try {
+            await fs.rename(work, dest);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+            // stored already: the same bytes, the same files (discard() removes this copy)
+          }
+          pending = false;
+        },
+        discard: async () => {
+          pending = false;
+          await fs.rm(work, { recursive: true, force: true }).catch((e: Error) => process.emitWarning(`bundle store: cannot remove ${work}: ${e.message}`));
+        },
+      };
     } catch (err) {
       await fs.rm(work, { recursive: true, force: true }).catch((e: Error) => process.emitWarning(`bundle store: cannot remove ${work}: ${e.message}`));
       throw err;
     }
+  }
+
+  /**
+   * Takes a bundle out of the store at once (a rename: it is no longer there for anyone) and returns
+   * what deletes its files, or null when it was not there.
+   */
+  async detach(id: string): Promise<(() => Promise<void>) | null> {
+    const tmpRoot = path.join(this.root, 'tmp');
+    await fs.mkdir(tmpRoot, { recursive: true, mode: 0o700 });
+    const gone = path.join(tmpRoot, `removed.${process.pid}.${randomBytes(8).toString('hex')}`);
+    try {
+      await fs.rename(path.join(this.root, hexOf(id)), gone);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    return () => fs.rm(gone, { recursive: true, force: true });
   }
 
   /** Removes what uploads cut off by a crash left in tmp/ (any process's: they may share the store). */
