@@ -139,7 +139,7 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   });
   mountWeb(app);
   mountDownloads(app, { services: o.services, logger: o.logger });
-  mountBundles(app, { upload: (body, declared) => o.services.bundles.upload(body, declared), logger: o.logger });
+  mountBundles(app, { upload: (body, declared) => o.services.bundles.upload(body, declared), info: (id) => o.services.bundles.info(id), logger: o.logger });
   app.use('/graphql', graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
 
   await new Promise<void>((resolve, reject) => {

@@ -8,6 +8,13 @@ export interface BundleRow {
   archiveBytes: number;
 }
 
+/** A bundle as GET /bundles/:id shows it. */
+export interface BundleInfo extends BundleRow {
+  uploadedAt: Date;
+  /** Plans that name it (while one does, it is kept). */
+  plans: number;
+}
+
 /**
  * The advisory lock under which a bundle is put in the store with its row, and taken out of the store
  * with its row deleted (services/bundle.service.ts): an upload never records a tree that a removal is
@@ -60,6 +67,16 @@ export class BundlesRepository {
 
   async get(id: string): Promise<BundleRow | null> {
     return this.prisma.bundle.findUnique({ where: { id }, select: { id: true, sizeBytes: true, files: true, archiveBytes: true } });
+  }
+
+  async info(id: string): Promise<BundleInfo | null> {
+    const b = await this.prisma.bundle.findUnique({
+      where: { id },
+      select: { id: true, sizeBytes: true, files: true, archiveBytes: true, uploadedAt: true, _count: { select: { plans: true } } },
+    });
+    if (!b) return null;
+    const { _count, ...row } = b;
+    return { ...row, plans: _count.plans };
   }
 
   /** Bundles stored and the bytes of their files. */

@@ -5,9 +5,11 @@
 // names it. Putting a bundle in place with its row, and taking it out with its row deleted, happen
 // under one lock (db/bundles.repository.ts BUNDLE_LOCK): an upload never records a tree being removed.
 
-import type { BundleRow } from '../db/bundles.repository';
+import type { BundleInfo, BundleRow } from '../db/bundles.repository';
 import { BUNDLE_ID } from '../domain/work-files';
 import type { ServiceDeps } from './context';
+
+export type { BundleInfo };
 
 /** A bundle no plan uses is kept this long after its last upload. */
 export const UNUSED_BUNDLE_GRACE_MS = 10 * 60 * 1000;
@@ -46,6 +48,11 @@ export class BundleService {
   /** The bundle's row, or null when no bundle of that id was uploaded. */
   async get(id: string): Promise<BundleRow | null> {
     return BUNDLE_ID.test(id) ? this.d.bundles.get(id) : null;
+  }
+
+  /** What GET /bundles/:id shows; null when no bundle of that id is stored. */
+  async info(id: string): Promise<BundleInfo | null> {
+    return BUNDLE_ID.test(id) ? this.d.bundles.info(id) : null;
   }
 
   /**

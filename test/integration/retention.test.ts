@@ -140,6 +140,10 @@ describe('retention and deleting plans', () => {
     const first = await withBundle();
     const second = await withBundle();
     for (const p of [first, second]) assert.equal((await waitPlan(p)).plan.status, 'PASSED');
+    const shown = await fetch(`${url}/bundles/${id}`);
+    assert.equal(shown.status, 200);
+    const info = (await shown.json()) as Record<string, unknown>;
+    assert.deepEqual({ ...info, uploadedAt: typeof info.uploadedAt }, { id, sizeBytes: Buffer.byteLength(`echo bundle-${tag}\n`), files: 1, archiveBytes: tar.length, uploadedAt: 'string', plans: 2 });
     await uploadedLongAgo(id);
 
     assert.deepEqual(await gqlOk(url, DELETE, { id: first }), { deletePlan: true });
@@ -150,6 +154,10 @@ describe('retention and deleting plans', () => {
     assert.equal(await rowOf(id), false, 'the last plan that used it is gone: so is the bundle');
     assert.equal(existsSync(treeOf(id)), false, 'and its files');
     assert.deepEqual(readdirSync(join(bundleRoot, 'tmp')), [], 'nothing left behind');
+    const notThere = await fetch(`${url}/bundles/${id}`);
+    assert.equal(notThere.status, 404);
+    assert.match(((await notThere.json()) as { error: string }).error, /^no bundle "sha256:[0-9a-f]{64}" is stored \(upload it with POST \/bundles\)$/);
+    assert.equal((await fetch(`${url}/bundles/..%2F..%2Fetc`)).status, 404);
     const gone = await gql(url, SUBMIT, { input: { name: 'after', bundle: id, tests: [{ name: 'b', type: 'UNIT', script: './run.sh' }] } });
     assert.equal(gone.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT');
     assert.match(gone.errors![0].message, /was not uploaded/);

@@ -19,6 +19,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { containerDriverConfigSchema, type ContainerDriverConfigInput } from '../../config/container-driver';
 import { bestEffort } from '../../infra/best-effort';
+import { Memo } from '../../infra/memo';
 import { phaseTimer } from '../../infra/phase-timer';
 import type { CpuReservations } from '../cgroups/cpu-reservations';
 import { describeLayout, detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../cgroups/layout';
@@ -49,10 +50,11 @@ import { prepareSecureDir, resolveSandboxUser, setprivArgs, type SandboxUser } f
 import { SeccompFiles } from './seccomp-files';
 import { SecurityAuditor } from './security-audit';
 import { sweepDeadInstances } from './sweep';
-import { CTL_FS_MB, clearInPlace, createWorkFs, destroyWorkFs, removeTree, type WorkFs } from './work-fs';
+import { CTL_FS_MB, createWorkFs, type WorkFs } from './work-fs';
 import { BundleLowers } from './bundle-lowers';
 import { MountHelper } from './mount-helper';
 import { unmountInputs } from './work-inputs';
+import { resetEnvironment } from './env-reset';
 
 export type { ContainerHandle } from './env-state';
 
@@ -89,17 +91,40 @@ export class ContainerDriver implements EnvironmentDriver {
   private readonly sandboxUser: SandboxUser | null;
   private readonly bwrapPath: string;
   private readonly setprivPath: string;
-  private stateRootReady: Promise<void> | null = null;
+  /** The state root, made once: root-owned 0711 components when dropping privileges. */
+  private readonly stateRootReady = new Memo<void>(() =>
+    this.sandboxUser ? prepareSecureDir(this.stateRoot) : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined),
+  );
   private readonly envs = new Map<string, EnvState>();
-  private layout: Promise<CgroupLayout> | null = null;
+  private readonly layout = new Memo<CgroupLayout>(async () => {
+    const layout = await detectCgroupLayout(this.cgroupRoot);
+    if (!layout) {
+      throw new Error(`no usable cgroup hierarchy under ${this.cgroupRoot} (need cgroup v2 with memory+pids, or v1 memory, pids, cpu, cpuacct)`);
+    }
+    await prepareCgroupParent(layout, this.cgroupParent);
+    return layout;
+  });
   /** Host-wide lock files of performance tests' CPUs (cgroups/cpu-reservations.ts). */
   private readonly cpuLockDir: string;
-  private cpus: Promise<CpuReservations> | null = null;
+  /** The CPU reservations, prepared once (their lock dir made, the shared cpuset group up to date). */
+  private readonly cpus = new Memo<CpuReservations>(async () =>
+    prepareCpuReservations({ layout: await this.layout.get(), cgroupBase: this.cgroupBase, lockDir: this.cpuLockDir, secure: this.sandboxUser !== null, log: this.logger }),
+  );
   private readonly seccompFiles: SeccompFiles;
   private warnedNoSeccomp = false;
   /** Environments get a loop-mounted filesystem of diskMb (needs root; see work-fs.ts). */
   private readonly diskLimits: boolean;
-  private diskProbe: Promise<void> | null = null;
+  /** Once per instance: a small filesystem made, mounted and thrown away, or a clear error. */
+  private readonly diskProbe = new Memo<void>(async () => {
+    if (!this.diskLimits) {
+      this.logger.warn({ instance: this.instance }, 'container driver not running as root: the disk of environments is not limited (diskMb ignored)');
+      return;
+    }
+    await this.ensureStateRoot();
+    await probeDiskLimits(this.stateRoot, this.logger).catch((err: Error) => {
+      throw new Error(`cannot limit the disk of environments (a loop-mounted ext4 file per environment): ${err.message}`);
+    });
+  });
   /** What a run needs of this driver (run.ts). */
   private readonly host: ContainerHost;
   private auditor: SecurityAuditor | null = null;
@@ -144,7 +169,7 @@ export class ContainerDriver implements EnvironmentDriver {
       phaseTimings: config.phaseTimings,
       cgroupParent: this.cgroupParent,
       cgroupLayout: () => (this.useCgroups ? this.cgroupLayout() : null),
-      cpuReservations: () => (this.useCgroups ? this.cpuReservations() : null),
+      cpuReservations: () => (this.useCgroups ? this.cpus.get() : null),
       seccompFilterFile: (profile) => this.seccompFiles.get(profile),
       warnNoSeccomp: () => {
         if (this.warnedNoSeccomp) return;
@@ -183,32 +208,14 @@ export class ContainerDriver implements EnvironmentDriver {
       const layout = await this.cgroupLayout().catch((err: Error) => {
         throw new Error(`cgroups unavailable: ${err.message}`);
       });
-      await this.cpuReservations().catch((err: Error) => {
+      await this.cpus.get().catch((err: Error) => {
         throw new Error(`cannot prepare the reservation of dedicated CPUs (${this.cpuLockDir}): ${err.message}`);
       });
       this.logger.info({ cgroups: describeLayout(layout), instance: this.instance }, 'container driver preflight ok');
     }
     await this.sweepOnce();
-    await this.probeDiskLimits();
+    await this.diskProbe.get();
     await this.runner.get(); // compiled now (once per host) rather than by the first run
-  }
-
-  /** Once per instance: a small filesystem made, mounted and thrown away, or a clear error. */
-  private probeDiskLimits(): Promise<void> {
-    if (!this.diskLimits) {
-      this.diskProbe ??= Promise.resolve().then(() =>
-        this.logger.warn({ instance: this.instance }, 'container driver not running as root: the disk of environments is not limited (diskMb ignored)'),
-      );
-      return this.diskProbe;
-    }
-    this.diskProbe ??= (async () => {
-      await this.ensureStateRoot();
-      await probeDiskLimits(this.stateRoot, this.logger);
-    })().catch((err: Error) => {
-      this.diskProbe = null;
-      throw new Error(`cannot limit the disk of environments (a loop-mounted ext4 file per environment): ${err.message}`);
-    });
-    return this.diskProbe;
   }
 
   async provision(id: string, shape: EnvironmentShape, signal?: AbortSignal): Promise<ContainerHandle> {
@@ -270,38 +277,13 @@ export class ContainerDriver implements EnvironmentDriver {
     const phases = phaseTimer(this.host.phaseTimings, 'reset.total');
     await this.stopActive(state, 'reset');
     phases.lap('reset.stop');
-    try {
+    await resetEnvironment(this.host, state, phases, async () => {
       // Each run removes its own group; only one that could not be removed is looked for.
       if (this.useCgroups && state.strayGroups) {
         state.strayGroups = false;
         await removeStaleGroups(await this.cgroupLayout(), this.cgroupParent, `${cgroupSafe(env.id)}-`, this.logger);
       }
-      phases.lap('reset.cgroups');
-      await unmountInputs(this.host.inputs, state); // the bundle's overlay: what the test changed goes with the disk's content
-      phases.lap('reset.inputs');
-      if (state.disk) {
-        // After a big test a fresh filesystem: quicker than deleting what it left, whatever its
-        // size or depth. After a small one the few files go in place.
-        const cleared = await clearInPlace(state.disk, state.ctlDir, (what, err) =>
-          this.logger.info({ envId: env.id, err: err.message }, what),
-        );
-        if (!cleared) {
-          await destroyWorkFs(state.disk);
-          await createWorkFs(state.disk);
-        }
-      } else {
-        await removeTree(state.workDir);
-        await removeTree(state.ctlDir);
-      }
-      phases.lap('reset.clear');
-      this.host.makeSandboxDirSync(state.workDir);
-      phases.lap('reset.work dir');
-      const timings = phases.done();
-      if (timings) this.logger.info({ envId: env.id, phases: timings }, 'container reset phases');
-    } catch (err) {
-      this.logger.error({ envId: env.id, err: (err as Error).message }, 'reset failed: the environment is unusable');
-      throw new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });
-    }
+    });
   }
 
   async healthCheck(env: EnvironmentHandle): Promise<HealthStatus> {
@@ -359,16 +341,16 @@ export class ContainerDriver implements EnvironmentDriver {
     }
     this.envs.clear();
     await this.auditor?.close();
-    const pending = this.layout;
+    const pending = this.layout.peek();
     const layout = pending ? await bestEffort(this.logger, 'detecting cgroups for close', () => pending, null) : null;
-    this.layout = null;
-    this.cpus = null;
+    this.layout.clear();
+    this.cpus.clear();
     if (layout) await removeGroupTree(layout, this.cgroupParent, this.logger).catch((err: Error) => errors.push(err.message));
-    this.stateRootReady = null;
+    this.stateRootReady.clear();
     this.seccompFiles.clear();
     this.bundleLowers.clear();
     this.mounts.close();
-    this.diskProbe = null;
+    this.diskProbe.clear();
     await removeDirAndMounts(this.stateRoot).catch((err: Error) => errors.push(err.message));
     if (errors.length) throw new Error(`container driver close: ${errors.join('; ')}`);
   }
@@ -399,18 +381,6 @@ export class ContainerDriver implements EnvironmentDriver {
     return state;
   }
 
-  /** Creates the state root once: root-owned 0711 components when dropping privileges. */
-  private ensureStateRoot(): Promise<void> {
-    if (!this.stateRootReady) {
-      const ready = this.sandboxUser ? prepareSecureDir(this.stateRoot) : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined);
-      this.stateRootReady = ready;
-      ready.catch(() => {
-        if (this.stateRootReady === ready) this.stateRootReady = null; // the caller sees the error; retry next time
-      });
-    }
-    return this.stateRootReady;
-  }
-
   private async stopActive(state: EnvState, reason: 'destroy' | 'reset'): Promise<void> {
     const active = state.active;
     if (!active) return;
@@ -420,35 +390,11 @@ export class ContainerDriver implements EnvironmentDriver {
     for (let i = 0; i < 100 && state.active; i++) await new Promise((r) => setTimeout(r, 20));
   }
 
-  /** The CPU reservations, prepared once (their lock dir made, the shared cpuset group up to date). */
-  private cpuReservations(): Promise<CpuReservations> {
-    if (!this.cpus) {
-      const made = this.cgroupLayout().then((layout) =>
-        prepareCpuReservations({ layout, cgroupBase: this.cgroupBase, lockDir: this.cpuLockDir, secure: this.sandboxUser !== null, log: this.logger }),
-      );
-      this.cpus = made;
-      made.catch(() => {
-        if (this.cpus === made) this.cpus = null; // the caller sees the error; retry next time
-      });
-    }
-    return this.cpus;
+  private ensureStateRoot(): Promise<void> {
+    return this.stateRootReady.get();
   }
 
   private cgroupLayout(): Promise<CgroupLayout> {
-    if (!this.layout) {
-      const made = (async () => {
-        const layout = await detectCgroupLayout(this.cgroupRoot);
-        if (!layout) {
-          throw new Error(`no usable cgroup hierarchy under ${this.cgroupRoot} (need cgroup v2 with memory+pids, or v1 memory, pids, cpu, cpuacct)`);
-        }
-        await prepareCgroupParent(layout, this.cgroupParent);
-        return layout;
-      })();
-      this.layout = made;
-      made.catch(() => {
-        if (this.layout === made) this.layout = null; // the caller sees the error; retry next time
-      });
-    }
-    return this.layout;
+    return this.layout.get();
   }
 }
