@@ -27,7 +27,7 @@ const PREFETCH = 32;
 
 type Prepared = { blob: BlobReader; content: Buffer | Readable | null } | { error: Error };
 
-export type ArtifactsDeps = Pick<ServiceDeps, 'artifacts' | 'store' | 'storeUsage' | 'logger' | 'now'>;
+export type ArtifactsDeps = Pick<ServiceDeps, 'artifacts' | 'store' | 'storeUsage' | 'bundles' | 'logger' | 'now'>;
 
 export class ArtifactsService {
   constructor(private readonly d: ArtifactsDeps) {}
@@ -124,14 +124,15 @@ export class ArtifactsService {
     }
   }
 
-  /** The `artifacts` component of systemStatus: whether the store can be used, and its size. */
+  /** The `artifacts` component of systemStatus: whether the store can be used, and its size (and the bundles'). */
   async health(): Promise<ComponentHealth> {
-    const [usable, usage] = await Promise.all([
+    const [usable, usage, bundles] = await Promise.all([
       this.d.store.check().then(
         () => null,
         (err: Error) => err.message,
       ),
       this.d.storeUsage.get().catch((err: Error) => err),
+      this.d.bundles.totals().catch((err: Error) => err),
     ]);
     const size =
       usage instanceof Error
@@ -139,7 +140,9 @@ export class ArtifactsService {
         : usage === null
           ? 'size not counted yet'
           : `${formatSize(usage.bytes)} in ${usage.blobs} blob${usage.blobs === 1 ? '' : 's'}${usage.scannedAt ? ` (last scanned ${usage.scannedAt.toISOString()})` : ''}`;
-    return { name: 'artifacts', healthy: usable === null, detail: usable === null ? size : `${usable}; ${size}` };
+    const bundled =
+      bundles instanceof Error ? `bundles unknown: ${bundles.message}` : `bundles ${formatSize(bundles.bytes)} in ${bundles.bundles} bundle${bundles.bundles === 1 ? '' : 's'}`;
+    return { name: 'artifacts', healthy: usable === null, detail: `${usable === null ? '' : `${usable}; `}${size}; ${bundled}` };
   }
 }
 

@@ -206,6 +206,8 @@ describe('retention and deleting plans', () => {
     assert.equal(scanned.healthy, true, scanned.detail);
     assert.deepEqual({ bytes: scanned.bytes, blobs: scanned.blobs }, walk());
     assert.match(scanned.detail, /last scanned/);
+    const bundleRows = await server.core.db.prisma.bundle.count();
+    assert.match(scanned.detail, new RegExp(`; bundles .+ in ${bundleRows} bundles?$`), 'and the bundle store: its size and count');
 
     // new blobs are counted as they are stored, without a scan
     const big = 'x'.repeat(5000);
