@@ -6,7 +6,7 @@ import { mountGraphiql } from './graphiql';
 import { GRAPHIQL_SCRIPT } from './graphiql.script';
 
 /** Pages served beside the API: the live dashboard (at /), GraphiQL (downloads: api/downloads.ts). */
-export function mountWeb(app: Express): void {
+export function mountWeb(app: Express, o: { auth: boolean } = { auth: false }): void {
   mountAssets(app, { 'dashboard.js': DASHBOARD_SCRIPT, 'dashboard.css': DASHBOARD_CSS, 'graphiql-page.js': GRAPHIQL_SCRIPT });
   mountGraphiql(app);
   mountDashboard(app);
