@@ -24,7 +24,7 @@ describe('authentication and roles (AUTH=on)', () => {
     redis = await startTestRedis();
     server = await startTestServer({
       redisUrl: redis.url,
-      env: { AUTH: 'on', MAX_QUEUED_TESTS_PER_TOKEN: '5', MAX_SUBSCRIPTIONS_PER_TOKEN: '3', RATE_LIMIT_MUTATIONS: '1000', TOKEN_RECHECK_MS: '300' },
+      env: { AUTH: 'on', MAX_QUEUED_TESTS_PER_TOKEN: '5', MAX_SUBSCRIPTIONS_PER_TOKEN: '3', RATE_LIMIT_MUTATIONS: '1000', RATE_LIMIT_UPLOADS: '3', RATE_LIMIT_WINDOW_MS: '60000', TOKEN_RECHECK_MS: '300' },
       beforeServe: async (core) => {
         for (const [k, role] of [['viewer', 'VIEWER'], ['submitter', 'SUBMITTER'], ['other', 'SUBMITTER'], ['admin', 'ADMIN']] as const) {
           t[k] = (await core.services.tokens.create(`${k}-${randomUUID().slice(0, 6)}`, role)).token;
@@ -68,6 +68,21 @@ describe('authentication and roles (AUTH=on)', () => {
     assert.equal(viewer.status, 403);
     assert.match(((await viewer.json()) as { error: string }).error, /has role VIEWER; uploading a bundle needs SUBMITTER or ADMIN/);
     assert.equal((await upload(t.submitter)).status, 400, 'a submitter reaches the unpacker, which refuses 1 KiB of 0x07');
+  });
+
+  it('refuses an upload past RATE_LIMIT_UPLOADS with 429 and Retry-After, storing nothing', async () => {
+    // the submitter made one upload above: two more are let through (to the unpacker, which refuses them), then 429
+    const upload = () => fetch(`${url}/bundles`, { method: 'POST', headers: { 'content-type': 'application/x-tar', authorization: `Bearer ${t.submitter}` }, body: Buffer.alloc(1024, 7) });
+    assert.equal((await upload()).status, 400);
+    assert.equal((await upload()).status, 400);
+    const refused = await upload();
+    assert.equal(refused.status, 429);
+    const retryAfter = Number(refused.headers.get('retry-after'));
+    assert.ok(retryAfter >= 1 && retryAfter <= 60, `Retry-After ${retryAfter}`);
+    const body = (await refused.json()) as { error: string; retryAfter: number };
+    assert.match(body.error, /made 3 bundle uploads in 60 s, its limit \(RATE_LIMIT_UPLOADS\): nothing was done; retry in \d+ s/);
+    assert.equal(body.retryAfter, retryAfter);
+    assert.equal(await server.core.db.prisma.bundle.count(), 0);
   });
 
   it('a viewer queries and subscribes, but every mutation is FORBIDDEN and stores nothing', async () => {
