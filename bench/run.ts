@@ -35,6 +35,7 @@ import {
 import { status1m } from './status-1m.bench';
 import { workerThroughput } from './worker.bench';
 import { retention } from './retention.bench';
+import { authCost } from './auth.bench';
 
 /** Run in this order; `node dist/bench/run.js [section...]` picks some. */
 export const sections: Record<string, Section> = {
@@ -48,6 +49,7 @@ export const sections: Record<string, Section> = {
   'dedicated-cpus': dedicatedCpus,
   retention,
   bundle: bundleCost,
+  auth: authCost,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3, retentionTests: 10_000 };

@@ -36,6 +36,12 @@ import { BundleStore } from './infra/bundle/bundle-store';
 import { BundleService } from './services/bundle.service';
 import { Reconciler } from './services/reconciler';
 import { AttemptsService } from './services/attempts.service';
+import { TokensRepository } from './db/tokens.repository';
+import { RateLimiter } from './infra/rate-limiter';
+import { FairUse } from './services/auth/fair-use';
+import { Authenticator } from './services/auth/authenticator';
+import { TokenService } from './services/auth/token.service';
+import { NO_TOKEN_REFUSAL } from './config/auth';
 
 export interface Core {
   config: Config;
@@ -48,6 +54,8 @@ export interface Core {
   services: Services;
   /** Connection options for further Redis connections (BullMQ workers need their own). */
   redisUrl: string;
+  /** Which token a request carries (used only with AUTH=on; started by serveApi). */
+  authenticator: Authenticator;
   close(): Promise<void>;
 }
 
@@ -94,6 +102,9 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
     const directory = new DirectoryArtifactStore(config.artifactDir);
     await directory.init();
     const storeUsage = new ArtifactUsage(redis, config.redisPrefix);
+    const tokens = new TokensRepository(db.prisma, now);
+    const authenticator = new Authenticator({ tokens, events, logger, now, recheckMs: config.auth.recheckMs });
+    closers.push(() => authenticator.stop());
     const deps: ServiceDeps = {
       config,
       logger,
@@ -111,6 +122,8 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       artifacts: new ArtifactsRepository(db.prisma),
       store: new CountedArtifactStore(directory, storeUsage, logger),
       storeUsage,
+      tokens,
+      fairUse: new FairUse(new RateLimiter(redis, config.redisPrefix), tokens, config.auth),
       pingDatabase: () => db.ping(),
       now,
     };
@@ -124,8 +137,11 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
       artifacts: new ArtifactsService(deps),
       retention: new RetentionService({ ...deps, bundles }),
       bundles,
+      tokens: new TokenService({ tokens, events, onRevoked: (id) => authenticator.revoked(id), pendingUse: (id) => authenticator.pendingUse(id) }),
+      fairUse: deps.fairUse,
+      authenticator,
     };
-    return { config, logger, db, redis, events, queues, deps, services, redisUrl, close: closeAll };
+    return { config, logger, db, redis, events, queues, deps, services, redisUrl, authenticator, close: closeAll };
   } catch (e) {
     await closeAll();
     throw e;
@@ -134,6 +150,10 @@ export async function openCore(config: Config, logger: Logger): Promise<Core> {
 
 /** The HTTP and WebSocket API on the core's services. */
 export async function serveApi(core: Core, at: { host: string; port: number }): Promise<ApiServer> {
+  if (core.config.auth.enabled) {
+    if ((await core.services.tokens.usable()) === 0) throw new Error(NO_TOKEN_REFUSAL);
+    await core.authenticator.start();
+  }
   return startApiServer({
     schema: await createSchema(),
     services: core.services,
@@ -143,6 +163,7 @@ export async function serveApi(core: Core, at: { host: string; port: number }): 
     port: at.port,
     maxRequestBytes: core.config.maxRequestBytes,
     security: core.config.apiSecurity,
+    auth: core.config.auth,
     ready: async () => {
       await core.db.ping();
       await core.redis.ping();

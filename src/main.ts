@@ -16,6 +16,7 @@ import type { Reconciler } from './services/reconciler';
 import type { MaintenanceJob } from './services/maintenance';
 import type { RunningWorker } from './worker/worker';
 import { bestEffort } from './infra/best-effort';
+import { listenRefusal } from './config/auth';
 
 interface Roles {
   api: boolean;
@@ -30,6 +31,9 @@ async function run(roles: Roles): Promise<void> {
   const [{ createMaintenance, createReconciler, openCore, serveApi }, { startWorker }] = await Promise.all([import('./app.js'), import('./worker/worker.js')]);
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
+  // before anything is opened: an open API on a network address is refused
+  const refused = roles.api ? listenRefusal(config.auth, config.host) : null;
+  if (refused) throw new Error(refused);
   let core: Core | null = null;
   let api: { url: string; close(): Promise<void> } | null = null;
   let reconciler: Reconciler | null = null;
@@ -163,6 +167,28 @@ async function main(argv: string[]): Promise<void> {
       process.on('SIGTERM', onSignal);
       const code = await imagesCommand(config, parsed.positionals, { out: (l) => console.log(l), err: (l) => console.error(l) }, stop.signal);
       process.exit(stop.signal.aborted ? 130 : code);
+    }
+    case 'token': {
+      const { tokenArgs, tokenCommand } = await import('./cli/token.js');
+      let args;
+      try {
+        args = tokenArgs(parsed);
+      } catch (e) {
+        if (!(e instanceof UsageError)) throw e;
+        console.error(`token: ${e.message}`);
+        process.exit(2);
+      }
+      let config;
+      try {
+        config = loadConfig();
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        console.error(e.message);
+        process.exit(2);
+      }
+      process.umask(0o077); // the embedded database may be created here
+      const code = await tokenCommand(config, args, { out: (l) => console.log(l), err: (l) => console.error(l) }, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
+      process.exit(code);
     }
     case 'schema': {
       const out = resolve(parsed.positionals[0] ?? 'schema.graphql');

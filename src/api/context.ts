@@ -10,6 +10,10 @@ import type { BundleService } from '../services/bundle.service';
 import type { UsageView } from '../views/view.types';
 import { BatchLoader } from './batch-loader';
 import type { LiveEvents } from './live';
+import type { Caller } from '../domain/access';
+import type { TokenService } from '../services/auth/token.service';
+import type { FairUse } from '../services/auth/fair-use';
+import type { Authenticator } from '../services/auth/authenticator';
 
 export interface Services {
   plans: PlanService;
@@ -20,11 +24,16 @@ export interface Services {
   artifacts: ArtifactsService;
   retention: RetentionService;
   bundles: BundleService;
+  tokens: TokenService;
+  fairUse: FairUse;
+  authenticator: Authenticator;
 }
 
 export interface ApiContext {
   services: Services;
   live: LiveEvents;
+  /** The token of this request; null with authentication off. */
+  caller: Caller | null;
   loaders: {
     result: BatchLoader<string, ResultView>;
     plan: BatchLoader<string, PlanView>;
@@ -34,10 +43,11 @@ export interface ApiContext {
   };
 }
 
-export function makeContext(services: Services, live: LiveEvents): ApiContext {
+export function makeContext(services: Services, live: LiveEvents, caller: Caller | null): ApiContext {
   return {
     services,
     live,
+    caller,
     loaders: {
       result: new BatchLoader((ids) => services.tests.results(ids)),
       plan: new BatchLoader((ids) => services.plans.byIds(ids)),

@@ -20,6 +20,8 @@ export const ArtifactKind = enumOf(E.ARTIFACT_KINDS);
 export type ArtifactKind = E.ArtifactKind;
 export const ImageStatus = enumOf(E.IMAGE_STATUSES);
 export type ImageStatus = E.ImageStatus;
+export const Role = enumOf(E.ROLES);
+export type Role = E.Role;
 
 registerEnumType(TestType, { name: 'TestType' });
 registerEnumType(EnvironmentKind, { name: 'EnvironmentKind' });
@@ -27,4 +29,5 @@ registerEnumType(TestStatus, { name: 'TestStatus', description: 'QUEUED -> RUNNI
 registerEnumType(PlanStatus, { name: 'PlanStatus', description: 'Derived from the tests of the plan' });
 registerEnumType(EnvironmentStatus, { name: 'EnvironmentStatus' });
 registerEnumType(ArtifactKind, { name: 'ArtifactKind' });
+registerEnumType(Role, { name: 'Role', description: 'VIEWER: queries, subscriptions, downloads; SUBMITTER: + submit, upload bundles, cancel or delete its own plans; ADMIN: everything' });
 registerEnumType(ImageStatus, { name: 'ImageStatus', description: 'MISSING (not built yet), BUILDING, READY, FAILED (Image.error says why)' });

@@ -20,6 +20,9 @@ import { HostOriginGuard } from './guards/host-origin.guard';
 import { TOKEN_LIMIT_PATTERN, costError, limitRules, tokenLimitMessage } from './guards/query-limits';
 import { WsOperationCheck } from './guards/ws-operation';
 import { WsConnectionLimits, tooManySubscriptions } from './guards/ws-limits';
+import type { AuthConfig } from '../config/auth';
+import { callerOf, requireRole, requireToken, uploadLimit, type AuthGate } from './auth/http-auth';
+import { WsAuth } from './auth/ws-auth';
 
 export interface ApiServerOptions {
   schema: GraphQLSchema;
@@ -30,6 +33,8 @@ export interface ApiServerOptions {
   port: number;
   maxRequestBytes: number;
   security: ApiSecurity;
+  /** AUTH=on: every request but /healthz, /readyz and the pages carries a token. */
+  auth: AuthConfig;
   /** Readiness: resolves when the database and Redis answer, rejects with what is down. */
   ready(): Promise<void>;
 }
@@ -68,15 +73,20 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
   });
   wsServer.on('connection', (socket, req) => wsLimits.track(socket, req));
   const wsCheck = new WsOperationCheck(o.schema, limits, sec.introspection);
+  const gate: AuthGate = { enabled: o.auth.enabled, authenticator: o.services.authenticator, logger: o.logger };
+  const wsAuth = new WsAuth(gate, o.auth.maxSubscriptions);
   const wsCleanup = useServer(
     {
       schema: o.schema,
-      context: () => makeContext(o.services, o.live),
+      onConnect: (ctx) => wsAuth.connect(ctx as never),
+      context: (ctx) => makeContext(o.services, o.live, wsAuth.caller(ctx as never)),
       // the same limits as over HTTP, before anything runs
       onSubscribe: (ctx, _id, payload) => {
         if (Object.keys(ctx.subscriptions).length > sec.ws.maxSubscriptionsPerConnection) {
           return [new GraphQLError(tooManySubscriptions(sec.ws.maxSubscriptionsPerConnection), { extensions: { code: 'TOO_MANY_SUBSCRIPTIONS' } })];
         }
+        const over = wsAuth.overLimit(ctx as never);
+        if (over) return [over];
         return wsCheck.check(payload);
       },
       onError: (_ctx, _id, _payload, errors) => {
@@ -137,10 +147,19 @@ export async function startApiServer(o: ApiServerOptions): Promise<ApiServer> {
       res.status(503).json({ status: 'unavailable', detail: (e as Error).message });
     }
   });
-  mountWeb(app);
+  mountWeb(app, { auth: o.auth.enabled });
+  // with AUTH=on: a token before anything else is read (the Host/Origin guard ran already)
+  app.use(['/artifacts', '/plans'], requireToken(gate, 'json'));
+  app.use('/bundles', requireToken(gate, 'json')); // GET /bundles/:id: any role
+  app.post('/bundles', requireRole('SUBMITTER', 'uploading a bundle'), uploadLimit(o.services.fairUse, o.logger));
   mountDownloads(app, { services: o.services, logger: o.logger });
   mountBundles(app, { upload: (body, declared) => o.services.bundles.upload(body, declared), info: (id) => o.services.bundles.info(id), logger: o.logger });
-  app.use('/graphql', graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }), expressMiddleware(apollo, { context: async () => makeContext(o.services, o.live) }));
+  app.use(
+    '/graphql',
+    requireToken(gate, 'graphql'),
+    graphqlBody({ maxBodyBytes: sec.maxBodyBytes, maxRequestBytes: o.maxRequestBytes, query: limits }),
+    expressMiddleware(apollo, { context: async ({ res }) => makeContext(o.services, o.live, callerOf(res)) }),
+  );
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);

@@ -3,6 +3,7 @@
 import { CONFIG_VARIABLES } from '../config/config';
 import type { CommandSpec } from './args';
 import { IMAGES_COMMAND } from './images';
+import { TOKEN_COMMAND } from './token';
 
 /** Lines of at most `width` characters holding `words` separated by ", ". */
 function wrap(words: readonly string[], indent: string, width = 100): string {
@@ -108,7 +109,7 @@ export const SCHEMA: CommandSpec = {
   options: [],
 };
 
-export const COMMANDS: Record<string, CommandSpec> = { start: START, serve: SERVE, worker: WORKER, submit: SUBMIT, images: IMAGES_COMMAND, schema: SCHEMA };
+export const COMMANDS: Record<string, CommandSpec> = { start: START, serve: SERVE, worker: WORKER, submit: SUBMIT, images: IMAGES_COMMAND, token: TOKEN_COMMAND, schema: SCHEMA };
 
 export const TOP_USAGE = `usage: orchestrator [COMMAND] [--help]
 
@@ -121,6 +122,8 @@ commands:
            1 a test did not pass, 2 could not do its job
   images   [NAME...]: build the configured environment images (npm run images); exit 0 ready, 1 a build
            failed, 2 an image that is not configured
+  token    create --name NAME --role VIEWER|SUBMITTER|ADMIN | list | revoke ID|NAME: the API tokens
+           (AUTH=on), on the configured database directly; create prints the secret once
   schema   [FILE]: write the GraphQL schema generated from the code
   help     [COMMAND]: this text, or the help of one command
 

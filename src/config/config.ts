@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import type { ValidationLimits } from '../domain/plan-input';
 import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
+import { authEnv, authFrom, type AuthConfig } from './auth';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
@@ -71,6 +72,8 @@ export interface Config {
   reconcileIntervalMs: number;
   /** Host/Origin checks and the limits on queries, bodies and WebSockets of the API. */
   apiSecurity: ApiSecurity;
+  /** Tokens (AUTH) and the fair-use limits per token. */
+  auth: AuthConfig;
   /** Each environment driver's own section, by kind (src/environments/registry.ts); absent: no such driver here. */
   drivers: { CONTAINER?: ContainerDriverConfig };
 }
@@ -134,6 +137,7 @@ const envSchema = z.object({
     .regex(/^[a-z0-9_-]+(,[a-z0-9_-]+)*$/, 'a comma-separated list of pool names')
     .optional(),
   ...apiSecurityEnv,
+  ...authEnv,
   ...containerDriverEnv,
 });
 
@@ -237,6 +241,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerLockMs: e.WORKER_LOCK_MS,
     sandboxUser,
     apiSecurity: apiSecurityFrom(e, e.HOST),
+    auth: authFrom(e),
     drivers: { CONTAINER: container },
   };
 }

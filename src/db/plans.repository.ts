@@ -33,6 +33,9 @@ export interface NewPlan {
   /** Files for every test, as stored. */
   files: object[];
   tests: NewTestRow[];
+  /** The token that submitted it (name and id), or null with authentication off. */
+  submittedBy: string | null;
+  submittedByTokenId: string | null;
 }
 
 export interface Page<T> {
@@ -80,6 +83,8 @@ export class PlansRepository {
               idempotencyDigest: plan.idempotencyDigest,
               testCount: plan.tests.length,
               bundleId: plan.bundleId,
+              submittedBy: plan.submittedBy,
+              submittedByTokenId: plan.submittedByTokenId,
             },
           });
           if (plan.files.length) await tx.planFiles.create({ data: { planId: plan.id, files: plan.files } });

@@ -27,6 +27,10 @@ export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 export const IMAGE_STATUSES = ['MISSING', 'BUILDING', 'READY', 'FAILED'] as const;
 export type ImageStatus = (typeof IMAGE_STATUSES)[number];
 
+/** What an API token may do (domain/access.ts): each role can do all the one before it can. */
+export const ROLES = ['VIEWER', 'SUBMITTER', 'ADMIN'] as const;
+export type Role = (typeof ROLES)[number];
+
 /** The lists by the name of their type, as the database and the GraphQL schema name them. */
 export const ENUMS = {
   EnvironmentKind: ENVIRONMENT_KINDS,
@@ -36,4 +40,5 @@ export const ENUMS = {
   EnvironmentStatus: ENVIRONMENT_STATUSES,
   ArtifactKind: ARTIFACT_KINDS,
   ImageStatus: IMAGE_STATUSES,
+  Role: ROLES,
 } as const;

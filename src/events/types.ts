@@ -12,6 +12,8 @@ export interface EventMap {
   /** A request to abort a running test, heard by every worker. */
   cancel: { testId: string };
   output: OutputChunkView;
+  /** A token was revoked: every API process forgets it and closes its WebSocket connections. */
+  token: { revokedId: string };
 }
 
 export type Topic = keyof EventMap;

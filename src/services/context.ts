@@ -14,6 +14,8 @@ import type { EventBus } from '../events/bus';
 import type { UsageStore } from '../events/usage-store';
 import type { BundleStore } from '../infra/bundle/bundle-store';
 import type { TestQueues } from '../queue/producer';
+import type { TokensRepository } from '../db/tokens.repository';
+import type { FairUse } from './auth/fair-use';
 
 /** What the use cases need, passed in explicitly. */
 export interface ServiceDeps {
@@ -35,6 +37,10 @@ export interface ServiceDeps {
   /** The artifact store (ARTIFACT_DIR), counting its size in `storeUsage`. */
   store: ArtifactStore;
   storeUsage: ArtifactUsage;
+  /** API tokens (AUTH=on): who submitted a plan, who may change it. */
+  tokens: TokensRepository;
+  /** The per-token limits (they let everything through when there is no caller: AUTH=off). */
+  fairUse: FairUse;
   /** Health probes of the components. */
   pingDatabase(): Promise<void>;
   now(): Date;

@@ -12,6 +12,8 @@ import { ImagesService } from './images.service';
 import { cancelRunning, publishTestChanges } from './transitions';
 import { bestEffort } from '../infra/best-effort';
 import { toWorkFile, workFilesBytes, type WorkFile } from '../domain/work-files';
+import type { Caller } from '../domain/access';
+import { checkPlanChange } from './auth/plan-access';
 
 export const MAX_PAGE = 500;
 export const DEFAULT_PAGE = 50;
@@ -40,7 +42,7 @@ export class PlanService {
    * Validates everything, matches each test to a pool, stores the plan and its tests in one transaction,
    * then queues one job per test. Rejected input stores and queues nothing.
    */
-  async submit(input: SubmitPlanInput): Promise<PlanView> {
+  async submit(input: SubmitPlanInput, caller: Caller | null = null): Promise<PlanView> {
     const { config, logger } = this.d;
     const problems = validatePlan(input, config.limits);
     if (problems.length) {
@@ -117,6 +119,7 @@ export class PlanService {
       throw new UserError('UNSCHEDULABLE', `${unschedulable.join('; ')}${more ? `; and ${more} more` : ''}`, { tests: unschedulableCount });
     }
 
+    await this.d.fairUse.queue(caller, tests.length);
     const priority = input.priority ?? 0;
     let plan: PlanView;
     try {
@@ -129,6 +132,8 @@ export class PlanService {
         bundleId: bundle?.id ?? null,
         files: planFiles,
         tests,
+        submittedBy: caller?.name ?? null,
+        submittedByTokenId: caller?.tokenId ?? null,
       });
     } catch (e) {
       // a concurrent submission with the same key won the race: answer with its plan
@@ -178,7 +183,8 @@ export class PlanService {
   }
 
   /** QUEUED tests are cancelled and taken off the queue; RUNNING ones are killed by their workers. */
-  async cancel(id: string): Promise<PlanView> {
+  async cancel(id: string, caller: Caller | null = null): Promise<PlanView> {
+    await checkPlanChange(this.d.tokens, id, caller, 'cancel');
     if (!isUuid(id) || !(await this.d.plans.markCancelled(id))) throw new UserError('NOT_FOUND', `no plan with id ${id}`, { id });
     const cancelled = await this.d.tests.cancelQueuedOfPlan(id, this.d.now());
     // a job left behind is harmless: the worker that takes it finds the test CANCELLED and skips it

@@ -10,6 +10,8 @@ import { isPlanFinished, type PlanStatus } from '../domain/status';
 import type { BundleService } from './bundle.service';
 import type { ServiceDeps } from './context';
 import { UserError } from './errors';
+import type { Caller } from '../domain/access';
+import { checkPlanChange } from './auth/plan-access';
 
 /** Tests deleted per transaction (with their runs and artifacts). */
 const TEST_BATCH = 200;
@@ -31,7 +33,7 @@ export interface Purged {
   bundlesRemoved: number;
 }
 
-export type RetentionDeps = Pick<ServiceDeps, 'config' | 'logger' | 'artifacts' | 'store' | 'events' | 'now'> & {
+export type RetentionDeps = Pick<ServiceDeps, 'config' | 'logger' | 'artifacts' | 'store' | 'events' | 'now' | 'tokens'> & {
   bundles: Pick<BundleService, 'releaseUnused'>;
 };
 
@@ -44,7 +46,8 @@ export class RetentionService {
    * Deletes a finished plan now. NOT_FOUND for no such plan; a plan still queued or running (or
    * cancelled while some of its tests have not ended yet) is refused: cancel it first.
    */
-  async deletePlan(id: string): Promise<Purged> {
+  async deletePlan(id: string, caller: Caller | null = null): Promise<Purged> {
+    await checkPlanChange(this.d.tokens, id, caller, 'delete');
     const state = isUuid(id) ? await this.d.artifacts.planState(id) : null;
     if (!state) throw new UserError('NOT_FOUND', `no plan with id ${id}`, { id });
     if (!isPlanFinished(state.status as PlanStatus) || state.unfinishedTests > 0) {

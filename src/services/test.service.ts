@@ -8,6 +8,8 @@ import { UserError } from './errors';
 import { checkCursor, pageSize } from './plan.service';
 import { cancelRunning, publishTestChanges } from './transitions';
 import { bestEffort } from '../infra/best-effort';
+import type { Caller } from '../domain/access';
+import { checkPlanChange } from './auth/plan-access';
 
 /** Artifacts one query may list (the default of `first`). */
 export const MAX_ARTIFACT_PAGE = 1000;
@@ -49,9 +51,10 @@ export class TestService {
   }
 
   /** QUEUED: cancelled and removed from its queue. RUNNING: cancelled, and its worker kills it. Finished: unchanged. */
-  async cancel(id: string): Promise<TestView> {
+  async cancel(id: string, caller: Caller | null = null): Promise<TestView> {
     const current = isUuid(id) ? await this.d.tests.get(id) : null;
     if (!current) throw new UserError('NOT_FOUND', `no test with id ${id}`, { id });
+    await checkPlanChange(this.d.tokens, current.planId, caller, 'cancel a test of');
     if (isTerminal(current.status)) return current;
     let changed = await this.d.tests.transition(id, { from: ['QUEUED'] }, { status: 'CANCELLED', finishedAt: this.d.now() });
     if (changed) {

@@ -16,7 +16,7 @@ export function countsFrom(rows: Iterable<{ status: string; n: number | bigint }
   return counts;
 }
 
-export function planView(p: Pick<ExecutionPlanModel, 'id' | 'name' | 'priority' | 'status' | 'createdAt' | 'startedAt' | 'finishedAt' | 'bundleId'>, counts: StatusCounts): PlanView {
+export function planView(p: Pick<ExecutionPlanModel, 'id' | 'name' | 'priority' | 'status' | 'createdAt' | 'startedAt' | 'finishedAt' | 'bundleId' | 'submittedBy'>, counts: StatusCounts): PlanView {
   return {
     id: p.id,
     name: p.name,
@@ -26,6 +26,7 @@ export function planView(p: Pick<ExecutionPlanModel, 'id' | 'name' | 'priority' 
     startedAt: iso(p.startedAt),
     finishedAt: iso(p.finishedAt),
     bundle: p.bundleId,
+    submittedBy: p.submittedBy,
     counts,
   };
 }
@@ -41,6 +42,7 @@ export function planViewFromJson(row: Record<string, unknown>, counts: StatusCou
     startedAt: iso(row.started_at as string | null),
     finishedAt: iso(row.finished_at as string | null),
     bundle: typeof row.bundle_id === 'string' ? row.bundle_id : null,
+    submittedBy: typeof row.submitted_by === 'string' ? row.submitted_by : null,
     counts,
   };
 }

@@ -67,6 +67,8 @@ export interface PlanView {
   finishedAt: string | null;
   /** Id of the bundle it was submitted with ("sha256:…"), or null. */
   bundle: string | null;
+  /** Name of the token that submitted it; null when authentication was off. */
+  submittedBy: string | null;
   counts: StatusCounts;
 }
 

@@ -7,7 +7,8 @@
 // fetches the plans again, since events sent meanwhile were missed (systemStatusUpdated sends the
 // current state on subscribe by itself).
 export const DASHBOARD_SCRIPT = String.raw`'use strict';
-(function () {
+window.orchestratorAuth.whenReady(function () {
+  var auth = window.orchestratorAuth;
   var MAX_PLANS = 25;
   var MAX_FEED = 50;
   var PLAN_FIELDS = 'id name status priority createdAt counts { passed failed timedOut error running queued total }';
@@ -122,16 +123,23 @@ export const DASHBOARD_SCRIPT = String.raw`'use strict';
   var client = graphqlWs.createClient({
     url: (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/graphql',
     retryAttempts: Infinity,
-    shouldRetry: function () { return true; },
+    // a refused token (close 4401) is not retried: the page asks for another
+    shouldRetry: function (e) { return !(e && e.code === 4401); },
     retryWait: function (retries) {
       return new Promise(function (resolve) { setTimeout(resolve, Math.min(5000, 500 * Math.pow(2, retries))); });
     },
     keepAlive: 10000,
+    connectionParams: function () { return auth.connectionParams(); },
     on: {
       connecting: function () { if (document.body.dataset.connection !== 'disconnected') setConnection('connecting'); },
       opened: function (s) { socket = s; },
       connected: function () { setConnection('live'); loadPlans(); },
-      closed: function () { socket = null; clearTimeout(pongTimer); setConnection('disconnected'); },
+      closed: function (e) {
+        socket = null;
+        clearTimeout(pongTimer);
+        setConnection('disconnected');
+        if (e && e.code === 4401) auth.refused('The server closed the connection (' + e.reason + ')');
+      },
       ping: function (received) {
         if (received) return;
         pongTimer = setTimeout(function () { if (socket) client.terminate(); }, 5000);
@@ -155,10 +163,13 @@ export const DASHBOARD_SCRIPT = String.raw`'use strict';
     var asked = ++seq;
     fetch('/graphql', {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: Object.assign({ 'content-type': 'application/json' }, auth.headers()),
       body: JSON.stringify({ query: '{ plans(first: ' + MAX_PLANS + ') { nodes { ' + PLAN_FIELDS + ' } } }' }),
     })
-      .then(function (r) { return r.json(); })
+      .then(function (r) {
+        if (r.status === 401) auth.refused('The server refused the token');
+        return r.json();
+      })
       .then(function (r) {
         if (r.errors || !r.data) { showProblem('loading plans', r.errors || 'no data'); return; }
         // this answer replaces what came before it was asked for (the page may have missed updates
@@ -186,5 +197,5 @@ export const DASHBOARD_SCRIPT = String.raw`'use strict';
   subscribe('test updates', 'subscription { testUpdated { name status attempts plan { name } result { errorMessage } } }', function (d) {
     showTest(d.testUpdated);
   });
-})();
+});
 `;

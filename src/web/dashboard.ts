@@ -4,12 +4,13 @@
 // never become HTML.
 import type { Express } from 'express';
 import { ASSET_PREFIX } from './assets';
-import { servePage } from './page';
+import { AUTH_META, servePage } from './page';
 
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
+${AUTH_META}
 <title>Test orchestrator · live</title>
 <link rel="stylesheet" href="${ASSET_PREFIX}dashboard.css">
 </head>
@@ -26,6 +27,7 @@ const PAGE = `<!doctype html>
   <section class="wide"><h2>Latest test changes</h2><table><thead><tr><th>time</th><th>test</th><th>status</th><th>attempt</th><th>why</th></tr></thead><tbody id="feed"></tbody></table></section>
 </main>
 <script src="${ASSET_PREFIX}graphql-ws.js"></script>
+<script src="${ASSET_PREFIX}auth.js"></script>
 <script src="${ASSET_PREFIX}dashboard.js"></script>
 </body>
 </html>
@@ -54,7 +56,7 @@ th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid #eceef2; w
 .ok { color: #137333; } .bad { color: #c5221f; }
 `;
 
-export function mountDashboard(app: Express): void {
+export function mountDashboard(app: Express, auth: boolean): void {
   // people open the root URL to see what is going on: it is the dashboard, not a redirect
-  servePage(app, ['/', '/dashboard'], PAGE);
+  servePage(app, ['/', '/dashboard'], PAGE, auth);
 }

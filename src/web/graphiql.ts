@@ -3,7 +3,7 @@
 // inline code and can forbid it. /graphiql?query=… opens with that query in the editor.
 import type { Express } from 'express';
 import { ASSET_PREFIX } from './assets';
-import { servePage } from './page';
+import { AUTH_META, servePage } from './page';
 
 const CSS = `
 html, body { height: 100%; margin: 0; }
@@ -17,6 +17,7 @@ const PAGE = `<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
+  ${AUTH_META}
   <title>Test orchestrator · GraphiQL</title>
   <link rel="stylesheet" href="${ASSET_PREFIX}graphiql.css">
   <style>${CSS}</style>
@@ -29,12 +30,13 @@ const PAGE = `<!doctype html>
   <script src="${ASSET_PREFIX}react-dom.js"></script>
   <script src="${ASSET_PREFIX}graphql-ws.js"></script>
   <script src="${ASSET_PREFIX}graphiql.js"></script>
+  <script src="${ASSET_PREFIX}auth.js"></script>
   <script src="${ASSET_PREFIX}graphiql-page.js"></script>
 </body>
 </html>
 `;
 
 
-export function mountGraphiql(app: Express): void {
-  servePage(app, ['/graphiql'], PAGE);
+export function mountGraphiql(app: Express, auth: boolean): void {
+  servePage(app, ['/graphiql'], PAGE, auth);
 }

@@ -27,8 +27,12 @@ export function setPageHeaders(res: Response): void {
   res.setHeader('X-Frame-Options', 'DENY');
 }
 
-/** Serves a fixed HTML page at each of `paths`. */
-export function servePage(app: Express, paths: string[], html: string): void {
+/** Where a page says whether authentication is on (read by auth.js). */
+export const AUTH_META = '<meta name="orchestrator-auth" content="off">';
+
+/** Serves a fixed HTML page at each of `paths` (its AUTH_META telling whether authentication is on). */
+export function servePage(app: Express, paths: string[], page: string, auth = false): void {
+  const html = page.replace(AUTH_META, AUTH_META.replace('"off"', auth ? '"on"' : '"off"'));
   for (const path of paths) {
     app.get(path, (_req, res) => {
       setPageHeaders(res);

@@ -57,6 +57,8 @@ export async function startTestServer(opts: {
   env?: Record<string, string>;
   /** Also run a worker (and the reconciler) in this process. */
   worker?: boolean;
+  /** Runs on the opened core before the API starts (AUTH=on refuses to start without a token: make them here). */
+  beforeServe?: (core: Core) => Promise<void>;
 }): Promise<TestServer> {
   const dataDir = opts.databaseUrl ? mkdtempSync(join(tmpdir(), 'orch-data-')) : await freshPgliteDir();
   const config = loadConfig({
@@ -69,6 +71,7 @@ export async function startTestServer(opts: {
   });
   const logger = quietLogger();
   const core = await openCore(config, logger);
+  await opts.beforeServe?.(core);
   const api = await serveApi(core, { host: '127.0.0.1', port: 0 });
   const worker = opts.worker ? await startWorker(core, { lockMs: 3_000, graceMs: 2_000 }) : null;
   const reconciler = opts.worker

@@ -61,7 +61,7 @@ describe('repositories use the injected clock', () => {
     const planId = randomUUID();
     const testId = randomUUID();
     await plans.create({
-      id: planId, name: 'clock', priority: 0, idempotencyKey: null, idempotencyDigest: null, bundleId: null, files: [],
+      id: planId, name: 'clock', priority: 0, idempotencyKey: null, idempotencyDigest: null, bundleId: null, files: [], submittedBy: null, submittedByTokenId: null,
       tests: [{ id: testId, name: 't', type: 'UNIT', script: 'true', timeoutSeconds: 5, requirements: {}, services: [], env: [], artifactPaths: [], maxRetries: 0, pool: 'p', files: [] }],
     });
     clock = new Date('2002-01-01T00:00:00.000Z');

@@ -5,6 +5,7 @@ import { Script } from 'node:vm';
 import { describe, it } from 'node:test';
 import { DASHBOARD_SCRIPT } from '../../src/web/dashboard.script';
 import { GRAPHIQL_SCRIPT } from '../../src/web/graphiql.script';
+import { AUTH_SCRIPT } from '../../src/web/auth.script';
 
 describe('page scripts', () => {
   for (const [name, source] of Object.entries({ 'dashboard.js': DASHBOARD_SCRIPT, 'graphiql-page.js': GRAPHIQL_SCRIPT })) {
@@ -13,4 +14,5 @@ describe('page scripts', () => {
       assert.match(source, /join\('\\n'\)/, 'the newline of a joined string stays an escape');
     });
   }
+  it('auth.js parses', () => assert.doesNotThrow(() => new Script(AUTH_SCRIPT, { filename: 'auth.js' })));
 });

@@ -42,19 +42,19 @@ export class PlanResolver {
 
   @Mutation(() => ExecutionPlan)
   submitPlan(@Arg('input', () => SubmitPlanInput) input: SubmitPlanInput, @Ctx() ctx: ApiContext): Promise<PlanView> {
-    return ctx.services.plans.submit(input);
+    return ctx.services.plans.submit(input, ctx.caller);
   }
 
   @Mutation(() => ExecutionPlan)
   cancelPlan(@Arg('id', () => ID) id: string, @Ctx() ctx: ApiContext): Promise<PlanView> {
-    return ctx.services.plans.cancel(id);
+    return ctx.services.plans.cancel(id, ctx.caller);
   }
 
   @Mutation(() => Boolean, {
     description: 'deletes a finished plan with its tests, runs and artifacts (a blob another artifact shares is kept); a queued or running plan is refused: cancel it first',
   })
   async deletePlan(@Arg('id', () => ID) id: string, @Ctx() ctx: ApiContext): Promise<boolean> {
-    await ctx.services.retention.deletePlan(id);
+    await ctx.services.retention.deletePlan(id, ctx.caller);
     return true;
   }
 

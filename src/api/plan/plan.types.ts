@@ -14,6 +14,7 @@ export class ExecutionPlan {
   @Field(() => DateTimeScalar, { nullable: true }) startedAt!: string | null;
   @Field(() => DateTimeScalar, { nullable: true }) finishedAt!: string | null;
   @Field(() => String, { nullable: true, description: 'the bundle id it was submitted with' }) bundle!: string | null;
+  @Field(() => String, { nullable: true, description: 'name of the token that submitted it; null when authentication is off' }) submittedBy!: string | null;
 }
 
 @ObjectType()

@@ -15,7 +15,7 @@ export class TestCaseResolver {
 
   @Mutation(() => TestCase)
   cancelTest(@Arg('id', () => ID) id: string, @Ctx() ctx: ApiContext): Promise<TestView> {
-    return ctx.services.tests.cancel(id);
+    return ctx.services.tests.cancel(id, ctx.caller);
   }
 
   @FieldResolver(() => ExecutionPlan)
