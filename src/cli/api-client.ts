@@ -107,8 +107,9 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
   async function request<T>(query: string, variables: object, timeoutMs?: number): Promise<T> {
     let res: Response;
     let text: string;
-    const capped = timeoutMs !== undefined && timeoutMs < remaining(deadline);
-    const waitMs = capped ? timeoutMs : remaining(deadline);
+    // a request of its own time (a cancel after the deadline) or of what is left of the --timeout
+    const capped = timeoutMs !== undefined;
+    const waitMs = timeoutMs ?? remaining(deadline);
     try {
       const signal = AbortSignal.timeout(waitMs);
       res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json', ...authHeaders(token) }, body: JSON.stringify({ query, variables }), signal });
@@ -170,8 +171,15 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
       client,
       fail,
       async dispose() {
+        const reported = over;
         over = true;
-        await client.dispose();
+        try {
+          await client.dispose();
+        } catch (e) {
+          // graphql-ws rejects dispose() with the close event that ended the connection: that end has been
+          // reported once through onError already; one that comes now is the first word of it
+          if (!reported) onError(new CliError(`lost the connection to ${wsUrl}: ${wsCause(e, host)}`));
+        }
       },
     };
   }
