@@ -83,6 +83,8 @@ export interface ClientOptions {
   deadline: number;
   /** sent as `Authorization: Bearer TOKEN` and in graphql-ws's connection_init; never printed */
   token?: string;
+  /** SIGINT/SIGTERM: aborts what may be given up (a bundle upload) */
+  stop?: AbortSignal;
 }
 
 /** The refusal of a token, in words: 401/UNAUTHENTICATED/4401 and 403/FORBIDDEN/4403. */

@@ -64,10 +64,11 @@ export async function uploadBundle(baseUrl: string, source: Exclude<BundleSource
       headers: { 'content-type': source.kind === 'directory' ? 'application/gzip' : 'application/octet-stream', accept: 'application/json', ...authHeaders(opts.token) },
       body: Readable.toWeb(body) as unknown as ReadableStream,
       duplex: 'half',
-      signal: AbortSignal.timeout(remaining(opts.deadline)),
+      signal: opts.stop ? AbortSignal.any([AbortSignal.timeout(remaining(opts.deadline)), opts.stop]) : AbortSignal.timeout(remaining(opts.deadline)),
     } as unknown as RequestInit);
     text = await res.text();
   } catch (e) {
+    if (opts.stop?.aborted) throw new CliError(`interrupted by ${String(opts.stop.reason)} while uploading ${what}: nothing submitted`);
     const failed = packError as Error | null;
     if (failed) throw new CliError(`cannot pack ${what}: ${oneLine(failed instanceof PackError ? failed.message : failed.message, 300)}`);
     throw new CliError(`cannot upload ${what} to ${baseUrl}/bundles: ${networkCause(e, new URL(baseUrl).hostname, timeoutSeconds)}`);

@@ -171,7 +171,7 @@ const signalName = (stop: AbortSignal | undefined) => String(stop?.reason ?? 'a 
 
 async function submitOrThrow(args: SubmitArgs, io: SubmitIo): Promise<number> {
   const startedAt = Date.now();
-  const opts: ClientOptions = { timeoutSeconds: args.timeoutSeconds, deadline: startedAt + args.timeoutSeconds * 1000, token: args.token };
+  const opts: ClientOptions = { timeoutSeconds: args.timeoutSeconds, deadline: startedAt + args.timeoutSeconds * 1000, token: args.token, stop: io.stop };
   const out = args.token ? (l: string) => io.out(l.split(args.token!).join('[token]')) : io.out;
   const interrupted = () => io.stop?.aborted === true;
   // the server's own rules; its test count limit is its own setting, so the server checks that
@@ -224,6 +224,8 @@ async function submitOrThrow(args: SubmitArgs, io: SubmitIo): Promise<number> {
   let after: string | null = null;
   let summary: any;
   do {
+    // the plan has ended: nothing to cancel, but a signal still stops the command
+    if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)}: plan ${id} had ended ${status}; no report written`);
     summary = await planOf(api, plan.id, after, args.junit !== undefined);
     tests.push(...summary.tests.nodes);
     after = summary.tests.pageInfo.hasNextPage ? summary.tests.pageInfo.endCursor : null;
