@@ -152,7 +152,9 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
       over = true;
       const why = wsCause(e, host);
       const code = (e as { code?: unknown })?.code;
+      const gqlCode = Array.isArray(e) ? (e[0] as GraphqlError | undefined)?.extensions?.code : undefined;
       if (code === 4401 || code === 4403) onError(new CliError(`${wsUrl} refused the token: ${why} (${TOKEN_HINT})`));
+      else if (typeof gqlCode === 'string' && AUTH_CODES.has(gqlCode)) onError(new CliError(`${wsUrl} refused the subscription: ${why} (${TOKEN_HINT})`));
       else onError(new CliError(connected ? `lost the connection to ${wsUrl} while waiting: ${why}` : `cannot open the WebSocket ${wsUrl}: ${why}`));
     };
     const client = createClient({

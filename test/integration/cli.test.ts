@@ -250,7 +250,7 @@ describe('submit --token: sent on every request, never printed, a refusal is exi
   // a stand-in for a server with AUTH=on: it records what it was sent and answers as the contract says
   const seen: { path: string; authorization?: string }[] = [];
   const inits: unknown[] = [];
-  let mode: 'unauthenticated' | 'forbidden' | 'echo' | 'ws-4401' = 'unauthenticated';
+  let mode: 'unauthenticated' | 'forbidden' | 'echo' | 'ws-4401' | 'ws-forbidden' = 'unauthenticated';
   const http = createHttpServer((req, res) => {
     seen.push({ path: req.url ?? '', authorization: req.headers.authorization });
     let body = '';
@@ -271,9 +271,11 @@ describe('submit --token: sent on every request, never printed, a refusal is exi
     seen.push({ path: `ws ${req.url}`, authorization: req.headers.authorization });
     ws.on('message', (m) => {
       const msg = JSON.parse(m.toString());
+      if (msg.type === 'subscribe') ws.send(JSON.stringify({ type: 'error', id: msg.id, payload: [{ message: 'this token may not follow that plan', extensions: { code: 'FORBIDDEN' } }] }));
       if (msg.type !== 'connection_init') return;
       inits.push(msg.payload);
-      ws.close(4401, 'Unauthorized');
+      if (mode === 'ws-forbidden') ws.send(JSON.stringify({ type: 'connection_ack' }));
+      else ws.close(4401, 'Unauthorized');
     });
   });
   let base = '';
@@ -336,6 +338,13 @@ describe('submit --token: sent on every request, never printed, a refusal is exi
     assert.equal(r.code, 2);
     assertNoToken(r);
     assert.deepEqual(inits, [{ authorization: `Bearer ${TOKEN}` }]);
+  });
+
+  it('a subscription refused with FORBIDDEN: one line, exit 2', async () => {
+    mode = 'ws-forbidden';
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN, '--wait');
+    assert.equal(r.stderr, `ws://${base.slice(7)}/graphql refused the subscription: FORBIDDEN: this token may not follow that plan (give a valid token with --token or ORCHESTRATOR_TOKEN)\n`);
+    assert.equal(r.code, 2);
   });
 
   it('a token a header cannot carry: a usage error that does not quote it, nothing sent', async () => {
