@@ -89,6 +89,8 @@ export interface ClientOptions {
 
 /** The refusal of a token, in words: 401/UNAUTHENTICATED/4401 and 403/FORBIDDEN/4403. */
 export const TOKEN_HINT = 'give a valid token with --token or ORCHESTRATOR_TOKEN';
+export const ROLE_HINT = "the token's role does not allow it";
+const hintFor = (forbidden: boolean) => (forbidden ? ROLE_HINT : TOKEN_HINT);
 const AUTH_CODES = new Set(['UNAUTHENTICATED', 'FORBIDDEN']);
 
 /** The HTTP headers every request of the CLI carries. */
@@ -132,10 +134,10 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
       const errors = body.errors as GraphqlError[];
       const line = describeGraphqlErrors(errors, `HTTP ${res.status}`);
       const code = errors[0]?.extensions?.code;
-      if ((typeof code === 'string' && AUTH_CODES.has(code)) || res.status === 401 || res.status === 403) throw new CliError(`${line} (${TOKEN_HINT})`);
+      if ((typeof code === 'string' && AUTH_CODES.has(code)) || res.status === 401 || res.status === 403) throw new CliError(`${line} (${hintFor(code === 'FORBIDDEN' || res.status === 403)})`);
       throw new CliError(line);
     }
-    if (res.status === 401 || res.status === 403) throw new CliError(`${endpoint} refused the request: ${status} (${TOKEN_HINT})`);
+    if (res.status === 401 || res.status === 403) throw new CliError(`${endpoint} refused the request: ${status} (${hintFor(res.status === 403)})`);
     if (body === null || typeof body !== 'object') {
       const type = res.headers.get('content-type');
       throw new CliError(`${endpoint} answered ${status}${type ? ` (${oneLine(type.split(';')[0], 60)})` : ''}, not a GraphQL response`);
@@ -153,8 +155,8 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
       const why = wsCause(e, host);
       const code = (e as { code?: unknown })?.code;
       const gqlCode = Array.isArray(e) ? (e[0] as GraphqlError | undefined)?.extensions?.code : undefined;
-      if (code === 4401 || code === 4403) onError(new CliError(`${wsUrl} refused the token: ${why} (${TOKEN_HINT})`));
-      else if (typeof gqlCode === 'string' && AUTH_CODES.has(gqlCode)) onError(new CliError(`${wsUrl} refused the subscription: ${why} (${TOKEN_HINT})`));
+      if (code === 4401 || code === 4403) onError(new CliError(`${wsUrl} refused the token: ${why} (${hintFor(code === 4403)})`));
+      else if (typeof gqlCode === 'string' && AUTH_CODES.has(gqlCode)) onError(new CliError(`${wsUrl} refused the subscription: ${why} (${hintFor(gqlCode === 'FORBIDDEN')})`));
       else onError(new CliError(connected ? `lost the connection to ${wsUrl} while waiting: ${why}` : `cannot open the WebSocket ${wsUrl}: ${why}`));
     };
     const client = createClient({

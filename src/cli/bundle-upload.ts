@@ -8,7 +8,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { BUNDLE_ID } from '../domain/work-files';
 import { PackError, packDirectory } from '../infra/tar/tar-writer';
-import { authHeaders, CliError, networkCause, remaining, TOKEN_HINT, type ClientOptions } from './api-client';
+import { authHeaders, CliError, networkCause, remaining, ROLE_HINT, TOKEN_HINT, type ClientOptions } from './api-client';
 import { oneLine } from './one-line';
 
 export interface UploadedBundle {
@@ -85,7 +85,7 @@ export async function uploadBundle(baseUrl: string, source: Exclude<BundleSource
     return { id: answer.id, sizeBytes: Number(answer.sizeBytes), files: Number(answer.files) };
   }
   if (res.status === 401 || res.status === 403)
-    throw new CliError(`${baseUrl}/bundles refused the upload: HTTP ${res.status}${res.statusText ? ` ${oneLine(res.statusText, 60)}` : ''}${typeof answer?.error === 'string' ? `: ${oneLine(answer.error, 300)}` : ''} (${TOKEN_HINT})`);
+    throw new CliError(`${baseUrl}/bundles refused the upload: HTTP ${res.status}${res.statusText ? ` ${oneLine(res.statusText, 60)}` : ''}${typeof answer?.error === 'string' ? `: ${oneLine(answer.error, 300)}` : ''} (${res.status === 403 ? ROLE_HINT : TOKEN_HINT})`);
   const why = typeof answer?.error === 'string' ? oneLine(answer.error, 300) : `HTTP ${res.status}${res.statusText ? ` ${oneLine(res.statusText, 60)}` : ''}, not an answer of POST /bundles`;
   throw new CliError(`${what} was refused as a bundle: ${why}`);
 }

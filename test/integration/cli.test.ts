@@ -123,7 +123,7 @@ describe('submit: a server it cannot reach or that does not speak GraphQL', () =
       expectOneErrorLine(await cli('submit', file, '--url', `${base}/json`), `${base}/json/graphql answered HTTP 200 OK without data, not a GraphQL response`);
       expectOneErrorLine(await cli('submit', file, '--url', `${base}/nowhere`), `${base}/nowhere/graphql answered HTTP 404 Not Found (text/html), not a GraphQL response`);
       expectOneErrorLine(await cli('submit', file, '--url', `${base}/errors`), 'BAD_USER_INPUT: Variable "$input" got invalid value\\n\\u001b[31m (and 1 more error)');
-      expectOneErrorLine(await cli('submit', file, '--url', `${base}/forbidden`), 'HTTP 403: forbidden (give a valid token with --token or ORCHESTRATOR_TOKEN)');
+      expectOneErrorLine(await cli('submit', file, '--url', `${base}/forbidden`), "HTTP 403: forbidden (the token's role does not allow it)");
     } finally {
       http.close();
     }
@@ -309,7 +309,7 @@ describe('submit --token: sent on every request, never printed, a refusal is exi
   it('FORBIDDEN: one line, exit 2', async () => {
     mode = 'forbidden';
     const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN);
-    expectOneErrorLine(r, 'FORBIDDEN: a VIEWER token may not submit (give a valid token with --token or ORCHESTRATOR_TOKEN)');
+    expectOneErrorLine(r, "FORBIDDEN: a VIEWER token may not submit (the token's role does not allow it)");
   });
 
   it('a server that quotes the token back: "[token]" is printed instead', async () => {
@@ -343,7 +343,7 @@ describe('submit --token: sent on every request, never printed, a refusal is exi
   it('a subscription refused with FORBIDDEN: one line, exit 2', async () => {
     mode = 'ws-forbidden';
     const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN, '--wait');
-    assert.equal(r.stderr, `ws://${base.slice(7)}/graphql refused the subscription: FORBIDDEN: this token may not follow that plan (give a valid token with --token or ORCHESTRATOR_TOKEN)\n`);
+    assert.equal(r.stderr, `ws://${base.slice(7)}/graphql refused the subscription: FORBIDDEN: this token may not follow that plan (the token's role does not allow it)\n`);
     assert.equal(r.code, 2);
   });
 
