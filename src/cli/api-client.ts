@@ -65,12 +65,18 @@ export interface ApiClient {
   readonly wsUrl: string;
   /** Data of a query or mutation; a CliError for anything else. `timeoutMs` caps this request's wait. */
   request<T = any>(query: string, variables: object, timeoutMs?: number): Promise<T>;
-  /** A graphql-ws client that reports its end, unless disposed, as one line through `onError` (once). */
-  subscriptions(onError: (e: CliError) => void): Subscriptions;
+  /**
+   * A graphql-ws client, connecting at once, that reports its end, unless disposed, as one line (a
+   * CliError) through the handler given to `onError` (once; an end before that waits for it).
+   */
+  subscriptions(): Subscriptions;
 }
 
 export interface Subscriptions {
   client: Client;
+  /** Resolves once the server has acknowledged connection_init (the token); rejects with the one line. */
+  ready: Promise<void>;
+  onError(handler: (e: CliError) => void): void;
   /** For a subscription's error sink: reports a close event or GraphQL errors as the one line. */
   fail(e: unknown): void;
   dispose(): Promise<void>;
@@ -146,9 +152,23 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
     return body.data as T;
   }
 
-  function subscriptions(onError: (e: CliError) => void): Subscriptions {
+  function subscriptions(): Subscriptions {
     let connected = false;
     let over = false;
+    let handler: ((e: CliError) => void) | null = null;
+    let pending: CliError | null = null;
+    let acked!: () => void;
+    let refused!: (e: CliError) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      acked = resolve;
+      refused = reject;
+    });
+    ready.catch(() => undefined); // also reported through onError
+    const onError = (e: CliError) => {
+      refused(e);
+      if (handler) handler(e);
+      else pending = e;
+    };
     const fail = (e: unknown) => {
       if (over) return;
       over = true;
@@ -162,12 +182,16 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
     const client = createClient({
       url: wsUrl,
       webSocketImpl: WebSocket,
-      lazy: true,
+      // connected before the plan is submitted: a refused token stops it before a plan exists, and the
+      // subscriptions are in place sooner after it
+      lazy: false,
+      onNonLazyError: (e) => fail(e), // its default prints the event to the console: the one line says it
       retryAttempts: 0, // a lost connection ends the wait: exit 2, not a silent gap in the updates
       connectionParams: token ? { authorization: `Bearer ${token}` } : undefined,
       on: {
         connected: () => {
           connected = true;
+          acked();
         },
         error: fail,
         closed: fail,
@@ -175,6 +199,11 @@ export function apiClient(baseUrl: string, opts: ClientOptions): ApiClient {
     });
     return {
       client,
+      ready,
+      onError(h) {
+        handler = h;
+        if (pending) h(pending);
+      },
       fail,
       async dispose() {
         const reported = over;

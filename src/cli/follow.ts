@@ -4,7 +4,7 @@
 
 import { isPlanFinished } from '../domain/status';
 import { PLAN_STATUSES } from '../domain/enums';
-import { CliError, type ApiClient } from './api-client';
+import { CliError, type ApiClient, type Subscriptions } from './api-client';
 import type { Progress } from './progress';
 
 const WATCH = `subscription($id: ID) { planUpdated(id: $id) { status counts { queued running passed failed timedOut error cancelled total } } }`;
@@ -22,7 +22,8 @@ export interface Following {
   stop(): Promise<void>;
 }
 
-export function followPlan(api: ApiClient, id: string, progress: Progress): Following {
+/** `subs`: connected already (api.subscriptions()); disposed by stop(). */
+export function followPlan(api: ApiClient, subs: Subscriptions, id: string, progress: Progress): Following {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   let fail!: (e: unknown) => void;
@@ -43,7 +44,7 @@ export function followPlan(api: ApiClient, id: string, progress: Progress): Foll
     }
     if (FINAL.has(p.status)) done(p.status);
   };
-  const subs = api.subscriptions((e) => fail(e));
+  subs.onError((e) => fail(e));
   subs.client.subscribe<any>(
     { query: TESTS, variables: { id } },
     {

@@ -169,6 +169,19 @@ export async function submitCommand(args: SubmitArgs, io: SubmitIo = defaultIo()
 
 const signalName = (stop: AbortSignal | undefined) => String(stop?.reason ?? 'a signal');
 
+/** `p`, or a CliError once the --timeout is reached (for a wait that has no timeout of its own). */
+async function beforeDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CliError(what)), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function submitOrThrow(args: SubmitArgs, io: SubmitIo): Promise<number> {
   const startedAt = Date.now();
   const opts: ClientOptions = { timeoutSeconds: args.timeoutSeconds, deadline: startedAt + args.timeoutSeconds * 1000, token: args.token, stop: io.stop };
@@ -188,15 +201,28 @@ async function submitOrThrow(args: SubmitArgs, io: SubmitIo): Promise<number> {
   }
   if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)} before the plan was submitted: nothing submitted`);
   const api = apiClient(args.url, opts);
-  const { submitPlan: plan } = await api.request<{ submitPlan: any }>(SUBMIT, { input });
+  // with --wait the WebSocket is opened (and the token accepted on it) before the plan exists
+  const subs = args.wait ? api.subscriptions() : null;
+  let plan: any;
+  try {
+    if (subs) await beforeDeadline(subs.ready, opts.deadline, `cannot open the WebSocket ${api.wsUrl}: no answer within ${args.timeoutSeconds} s`);
+    if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)} before the plan was submitted: nothing submitted`);
+    plan = (await api.request<{ submitPlan: any }>(SUBMIT, { input })).submitPlan;
+  } catch (e) {
+    await subs?.dispose();
+    throw e;
+  }
   const id = oneLine(String(plan.id), 60);
   out(`plan ${id} "${oneLine(String(plan.name), 200)}": ${plan.counts?.total} tests ${oneLine(String(plan.status), 20)}`);
   // a signal during the submission: the plan exists now, so it is cancelled like any other
-  if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)}: ${await giveUp(api, id, args)}`);
-  if (!args.wait) return 0;
+  if (interrupted()) {
+    await subs?.dispose();
+    throw new CliError(`interrupted by ${signalName(io.stop)}: ${await giveUp(api, id, args)}`);
+  }
+  if (!subs) return 0;
 
   const progress = new Progress(io.term, startedAt);
-  const follow = followPlan(api, plan.id, progress);
+  const follow = followPlan(api, subs, plan.id, progress);
   let deadlineTimer: NodeJS.Timeout | undefined;
   let onStop: (() => void) | undefined;
   let status: string;
