@@ -101,7 +101,18 @@ async function submit(spec: CommandSpec, argv: string[]): Promise<never> {
       console.log(helpText(spec));
       process.exit(0);
     }
-    process.exit(await submitCommand(submitArgs(parsed)));
+    const args = submitArgs(parsed, { ORCHESTRATOR_TOKEN: process.env.ORCHESTRATOR_TOKEN });
+    // Ctrl-C or SIGTERM (a CI job cancelled): the plan is cancelled (unless --no-cancel), then exit 2;
+    // a second signal exits at once
+    const stop = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stop.signal.aborted) process.exit(2);
+      stop.abort(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const term = { write: (t: string) => process.stdout.write(t), isTTY: process.stdout.isTTY === true, columns: process.stdout.columns };
+    process.exit(await submitCommand(args, { out: (l) => console.log(l), term, stop: stop.signal }));
   } catch (e) {
     if (e instanceof UsageError) console.error(`submit: ${e.message}`);
     else if (e instanceof PlanFileError) console.error(e.lines.join('\n'));

@@ -8,7 +8,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { BUNDLE_ID } from '../domain/work-files';
 import { PackError, packDirectory } from '../infra/tar/tar-writer';
-import { CliError, networkCause } from './api-client';
+import { authHeaders, CliError, networkCause, remaining, ROLE_HINT, TOKEN_HINT, type ClientOptions } from './api-client';
 import { oneLine } from './one-line';
 
 export interface UploadedBundle {
@@ -46,7 +46,8 @@ function archiveBody(path: string): Readable {
 }
 
 /** Uploads the bundle and returns what the server answered; a CliError (exit 2) for any failure. */
-export async function uploadBundle(baseUrl: string, source: Exclude<BundleSource, { kind: 'id' }>, timeoutSeconds: number): Promise<UploadedBundle> {
+export async function uploadBundle(baseUrl: string, source: Exclude<BundleSource, { kind: 'id' }>, opts: ClientOptions): Promise<UploadedBundle> {
+  const { timeoutSeconds } = opts;
   const what = `${source.kind === 'directory' ? 'the directory' : 'the archive'} ${oneLine(source.path, 200)}`;
   let packError: Error | null = null;
   const body =
@@ -60,13 +61,14 @@ export async function uploadBundle(baseUrl: string, source: Exclude<BundleSource
   try {
     res = await fetch(`${baseUrl}/bundles`, {
       method: 'POST',
-      headers: { 'content-type': source.kind === 'directory' ? 'application/gzip' : 'application/octet-stream', accept: 'application/json' },
+      headers: { 'content-type': source.kind === 'directory' ? 'application/gzip' : 'application/octet-stream', accept: 'application/json', ...authHeaders(opts.token) },
       body: Readable.toWeb(body) as unknown as ReadableStream,
       duplex: 'half',
-      signal: AbortSignal.timeout(timeoutSeconds * 1000),
+      signal: opts.stop ? AbortSignal.any([AbortSignal.timeout(remaining(opts.deadline)), opts.stop]) : AbortSignal.timeout(remaining(opts.deadline)),
     } as unknown as RequestInit);
     text = await res.text();
   } catch (e) {
+    if (opts.stop?.aborted) throw new CliError(`interrupted by ${String(opts.stop.reason)} while uploading ${what}: nothing submitted`);
     const failed = packError as Error | null;
     if (failed) throw new CliError(`cannot pack ${what}: ${oneLine(failed instanceof PackError ? failed.message : failed.message, 300)}`);
     throw new CliError(`cannot upload ${what} to ${baseUrl}/bundles: ${networkCause(e, new URL(baseUrl).hostname, timeoutSeconds)}`);
@@ -82,6 +84,8 @@ export async function uploadBundle(baseUrl: string, source: Exclude<BundleSource
   if (res.status === 201 && typeof answer?.id === 'string' && BUNDLE_ID.test(answer.id)) {
     return { id: answer.id, sizeBytes: Number(answer.sizeBytes), files: Number(answer.files) };
   }
+  if (res.status === 401 || res.status === 403)
+    throw new CliError(`${baseUrl}/bundles refused the upload: HTTP ${res.status}${res.statusText ? ` ${oneLine(res.statusText, 60)}` : ''}${typeof answer?.error === 'string' ? `: ${oneLine(answer.error, 300)}` : ''} (${res.status === 403 ? ROLE_HINT : TOKEN_HINT})`);
   const why = typeof answer?.error === 'string' ? oneLine(answer.error, 300) : `HTTP ${res.status}${res.statusText ? ` ${oneLine(res.statusText, 60)}` : ''}, not an answer of POST /bundles`;
   throw new CliError(`${what} was refused as a bundle: ${why}`);
 }

@@ -1,32 +1,31 @@
-// `orchestrator submit PLAN_FILE [--url URL] [--wait] [--junit FILE] [--timeout SECONDS]`: the CI client.
-// Checks the plan file (JSON or YAML) with the server's own rules, submits it, with --wait follows it
-// live over graphql-ws printing each test as it finishes, writes JUnit XML, and exits 0 when every test
-// passed (or, without --wait, once accepted), 1 when a test did not pass, 2 when it could not do its job
-// (usage, bad plan file, unreachable server, HTTP or GraphQL error, lost WebSocket): one line on stderr.
+// `orchestrator submit PLAN_FILE [--url URL] [--token TOKEN] [--wait] [--junit FILE] [--timeout SECONDS]
+// [--no-cancel] [--bundle DIR|ARCHIVE]`: the CI client. Checks the plan file (JSON or YAML) with the
+// server's own rules, submits it, with --wait follows it live over graphql-ws (progress.ts), prints what
+// failed, writes JUnit XML, and exits 0 when every test passed (or, without --wait, once accepted), 1 when
+// a test did not pass, 2 when it could not do its job (usage, bad plan file, unreachable server, HTTP or
+// GraphQL error, a refused token, lost WebSocket, --timeout reached, interrupted): one line on stderr.
+// The --timeout and a signal (SIGINT, SIGTERM) cancel the plan before exiting, unless --no-cancel.
+// The token is sent, never printed: a message that would hold it shows "[token]" instead.
 
 import { closeSync, constants, fstatSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { bundleSource, uploadBundle, type BundleSource } from './bundle-upload';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
-import { apiClient, CliError, type ApiClient } from './api-client';
+import { apiClient, CliError, type ApiClient, type ClientOptions } from './api-client';
 import { oneArg, UsageError, type ParsedArgs } from './args';
 import { junitXml } from './junit';
 import { oneLine } from './one-line';
 import { readPlanFile } from './plan-file';
-import { PLAN_STATUSES } from '../domain/enums';
-import { isPlanFinished } from '../domain/status';
+import { followPlan } from './follow';
+import { failureDetails, Progress, type Terminal } from './progress';
 import { DEFAULT_URL, SUBMIT_TIMEOUT_SECONDS } from './usage';
 
 const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id name status counts { total } } }`;
-const PLAN = `query($id: ID!, $after: String) { plan(id: $id) { id name status counts { passed failed timedOut error cancelled total }
-  tests(first: 500, after: $after) { pageInfo { hasNextPage endCursor } nodes { name status result { durationMs stdout stderr errorMessage } } } } }`;
-const WATCH = `subscription($id: ID) { planUpdated(id: $id) { status counts { queued running passed failed timedOut error cancelled total } } }`;
-const TESTS = `subscription($id: ID) { testUpdated(planId: $id) { name status attempts result { durationMs errorMessage } } }`;
-
-/** The plan statuses a wait ends on (isPlanFinished's, as the server sends them). */
-const FINAL: ReadonlySet<string> = new Set(PLAN_STATUSES.filter(isPlanFinished));
-/** How often the plan is also polled over HTTP: it can end before the subscriptions are in place. */
-const POLL_MS = 2_000;
+const PLAN = `query($id: ID!, $after: String, $full: Boolean!) { plan(id: $id) { id name status createdAt counts { passed failed timedOut error cancelled total }
+  tests(first: 500, after: $after) { pageInfo { hasNextPage endCursor } nodes { name status startedAt result { durationMs stdout @include(if: $full) stderr errorMessage } } } } }`;
+const CANCEL = `mutation($id: ID!) { cancelPlan(id: $id) { id status } }`;
+/** How long a cancel may take once the deadline has passed or a signal came. */
+const CANCEL_MS = 15_000;
 
 export interface SubmitArgs {
   file: string;
@@ -37,6 +36,18 @@ export interface SubmitArgs {
   timeoutSeconds: number;
   /** --bundle: a directory to pack, an archive, or a bundle id; wins over the plan file's `bundle`. */
   bundle?: string;
+  /** --token, else ORCHESTRATOR_TOKEN */
+  token?: string;
+  /** --no-cancel: leave the plan running on --timeout or a signal */
+  noCancel: boolean;
+}
+
+/** A bearer token as a header can carry it: visible ASCII, no spaces. Never quoted back. */
+function checkToken(token: string, from: string): string {
+  if (token === '') throw new UsageError(`${from} is empty`);
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new UsageError(`${from} must be printable ASCII without spaces (the token is not shown)`);
+  if (token.length > 4096) throw new UsageError(`${from} is longer than 4096 characters (the token is not shown)`);
+  return token;
 }
 
 /** The base URL of the API, or a UsageError: http(s), no user or password, no query. */
@@ -55,7 +66,8 @@ export function parseUrl(text: string): string {
   return `${u.origin}${path}`;
 }
 
-export function submitArgs(parsed: ParsedArgs): SubmitArgs {
+/** `env`: the environment (main passes process.env; only ORCHESTRATOR_TOKEN is read). */
+export function submitArgs(parsed: ParsedArgs, env: { ORCHESTRATOR_TOKEN?: string } = {}): SubmitArgs {
   const o = parsed.options;
   const timeoutText = typeof o.timeout === 'string' ? o.timeout : String(SUBMIT_TIMEOUT_SECONDS);
   const timeoutSeconds = Number(timeoutText);
@@ -68,6 +80,9 @@ export function submitArgs(parsed: ParsedArgs): SubmitArgs {
     junit: typeof o.junit === 'string' ? o.junit : undefined,
     timeoutSeconds,
     bundle: typeof o.bundle === 'string' ? o.bundle : undefined,
+    // an unset CI secret often arrives as an empty variable: that is no token
+    token: typeof o.token === 'string' ? checkToken(o.token, '--token') : env.ORCHESTRATOR_TOKEN ? checkToken(env.ORCHESTRATOR_TOKEN, 'ORCHESTRATOR_TOKEN') : undefined,
+    noCancel: o['no-cancel'] === true,
   };
   if (args.bundle === '') throw new UsageError('--bundle needs a directory, an archive or a bundle id');
   if (args.junit !== undefined && !args.wait) throw new UsageError('--junit needs --wait (the report is written when the plan has ended)');
@@ -110,76 +125,68 @@ function writeReport(file: string, xml: string): void {
   }
 }
 
-function progressLine(t: any): string | null {
-  if (!t || typeof t.status !== 'string' || t.status === 'RUNNING' || t.status === 'QUEUED') return null;
-  const ms = t.result?.durationMs;
-  const duration = typeof ms === 'number' ? ` (${Math.round(ms)} ms)` : '';
-  const error = typeof t.result?.errorMessage === 'string' && t.result.errorMessage ? `: ${oneLine(t.result.errorMessage, 300)}` : '';
-  return `  ${oneLine(t.status, 20).padEnd(9)} ${oneLine(String(t.name), 200)}${duration}${error}`;
-}
-
-async function planOf(api: ApiClient, id: string, after: string | null): Promise<any> {
-  const { plan } = await api.request<{ plan: any }>(PLAN, { id, after });
+async function planOf(api: ApiClient, id: string, after: string | null, full: boolean): Promise<any> {
+  const { plan } = await api.request<{ plan: any }>(PLAN, { id, after, full });
   if (!plan) throw new CliError(`plan ${id} no longer exists on ${api.url}`);
   return plan;
 }
 
-/** Resolves with the plan's final status; rejects with a CliError when the connection is lost. */
-function waitForEnd(api: ApiClient, id: string, out: (line: string) => void): { ended: Promise<string>; stop(): Promise<void> } {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let fail!: (e: unknown) => void;
-  let done!: (status: string) => void;
-  const ended = new Promise<string>((resolve, reject) => {
-    done = resolve;
-    fail = reject;
-  });
-  const subs = api.subscriptions((e) => fail(e));
-  subs.client.subscribe<any>(
-    { query: TESTS, variables: { id } },
-    {
-      next: ({ data, errors }) => {
-        if (errors?.length) return subs.fail(errors);
-        const line = progressLine(data?.testUpdated);
-        if (line && !stopped) out(line);
-      },
-      error: subs.fail,
-      complete: () => undefined,
-    },
-  );
-  subs.client.subscribe<any>(
-    { query: WATCH, variables: { id } },
-    {
-      next: ({ data, errors }) => {
-        if (errors?.length) return subs.fail(errors);
-        const s = data?.planUpdated?.status;
-        if (FINAL.has(s)) done(s);
-      },
-      error: subs.fail,
-      complete: () => undefined,
-    },
-  );
-  const poll = () => {
-    timer = setTimeout(() => {
-      planOf(api, id, null).then(
-        (p) => (FINAL.has(p.status) ? done(p.status) : stopped || poll()),
-        (e: unknown) => fail(e),
-      );
-    }, POLL_MS);
-  };
-  poll();
-  return {
-    ended,
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await subs.dispose();
-    },
-  };
+export interface SubmitIo {
+  /** a line on stdout */
+  out(line: string): void;
+  /** where the live progress goes (stdout) */
+  term: Terminal;
+  /** aborted by SIGINT/SIGTERM, with the signal's name as the reason */
+  stop?: AbortSignal;
+}
+
+const defaultIo = (): SubmitIo => ({
+  out: (l) => console.log(l),
+  term: { write: (t) => process.stdout.write(t), isTTY: process.stdout.isTTY === true, columns: process.stdout.columns },
+});
+
+/** Cancels the plan (unless --no-cancel) and says what became of it, for the one error line. */
+async function giveUp(api: ApiClient, id: string, args: SubmitArgs): Promise<string> {
+  if (args.noCancel) return `plan ${id} left running (--no-cancel)`;
+  try {
+    const { cancelPlan } = await api.request<{ cancelPlan: { status: string } }>(CANCEL, { id }, CANCEL_MS);
+    return `plan ${id} cancelled (now ${oneLine(String(cancelPlan?.status), 20)})`;
+  } catch (e) {
+    return `plan ${id} could not be cancelled: ${(e as Error).message}`;
+  }
 }
 
 /** Returns the process exit code: 0 when every test passed (or, without --wait, once accepted), 1 when one did not. */
-export async function submitCommand(args: SubmitArgs, out: (line: string) => void = (l) => console.log(l)): Promise<number> {
+export async function submitCommand(args: SubmitArgs, io: SubmitIo = defaultIo()): Promise<number> {
+  try {
+    return await submitOrThrow(args, io);
+  } catch (e) {
+    // whatever a server or a library put in a message, the token is not printed
+    if (args.token && e instanceof Error && e.message.includes(args.token)) e.message = e.message.split(args.token).join('[token]');
+    throw e;
+  }
+}
+
+const signalName = (stop: AbortSignal | undefined) => String(stop?.reason ?? 'a signal');
+
+/** `p`, or a CliError once the --timeout is reached (for a wait that has no timeout of its own). */
+async function beforeDeadline<T>(p: Promise<T>, deadline: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new CliError(what)), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function submitOrThrow(args: SubmitArgs, io: SubmitIo): Promise<number> {
+  const startedAt = Date.now();
+  const opts: ClientOptions = { timeoutSeconds: args.timeoutSeconds, deadline: startedAt + args.timeoutSeconds * 1000, token: args.token, stop: io.stop };
+  const out = args.token ? (l: string) => io.out(l.split(args.token!).join('[token]')) : io.out;
+  const interrupted = () => io.stop?.aborted === true;
   // the server's own rules; its test count limit is its own setting, so the server checks that
   const input = readPlanFile(args.file, { ...PLAN_LIMITS, maxTestsPerPlan: Number.MAX_SAFE_INTEGER }, undefined, { bundlePath: true }) as { bundle?: unknown };
   // --bundle is relative to the working directory, the plan's `bundle` to the plan file
@@ -188,31 +195,68 @@ export async function submitCommand(args: SubmitArgs, out: (line: string) => voi
   else if (typeof input.bundle === 'string') source = bundleSource(input.bundle, resolve(dirname(args.file), input.bundle), `${oneLine(args.file, 200)}: bundle`);
   if (source?.kind === 'id') input.bundle = source.id;
   else if (source) {
-    const b = await uploadBundle(args.url, source, args.timeoutSeconds);
+    const b = await uploadBundle(args.url, source, opts);
     out(`bundle ${b.id.slice(0, 19)}… ${b.files} files, ${b.sizeBytes} bytes, from ${oneLine(source.path, 200)}`);
     input.bundle = b.id;
   }
-  const api = apiClient(args.url, args.timeoutSeconds);
-  const { submitPlan: plan } = await api.request<{ submitPlan: any }>(SUBMIT, { input });
-  out(`plan ${oneLine(String(plan.id), 60)} "${oneLine(String(plan.name), 200)}": ${plan.counts?.total} tests ${oneLine(String(plan.status), 20)}`);
-  if (!args.wait) return 0;
+  if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)} before the plan was submitted: nothing submitted`);
+  const api = apiClient(args.url, opts);
+  // with --wait the WebSocket is opened (and the token accepted on it) before the plan exists
+  const subs = args.wait ? api.subscriptions() : null;
+  let plan: any;
+  try {
+    if (subs) await beforeDeadline(subs.ready, opts.deadline, `cannot open the WebSocket ${api.wsUrl}: no answer within ${args.timeoutSeconds} s`);
+    if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)} before the plan was submitted: nothing submitted`);
+    plan = (await api.request<{ submitPlan: any }>(SUBMIT, { input })).submitPlan;
+  } catch (e) {
+    await subs?.dispose();
+    throw e;
+  }
+  const id = oneLine(String(plan.id), 60);
+  out(`plan ${id} "${oneLine(String(plan.name), 200)}": ${plan.counts?.total} tests ${oneLine(String(plan.status), 20)}`);
+  // a signal during the submission: the plan exists now, so it is cancelled like any other
+  if (interrupted()) {
+    await subs?.dispose();
+    throw new CliError(`interrupted by ${signalName(io.stop)}: ${await giveUp(api, id, args)}`);
+  }
+  if (!subs) return 0;
 
-  const watch = waitForEnd(api, plan.id, out);
+  const progress = new Progress(io.term, startedAt);
+  const follow = followPlan(api, subs, plan.id, progress);
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let onStop: (() => void) | undefined;
   let status: string;
   try {
-    status = await watch.ended;
+    const gaveUp = new Promise<never>((_, reject) => {
+      deadlineTimer = setTimeout(() => reject(new CliError(`the plan did not end within the --timeout of ${args.timeoutSeconds} s`)), Math.max(0, opts.deadline - Date.now()));
+      onStop = () => reject(new CliError(`interrupted by ${signalName(io.stop)}`));
+      io.stop?.addEventListener('abort', onStop, { once: true });
+    });
+    status = await Promise.race([follow.ended, gaveUp]);
+  } catch (e) {
+    progress.end();
+    await follow.stop();
+    const ours = e instanceof CliError && (e.message.startsWith('the plan did not end') || e.message.startsWith('interrupted by'));
+    if (ours) throw new CliError(`${e.message}: ${await giveUp(api, id, args)}`);
+    throw e;
   } finally {
-    await watch.stop();
+    clearTimeout(deadlineTimer);
+    if (onStop) io.stop?.removeEventListener('abort', onStop);
   }
+  progress.end();
+  await follow.stop();
 
   const tests: any[] = [];
   let after: string | null = null;
   let summary: any;
   do {
-    summary = await planOf(api, plan.id, after);
+    // the plan has ended: nothing to cancel, but a signal still stops the command
+    if (interrupted()) throw new CliError(`interrupted by ${signalName(io.stop)}: plan ${id} had ended ${status}; no report written`);
+    summary = await planOf(api, plan.id, after, args.junit !== undefined);
     tests.push(...summary.tests.nodes);
     after = summary.tests.pageInfo.hasNextPage ? summary.tests.pageInfo.endCursor : null;
   } while (after);
+  for (const line of failureDetails(tests)) out(line);
   const c = summary.counts;
   out(`plan ${status}: ${c.passed} passed, ${c.failed + c.timedOut} failed, ${c.error} errors, ${c.cancelled} cancelled`);
   if (args.junit) {
@@ -223,8 +267,9 @@ export async function submitCommand(args: SubmitArgs, out: (line: string) => voi
       stdout: t.result?.stdout ?? '',
       stderr: t.result?.stderr ?? '',
       errorMessage: t.result?.errorMessage ?? null,
+      startedAt: t.startedAt ?? null,
     }));
-    writeReport(args.junit, junitXml(summary.name, report));
+    writeReport(args.junit, junitXml(summary.name, report, { planId: summary.id, timestamp: summary.createdAt }));
     out(`JUnit XML written to ${oneLine(args.junit, 200)}`);
   }
   return status === 'PASSED' ? 0 : 1;

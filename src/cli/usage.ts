@@ -63,13 +63,13 @@ export const WORKER: CommandSpec = {
   sections: [environment('Most used: DATABASE_URL, REDIS_URL,\n  REDIS_PREFIX, POOLS, WORKER_POOLS, IMAGE_DIR, SANDBOX_USER')],
 };
 
-export const SUBMIT_TIMEOUT_SECONDS = 300;
+export const SUBMIT_TIMEOUT_SECONDS = 3600;
 export const DEFAULT_URL = 'http://127.0.0.1:4000';
 
 export const SUBMIT: CommandSpec = {
   name: 'submit',
   positionals: [{ name: 'PLAN_FILE', required: true, help: 'the plan: JSON or YAML in the shape of SubmitPlanInput (schema.graphql)' }],
-  summary: 'Submits a plan; with --wait follows it live, prints each test as it finishes and exits by the result.',
+  summary: 'Submits a plan; with --wait follows it live, prints what failed, writes JUnit XML and exits by the result.',
   description: [
     'PLAN_FILE is read as JSON when it ends in .json, as YAML when it ends in .yaml or .yml, otherwise as JSON',
     'when it starts with "{" or "[" and as YAML if not. It is checked against the server\'s rules before',
@@ -78,12 +78,30 @@ export const SUBMIT: CommandSpec = {
     'The server may still refuse it for what only it knows (MAX_TESTS_PER_PLAN, no pool for a test).',
     'The plan\'s "bundle:" may name a directory or an archive, relative to the plan file: it is uploaded',
     '(POST /bundles) before the plan is submitted with its id, as with --bundle.',
+    '',
+    'With --wait it follows the plan over a WebSocket, opened before the plan is submitted (a refused token',
+    'leaves no plan): on a terminal one progress line rewritten in place (counts by status, elapsed time)',
+    'and a line for each test that did not pass; otherwise (a CI log) one plain line per status change of a',
+    'test or of the plan. At the end, each FAILED, TIMED_OUT and ERROR test\'s message and the last 20',
+    'lines of its stderr, then the counts.',
+    '',
+    'A server with AUTH=on wants a token (orchestrator token create): --token TOKEN or, better (a command',
+    'line is visible to other users of the machine), the environment variable ORCHESTRATOR_TOKEN. It is',
+    'sent as "Authorization: Bearer TOKEN" and in the WebSocket\'s connection_init, and never printed.',
+    'Ctrl-C or SIGTERM cancels the plan (cancelPlan) before exiting, as does --timeout; --no-cancel leaves',
+    'it running. A second signal exits at once.',
   ].join('\n'),
   options: [
     { name: 'url', value: 'URL', help: `the orchestrator, http:// or https:// (default ${DEFAULT_URL}; /graphql is added)` },
+    { name: 'token', value: 'TOKEN', help: 'the API token (default: $ORCHESTRATOR_TOKEN; none: no Authorization header)' },
     { name: 'wait', help: 'follow the plan until it ends (over a WebSocket); exit 0 only if every test passed' },
     { name: 'junit', value: 'FILE', help: 'with --wait: write a JUnit XML report of every test to FILE' },
-    { name: 'timeout', value: 'SECONDS', help: `how long to wait for each answer of the server (default ${SUBMIT_TIMEOUT_SECONDS})` },
+    {
+      name: 'timeout',
+      value: 'SECONDS',
+      help: `the most the whole command may take: upload, submit and, with --wait, the plan\n(default ${SUBMIT_TIMEOUT_SECONDS}); then the plan is cancelled (unless --no-cancel) and it exits 2`,
+    },
+    { name: 'no-cancel', help: 'on --timeout, Ctrl-C or SIGTERM: leave the plan running (default: cancel it)' },
     {
       name: 'bundle',
       value: 'DIR|ARCHIVE',
@@ -96,8 +114,9 @@ export const SUBMIT: CommandSpec = {
       '  0  the plan was accepted (without --wait), or every test passed (with --wait)',
       '  1  with --wait: a test did not pass (FAILED, TIMED_OUT, ERROR or CANCELLED)',
       '  2  it could not do its job: a usage error, a bad plan file, the server unreachable, an HTTP or',
-      '     GraphQL error (BAD_USER_INPUT, UNSCHEDULABLE, ...), the WebSocket lost while waiting.',
-      '     The reason is one line on stderr.',
+      '     GraphQL error (BAD_USER_INPUT, UNSCHEDULABLE, ...), the token refused (HTTP 401,',
+      '     UNAUTHENTICATED, FORBIDDEN, WebSocket close 4401), the WebSocket lost while waiting, the',
+      '     --timeout reached, or interrupted (SIGINT, SIGTERM). The reason is one line on stderr.',
     ].join('\n'),
   ],
 };
@@ -117,9 +136,9 @@ commands:
   start    API, reconciler and a worker in one process, on the embedded defaults (the default command)
   serve    API and reconciler only (scaled mode: run workers with "worker")
   worker   a worker for the configured pools (WORKER_POOLS to choose some)
-  submit   PLAN_FILE [--url URL] [--wait] [--junit FILE] [--timeout SECONDS] [--bundle DIR|ARCHIVE]: submit
-           a plan (JSON or YAML) with the files its tests start with, follow it live; exit 0 all passed,
-           1 a test did not pass, 2 could not do its job
+  submit   PLAN_FILE [--url URL] [--token TOKEN] [--wait] [--junit FILE] [--timeout SECONDS] [--no-cancel]
+           [--bundle DIR|ARCHIVE]: submit a plan (JSON or YAML) with the files its tests start with,
+           follow it live, write JUnit XML; exit 0 all passed, 1 a test did not pass, 2 could not do its job
   images   [NAME...]: build the configured environment images (npm run images); exit 0 ready, 1 a build
            failed, 2 an image that is not configured
   token    create --name NAME --role VIEWER|SUBMITTER|ADMIN | list | revoke ID|NAME: the API tokens

@@ -10,6 +10,7 @@ import { createConnection, createServer as createNetServer, type Server as NetSe
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { WebSocketServer } from 'ws';
 import { findFreePort, sleep } from '../../src/infra/process-utils';
 import { MAIN_JS } from '../helpers/orchestrator-process';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
@@ -26,10 +27,11 @@ interface Cli {
   /** resolves when the process has ended */
   done: Promise<Run>;
   stdout(): string;
+  kill(signal: NodeJS.Signals): void;
 }
 
-function startCli(args: string[]): Cli {
-  const child = spawn(process.execPath, [MAIN_JS, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir() }, stdio: ['ignore', 'pipe', 'pipe'] });
+function startCli(args: string[], env: Record<string, string> = {}): Cli {
+  const child = spawn(process.execPath, [MAIN_JS, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -41,7 +43,7 @@ function startCli(args: string[]): Cli {
       resolve({ code, stdout, stderr });
     }),
   );
-  return { done, stdout: () => stdout };
+  return { done, stdout: () => stdout, kill: (signal) => child.kill(signal) };
 }
 
 const cli = (...args: string[]) => startCli(args).done;
@@ -75,8 +77,10 @@ describe('submit: a server it cannot reach or that does not speak GraphQL', () =
   it('nothing listening: "cannot reach URL: connection refused", exit 2', async () => {
     const port = await findFreePort();
     expectOneErrorLine(await cli('submit', plan('good.json', GOOD), '--url', `http://127.0.0.1:${port}`), `cannot reach http://127.0.0.1:${port}: connection refused`);
-    // the same with --wait, and with the default URL's form given with /graphql and a trailing slash
-    expectOneErrorLine(await cli('submit', plan('good.json', GOOD), '--wait', `--url=http://127.0.0.1:${port}/graphql/`), `cannot reach http://127.0.0.1:${port}: connection refused`);
+    // the same with the default URL's form given with /graphql and a trailing slash; with --wait the
+    // WebSocket is opened first (before a plan exists)
+    expectOneErrorLine(await cli('submit', plan('good.json', GOOD), `--url=http://127.0.0.1:${port}/graphql/`), `cannot reach http://127.0.0.1:${port}: connection refused`);
+    expectOneErrorLine(await cli('submit', plan('good.json', GOOD), '--wait', `--url=http://127.0.0.1:${port}/graphql/`), `cannot open the WebSocket ws://127.0.0.1:${port}/graphql: connection refused`);
   });
 
   it('a name DNS does not know: one line naming the host, exit 2', async () => {
@@ -121,7 +125,7 @@ describe('submit: a server it cannot reach or that does not speak GraphQL', () =
       expectOneErrorLine(await cli('submit', file, '--url', `${base}/json`), `${base}/json/graphql answered HTTP 200 OK without data, not a GraphQL response`);
       expectOneErrorLine(await cli('submit', file, '--url', `${base}/nowhere`), `${base}/nowhere/graphql answered HTTP 404 Not Found (text/html), not a GraphQL response`);
       expectOneErrorLine(await cli('submit', file, '--url', `${base}/errors`), 'BAD_USER_INPUT: Variable "$input" got invalid value\\n\\u001b[31m (and 1 more error)');
-      expectOneErrorLine(await cli('submit', file, '--url', `${base}/forbidden`), 'HTTP 403: forbidden');
+      expectOneErrorLine(await cli('submit', file, '--url', `${base}/forbidden`), "HTTP 403: forbidden (the token's role does not allow it)");
     } finally {
       http.close();
     }
@@ -201,7 +205,7 @@ describe('--help of every command: its usage and every option, exit 0, nothing o
     start: ['--help'],
     serve: ['--help'],
     worker: ['--help'],
-    submit: ['PLAN_FILE', '--url URL', '--wait', '--junit FILE', '--timeout SECONDS', '--bundle DIR|ARCHIVE', '--help'],
+    submit: ['PLAN_FILE', '--url URL', '--token TOKEN', 'ORCHESTRATOR_TOKEN', '--wait', '--junit FILE', '--timeout SECONDS', '--no-cancel', '--bundle DIR|ARCHIVE', '--help'],
     schema: ['FILE', '--help'],
   };
   for (const [command, expected] of Object.entries(options)) {
@@ -231,6 +235,130 @@ describe('--help of every command: its usage and every option, exit 0, nothing o
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^usage: orchestrator submit PLAN_FILE/);
     assert.match(r.stdout, /exit codes:\n {2}0 .*\n {2}1 .*\n {2}2 /);
+  });
+});
+
+const TOKEN = 'orch_s3cr3t-T0ken.value_never-printed';
+
+/** Neither the token nor a fragment of it long enough to use shows up in what the CLI printed. */
+function assertNoToken(r: Run, token = TOKEN) {
+  for (const text of [r.stdout, r.stderr]) {
+    assert.ok(!text.includes(token), `the token was printed:\n${text}`);
+    assert.ok(!text.includes(token.slice(5, 25)), `part of the token was printed:\n${text}`);
+  }
+}
+
+describe('submit --token: sent on every request, never printed, a refusal is exit 2', () => {
+  // a stand-in for a server with AUTH=on: it records what it was sent and answers as the contract says
+  const seen: { path: string; authorization?: string }[] = [];
+  const inits: unknown[] = [];
+  let mode: 'unauthenticated' | 'forbidden' | 'echo' | 'ws-4401' | 'ws-forbidden' = 'unauthenticated';
+  const http = createHttpServer((req, res) => {
+    seen.push({ path: req.url ?? '', authorization: req.headers.authorization });
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      if (req.url === '/bundles') return res.writeHead(401, { 'content-type': 'application/json' }).end('{"error": "a valid token is needed"}');
+      const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      if (mode === 'unauthenticated') return json(401, { errors: [{ message: 'a valid token is needed', extensions: { code: 'UNAUTHENTICATED' } }] });
+      if (mode === 'forbidden') return json(200, { errors: [{ message: 'a VIEWER token may not submit', extensions: { code: 'FORBIDDEN' } }], data: null });
+      // a careless server that quotes what it was sent
+      if (mode === 'echo') return json(401, { errors: [{ message: `bad token ${req.headers.authorization}`, extensions: { code: 'UNAUTHENTICATED' } }] });
+      if (body.includes('submitPlan')) return json(200, { data: { submitPlan: { id: '00000000-0000-4000-8000-000000000001', name: 'ok', status: 'QUEUED', counts: { total: 1 } } } });
+      json(200, { data: { plan: { status: 'QUEUED', counts: { queued: 1, total: 1 } } } });
+    });
+  });
+  const wss = new WebSocketServer({ server: http, handleProtocols: (p) => (p.has('graphql-transport-ws') ? 'graphql-transport-ws' : false) });
+  wss.on('connection', (ws, req) => {
+    seen.push({ path: `ws ${req.url}`, authorization: req.headers.authorization });
+    ws.on('message', (m) => {
+      const msg = JSON.parse(m.toString());
+      if (msg.type === 'subscribe') ws.send(JSON.stringify({ type: 'error', id: msg.id, payload: [{ message: 'this token may not follow that plan', extensions: { code: 'FORBIDDEN' } }] }));
+      if (msg.type !== 'connection_init') return;
+      inits.push(msg.payload);
+      if (mode === 'ws-forbidden') ws.send(JSON.stringify({ type: 'connection_ack' }));
+      else ws.close(4401, 'Unauthorized');
+    });
+  });
+  let base = '';
+  before(async () => {
+    base = `http://127.0.0.1:${await listen(http)}`;
+  });
+  after(() => {
+    wss.close();
+    http.close();
+  });
+
+  it('UNAUTHENTICATED (HTTP 401): one line saying how to give a token, exit 2; the header was "Bearer TOKEN"', async () => {
+    mode = 'unauthenticated';
+    seen.length = 0;
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN);
+    expectOneErrorLine(r, 'UNAUTHENTICATED: a valid token is needed (give a valid token with --token or ORCHESTRATOR_TOKEN)');
+    assertNoToken(r);
+    assert.deepEqual(seen, [{ path: '/graphql', authorization: `Bearer ${TOKEN}` }]);
+    // from the environment as well; an empty variable (an unset CI secret) sends no header
+    seen.length = 0;
+    const fromEnv = await startCli(['submit', plan('good.json', GOOD), '--url', base], { ORCHESTRATOR_TOKEN: TOKEN }).done;
+    assert.equal(fromEnv.code, 2);
+    assertNoToken(fromEnv);
+    await startCli(['submit', plan('good.json', GOOD), '--url', base], { ORCHESTRATOR_TOKEN: '' }).done;
+    assert.deepEqual(seen, [
+      { path: '/graphql', authorization: `Bearer ${TOKEN}` },
+      { path: '/graphql', authorization: undefined },
+    ]);
+  });
+
+  it('FORBIDDEN: one line, exit 2', async () => {
+    mode = 'forbidden';
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN);
+    expectOneErrorLine(r, "FORBIDDEN: a VIEWER token may not submit (the token's role does not allow it)");
+  });
+
+  it('a server that quotes the token back: "[token]" is printed instead', async () => {
+    mode = 'echo';
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN);
+    expectOneErrorLine(r, 'UNAUTHENTICATED: bad token Bearer [token] (give a valid token with --token or ORCHESTRATOR_TOKEN)');
+    assertNoToken(r);
+  });
+
+  it('POST /bundles answering 401: one line, exit 2, the upload carried the token', async () => {
+    seen.length = 0;
+    const files = join(dir, 'token-bundle');
+    mkdirSync(files, { recursive: true });
+    writeFileSync(join(files, 'a.txt'), 'a');
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN, '--bundle', files);
+    expectOneErrorLine(r, `${base}/bundles refused the upload: HTTP 401 Unauthorized: a valid token is needed (give a valid token with --token or ORCHESTRATOR_TOKEN)`);
+    assert.deepEqual(seen, [{ path: '/bundles', authorization: `Bearer ${TOKEN}` }]);
+  });
+
+  it('the WebSocket closed with 4401 after connection_init: one line, exit 2; the payload carried the token', async () => {
+    mode = 'ws-4401';
+    inits.length = 0;
+    seen.length = 0;
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN, '--wait');
+    // the WebSocket is opened before the plan is submitted: refused, nothing is submitted
+    expectOneErrorLine(r, `ws://${base.slice(7)}/graphql refused the token: closed with code 4401 (unauthorized): Unauthorized (give a valid token with --token or ORCHESTRATOR_TOKEN)`);
+    assert.deepEqual(seen.map((x) => x.path), ['ws /graphql']);
+    assertNoToken(r);
+    assert.deepEqual(inits, [{ authorization: `Bearer ${TOKEN}` }]);
+  });
+
+  it('a subscription refused with FORBIDDEN: one line, exit 2', async () => {
+    mode = 'ws-forbidden';
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', TOKEN, '--wait');
+    assert.equal(r.stderr, `ws://${base.slice(7)}/graphql refused the subscription: FORBIDDEN: this token may not follow that plan (the token's role does not allow it)\n`);
+    assert.equal(r.code, 2);
+  });
+
+  it('a token a header cannot carry: a usage error that does not quote it, nothing sent', async () => {
+    seen.length = 0;
+    const bad = `${TOKEN} \u001b[2J`;
+    const r = await cli('submit', plan('good.json', GOOD), '--url', base, '--token', bad);
+    expectOneErrorLine(r, 'submit: --token must be printable ASCII without spaces (the token is not shown)');
+    assertNoToken(r);
+    const env = await startCli(['submit', plan('good.json', GOOD), '--url', base], { ORCHESTRATOR_TOKEN: `${TOKEN}\n` }).done;
+    expectOneErrorLine(env, 'submit: ORCHESTRATOR_TOKEN must be printable ASCII without spaces (the token is not shown)');
+    assert.deepEqual(seen, []);
   });
 });
 
@@ -265,6 +393,56 @@ describe('submit against a real API', () => {
   it('BAD_USER_INPUT from the server (a limit only it knows): one line, exit 2', async () => {
     const tests = ['a', 'b', 'c'].map((name) => ({ name, type: 'UNIT', script: 'true' }));
     expectOneErrorLine(await cli('submit', plan('three.json', JSON.stringify({ name: 'three', tests })), '--url', server.url), 'BAD_USER_INPUT: invalid plan: tests holds 3 tests, more than the limit of 2');
+  });
+
+  it('a token to a server without authentication: ignored, the plan accepted; never printed', async () => {
+    const r = await startCli(['submit', plan('good.json', GOOD), '--url', server.url], { ORCHESTRATOR_TOKEN: TOKEN }).done;
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /^plan [0-9a-f-]{36} "ok": 1 tests QUEUED\n$/);
+    assert.equal(r.code, 0);
+    assertNoToken(r);
+  });
+
+  const planStatus = async (id: string) => (await server.core.db.prisma.executionPlan.findUniqueOrThrow({ where: { id } })).status;
+  /** Starts `submit --wait` (the tests stay QUEUED: no worker) and resolves once it follows the plan. */
+  async function waiting(name: string, extra: string[] = []) {
+    const run = startCli(['submit', plan(`${name}.json`, JSON.stringify({ name, tests: [{ name: 'a', type: 'UNIT', script: 'true' }] })), '--url', server.url, '--wait', ...extra], { ORCHESTRATOR_TOKEN: TOKEN });
+    for (let i = 0; i < 300 && !run.stdout().includes('tests QUEUED'); i++) await sleep(100);
+    const id = /^plan ([0-9a-f-]{36})/.exec(run.stdout())?.[1];
+    assert.ok(id, `not submitted: ${run.stdout()}`);
+    await sleep(700); // subscribed
+    return { run, id };
+  }
+
+  it('Ctrl-C (SIGINT) while waiting: the plan is cancelled, one line, exit 2', async () => {
+    const { run, id } = await waiting('interrupted');
+    run.kill('SIGINT');
+    const r = await run.done;
+    assert.equal(r.stderr, `interrupted by SIGINT: plan ${id} cancelled (now CANCELLED)\n`);
+    assert.equal(r.code, 2);
+    assert.equal(await planStatus(id), 'CANCELLED');
+    assertNoToken(r);
+  });
+
+  it('SIGTERM with --no-cancel: the plan is left running, exit 2', async () => {
+    const { run, id } = await waiting('left', ['--no-cancel']);
+    run.kill('SIGTERM');
+    const r = await run.done;
+    assert.equal(r.stderr, `interrupted by SIGTERM: plan ${id} left running (--no-cancel)\n`);
+    assert.equal(r.code, 2);
+    assert.equal(await planStatus(id), 'QUEUED');
+  });
+
+  it('--timeout for the whole plan: reached while waiting, the plan is cancelled, one line, exit 2', async () => {
+    const { run, id } = await waiting('too-slow', ['--timeout', '3']);
+    const r = await run.done;
+    assert.equal(r.stderr, `the plan did not end within the --timeout of 3 s: plan ${id} cancelled (now CANCELLED)\n`);
+    assert.equal(r.code, 2);
+    assert.equal(await planStatus(id), 'CANCELLED');
+    const kept = await waiting('too-slow-kept', ['--timeout', '3', '--no-cancel']);
+    const k = await kept.run.done;
+    assert.equal(k.stderr, `the plan did not end within the --timeout of 3 s: plan ${kept.id} left running (--no-cancel)\n`);
+    assert.equal(await planStatus(kept.id), 'QUEUED');
   });
 
   it('the WebSocket lost while waiting: one line, exit 2', async () => {
@@ -370,6 +548,57 @@ describe('submit --bundle: a project directory run by its own tests, end to end'
     assert.equal(fromArchive.code, 0, fromArchive.stdout + fromArchive.stderr);
     const id = /^bundle (sha256:[0-9a-f]{12})…/.exec(fromArchive.stdout)?.[1];
     assert.equal(id, `sha256:${createHash('sha256').update(readFileSync(archive)).digest('hex').slice(0, 12)}`, 'an archive is sent as it is');
+  });
+
+  it('plain lines per status change, each failure\'s message and stderr tail, a JUnit report junit2json reads', async () => {
+    // two sleep and fill the pool's 2 places, so the third starts once the CLI follows the plan (a test
+    // that started before the subscriptions were in place has no RUNNING line)
+    const noisy = 'sleep 1; for i in $(seq 1 30); do echo "line $i" >&2; done; printf "esc \\033[2J\\n" >&2; exit 3';
+    const file = plan('noisy.json', JSON.stringify({ name: 'noisy', tests: [{ name: 'quiet', type: 'UNIT', script: 'sleep 1; echo fine' }, { name: 'noisy', type: 'UNIT', script: noisy }, { name: 'late', type: 'UNIT', script: 'true' }] }));
+    const report = join(dir, 'noisy.xml');
+    const r = await startCli(['submit', file, '--url', server.url, '--wait', '--junit', report], { ORCHESTRATOR_TOKEN: TOKEN }).done;
+    assert.equal(r.stderr, '');
+    assert.equal(r.code, 1);
+    assertNoToken(r);
+    const lines = r.stdout.split('\n');
+    const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+    assert.ok(at(/^ {2}PASSED {4}quiet \(\d+ ms\)$/) > 0, r.stdout);
+    assert.ok(at(/^ {2}PASSED {4}late \(\d+ ms\)$/) > at(/^ {2}RUNNING {3}late$/), r.stdout);
+    assert.ok(at(/^ {2}RUNNING {3}late$/) > 0, r.stdout);
+    const failedLine = at(/^ {2}FAILED {4}noisy \(\d+ ms\): exit code 3\b/);
+    assert.ok(failedLine > 0, r.stdout);
+    // the details at the end: the message, then the last 20 of 31 stderr lines, control characters visible
+    const details = at(/^FAILED noisy: exit code 3\b/);
+    assert.ok(details > failedLine, r.stdout);
+    assert.deepEqual(lines.slice(details + 1, details + 23), ['  stderr, last 20 of 31 lines:', ...Array.from({ length: 19 }, (_, i) => `  | line ${i + 12}`), '  | esc \\u001b[2J', 'plan FAILED: 2 passed, 1 failed, 0 errors, 0 cancelled']);
+    assert.ok(!r.stdout.includes('\u001b'), 'an escape sequence of a test reached the terminal');
+
+    const { parse } = await import('junit2json');
+    const xml = (await parse(readFileSync(report, 'utf8'))) as any;
+    const suite = xml.testsuite[0];
+    assert.deepEqual([suite.name, suite.tests, suite.failures, suite.errors, suite.skipped], ['noisy', 3, 1, 0, 0]);
+    const cases = Object.fromEntries(suite.testcase.map((c: any) => [c.name, c]));
+    assert.deepEqual(cases.quiet['system-out'], ['fine\n']);
+    assert.equal(cases.quiet.failure, undefined);
+    assert.equal(cases.noisy.failure.length, 1);
+    assert.match(cases.noisy.failure[0].message, /^exit code 3\b/);
+    assert.equal(cases.noisy.failure[0].type, 'FAILED');
+    assert.match(cases.noisy['system-err'][0], /^line 1\nline 2\n[^]*line 30\nesc \\u001b\[2J\n$/);
+    assert.ok(cases.noisy.time > 0 && cases.quiet.time > 0);
+  });
+
+  it('on a terminal: one progress line rewritten in place, no RUNNING lines', async () => {
+    const file = plan('tty.json', JSON.stringify({ name: 'tty', tests: [{ name: 'a', type: 'UNIT', script: 'sleep 1.5' }] }));
+    const command = [process.execPath, MAIN_JS, 'submit', file, '--url', server.url, '--wait'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    // script(1) gives the CLI a pseudo-terminal as its stdout
+    const child = spawn('script', ['-q', '-e', '-c', command, '/dev/null'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmpdir(), COLUMNS: '100' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 0, out);
+    assert.match(out, /\r\u001b\[K1 (queued|running) of 1 · \ds/, JSON.stringify(out));
+    assert.ok(!/RUNNING {3}a/.test(out), JSON.stringify(out));
+    assert.match(out, /plan PASSED: 1 passed, 0 failed, 0 errors, 0 cancelled/);
   });
 
   it('a missing bundle, one that cannot be packed, and a hostile archive: one line, exit 2, no plan', async () => {
