@@ -6,6 +6,7 @@ import type { ValidationLimits } from '../domain/plan-input';
 import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-security';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
+import { qemuDriverConfigSchema, type QemuDriverConfig } from './qemu-driver';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
 import { DEFAULT_IMAGES, loadImages, poolImageProblems, type ImageDefinition } from './images';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits } from '../infra/bundle/bundle-store';
@@ -72,7 +73,7 @@ export interface Config {
   /** Host/Origin checks and the limits on queries, bodies and WebSockets of the API. */
   apiSecurity: ApiSecurity;
   /** Each environment driver's own section, by kind (src/environments/registry.ts); absent: no such driver here. */
-  drivers: { CONTAINER?: ContainerDriverConfig };
+  drivers: { CONTAINER?: ContainerDriverConfig; QEMU?: QemuDriverConfig };
 }
 
 export interface ImageBuildConfig {
@@ -237,7 +238,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     workerLockMs: e.WORKER_LOCK_MS,
     sandboxUser,
     apiSecurity: apiSecurityFrom(e, e.HOST),
-    drivers: { CONTAINER: container },
+    drivers: {
+      CONTAINER: container,
+      QEMU: container && qemuDriverConfigSchema.parse({
+        imageDir: container.imageDir,
+        setprivPath: container.setprivPath,
+        sandboxUid: container.sandboxUid,
+        sandboxGid: container.sandboxGid,
+        cgroupRoot: container.cgroupRoot,
+        cgroupParent: container.cgroupParent,
+        disableCgroups: container.disableCgroups,
+        buildMissingImages: container.buildMissingImages,
+      }),
+    },
   };
 }
 

@@ -48,6 +48,7 @@ fail() { echo "orch-init: $*" > /dev/ttyS0; sleep 1; poweroff -f; }
 for m in $(cat /etc/orch-modules); do insmod /lib/modules/$m.ko 2>/dev/null || fail "insmod $m"; done
 mount -t ext4 -o ro,noload /dev/vda /ro || fail "cannot mount the image disk"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288,cache=none ${JOB_TAG} /job || fail "cannot mount the job dir"
+ip link set lo up
 mkdir -p /sys/fs/cgroup && mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "no cgroup2"
 echo "+memory +pids +cpu" > /sys/fs/cgroup/cgroup.subtree_control
 port=
@@ -59,16 +60,17 @@ exec /bin/sh /agent.sh "$port"
 export const AGENT_SCRIPT = `# the test-orchestrator agent (pid 1 of the VM)
 exec 3<>"$1" </dev/null
 echo -1000 > /proc/self/oom_score_adj
-cg=/sys/fs/cgroup/run
 say() { echo "$*" >&3; }
 kill_run() {
-  [ -d $cg ] || return 0
-  echo 1 > $cg/cgroup.kill 2>/dev/null
-  i=0; while [ -s $cg/cgroup.procs ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+  for g in /sys/fs/cgroup/run*; do
+    [ -d "$g" ] || continue
+    echo 1 > $g/cgroup.kill 2>/dev/null
+    i=0; while [ -s $g/cgroup.procs ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
+  done
 }
 fresh_root() {
   kill_run
-  rmdir $cg 2>/dev/null
+  rmdir /sys/fs/cgroup/run* 2>/dev/null
   for d in /m/run/orchestrator /m/work /m/tmp /m/dev/shm /m/dev/pts /m/dev /m/sys /m/proc /m /rw; do umount -l $d 2>/dev/null; done
   mount -t tmpfs -o mode=755 tmpfs /rw && mkdir /rw/u /rw/w &&
   mount -t overlay overlay -o lowerdir=/ro,upperdir=/rw/u,workdir=/rw/w /m &&
@@ -83,14 +85,19 @@ fresh_root() {
   mount --bind /job/work /m/work && mount --bind /job/ctl /m/run/orchestrator
 }
 run_test() {
-  n=$1
+  n=$1; cg=/sys/fs/cgroup/run$n
   mkdir -p $cg /job/out
   read mem pids < /job/ctl/limits
   echo $mem > $cg/memory.max; echo 0 > $cg/memory.swap.max 2>/dev/null; echo $pids > $cg/pids.max
   say "STARTED $n"
-  /bin/sh -c 'echo $$ > '$cg'/cgroup.procs && exec env -i chroot /m /bin/sh /run/orchestrator/start.sh' </dev/null >/job/${OUT_FILES.stdout} 2>/job/${OUT_FILES.stderr}
-  kill_run
+  /bin/sh -c 'echo $$ > '$cg'/cgroup.procs && exec unshare -p -f --mount-proc=/m/proc env -i chroot /m /bin/sh /run/orchestrator/start.sh' </dev/null >/job/${OUT_FILES.stdout} 2>/job/${OUT_FILES.stderr}
+  rc=$?
+  echo 1 > $cg/cgroup.kill 2>/dev/null
+  i=0; while [ -s $cg/cgroup.procs ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
   {
+    echo "rc $rc"
+    echo "user_usec $(sed -n 's/^user_usec //p' $cg/cpu.stat)"
+    echo "system_usec $(sed -n 's/^system_usec //p' $cg/cpu.stat)"
     echo "oom_kill $(sed -n 's/^oom_kill //p' $cg/memory.events)"
     echo "pids_max $(sed -n 's/^max //p' $cg/pids.events)"
     echo "cpu_usec $(sed -n 's/^usage_usec //p' $cg/cpu.stat)"
@@ -106,7 +113,7 @@ while read -r cmd n <&3; do
     HELLO) say READY ;;
     RESET) fresh_root && say "RESET-OK $n" || say "RESET-FAILED $n" ;;
     RUN) run_test "$n" & ;;
-    KILL) [ -d $cg ] && echo 1 > $cg/cgroup.kill 2>/dev/null ;;
+    KILL) echo 1 > /sys/fs/cgroup/run$n/cgroup.kill 2>/dev/null ;;
     EXEC) /bin/sh /job/inspect.sh > /job/inspect.out 2>&1; say "DONE $n" ;;
   esac
 done

@@ -1,0 +1,272 @@
+// One test run in a warm VM: the run's files written into the VM's job dir (shared over 9p: the test's
+// /work and its control dir /run/orchestrator, the same runner script as the container driver's), RUN
+// sent to the agent, stdout and stderr read as the agent's files grow (live chunks, byte-exact), KILL
+// at the timeout or on abort, DONE awaited. No DONE (a VM that stopped, panicked or hangs) is an
+// InfrastructureError, never a test's failure: the driver then kills the VM.
+
+import { constants as fsConstants, promises as fs, type Stats } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { bestEffort } from '../../infra/best-effort';
+import type { CgroupStats } from '../cgroups/run-cgroup';
+import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
+import { MetricLineScanner } from '../reported-metrics';
+import { DEFAULT_MAX_LOG_BYTES, endRunLogs, openRunLogs, serviceLogArtifactName, type RunLogs } from '../run-logs';
+import { collectArtifacts } from '../container/artifacts';
+import { copyTree } from '../container/bundle-lowers';
+import { sandboxEnv } from '../container/bwrap-args';
+import type { DriverLogger } from '../container/image';
+import { decodeExit, emptyOutcome } from '../container/exit-status';
+import { readSmallRegularFile, writeNewFile } from '../container/host-files';
+import { OutputCapture } from '../container/output-capture';
+import { collectRunMetrics, SANDBOX_METRICS_FILE } from '../container/run-metrics';
+import { SCRIPT_NAME, STATUS_FILE, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName, shQuote } from '../container/runner-script';
+import type { SandboxUser } from '../container/sandbox-user';
+import { writeFiles } from '../container/work-inputs';
+import { relativePathProblem } from '../../domain/work-files';
+import { GUEST_RESERVED_MB, OUT_FILES } from './guest-agent';
+import type { Vm } from './vm';
+
+/** How often the growing stdout and stderr files are read while a test runs. */
+const POLL_MS = 50;
+/** How long past its timeout (or an abort) a run may take to end before its VM counts as hung. */
+const KILL_GRACE_MS = 15_000;
+/** How long the agent may take to say a run started. */
+const START_MS = 15_000;
+
+export interface QemuRunHost {
+  logger: DriverLogger;
+  owner: SandboxUser | null;
+}
+
+export interface VmState {
+  id: string;
+  memoryMb: number;
+  pids: number;
+  vm: Vm;
+  /** The job dir's work and ctl dirs (host paths). */
+  workDir: string;
+  ctlDir: string;
+  seq: number;
+  active: { kill(): void; done: Promise<unknown> } | null;
+}
+
+/** A file the guest writes, read from `offset` on: never through a link, never blocking on a FIFO. */
+class GrowingFile {
+  offset = 0;
+  constructor(private readonly file: string) {}
+  async readNew(onChunk: (b: Buffer) => void): Promise<void> {
+    let h: fs.FileHandle | undefined;
+    try {
+      h = await fs.open(this.file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+      const st: Stats = await h.stat();
+      if (!st.isFile()) return;
+      const buf = Buffer.alloc(256 * 1024);
+      for (;;) {
+        const { bytesRead } = await h.read(buf, 0, buf.length, this.offset);
+        if (bytesRead === 0) return;
+        this.offset += bytesRead;
+        onChunk(Buffer.from(buf.subarray(0, bytesRead)));
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    } finally {
+      await h?.close();
+    }
+  }
+}
+
+function parseStats(text: string | null): { rc: number | null; stats: CgroupStats } {
+  const v = new Map<string, number>();
+  for (const line of (text ?? '').split('\n')) {
+    const m = /^([a-z_]+) (\d{1,18})$/.exec(line.trim());
+    if (m) v.set(m[1], Number(m[2]));
+  }
+  const ms = (k: string) => (v.has(k) ? Math.round(v.get(k)! / 1000) : null);
+  return {
+    rc: v.get('rc') ?? null,
+    stats: {
+      cpuTimeMs: ms('cpu_usec'), userCpuMs: ms('user_usec'), systemCpuMs: ms('system_usec'),
+      memoryBytes: null, peakMemoryBytes: v.get('peak_bytes') ?? null,
+      oomKills: v.get('oom_kill') ?? null, pidsLimitHits: v.get('pids_max') ?? null,
+    },
+  };
+}
+
+/** The work dir's inputs (the bundle, then the files), the script and the control dir of one run. */
+async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number): Promise<void> {
+  const inputs = spec.inputs;
+  for (const f of inputs?.files ?? []) {
+    const problem = relativePathProblem(f.path);
+    if (problem) throw new InfrastructureError(`a run file's path ${JSON.stringify(f.path.slice(0, 100))} ${problem}`);
+  }
+  if (inputs?.bundleDir) await copyTree(inputs.bundleDir, s.workDir, host.owner);
+  if (inputs?.files.length) await writeFiles(s.workDir, inputs.bundleDir ?? null, inputs.files, host.owner, Boolean(inputs.bundleDir));
+  const shebang = spec.script.startsWith('#!');
+  const scriptPath = path.join(s.workDir, SCRIPT_NAME);
+  await fs.rm(scriptPath, { force: true });
+  await writeNewFile(scriptPath, spec.script, shebang ? 0o755 : 0o644);
+  const ctl = s.ctlDir;
+  for (const e of await fs.readdir(ctl)) await fs.rm(path.join(ctl, e), { recursive: true, force: true });
+  await fs.rm(path.join(s.vm.jobDir, 'out'), { recursive: true, force: true });
+  const env = sandboxEnv({ ...spec.env, [METRICS_FILE_ENV]: SANDBOX_METRICS_FILE });
+  const envLines = Object.entries(env).map(([k, v]) => `export ${k}=${shQuote(v)}`);
+  await writeNewFile(path.join(ctl, 'env.sh'), `${envLines.join('\n')}\n`, 0o644);
+  await writeNewFile(path.join(ctl, 'start.sh'), `. /run/orchestrator/env.sh\nexec /bin/sh /run/orchestrator/runner.sh\n`, 0o644);
+  const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
+  await writeNewFile(
+    path.join(ctl, 'runner.sh'),
+    buildRunnerScript({ services: spec.services, shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
+    0o644,
+  );
+  for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(ctl, f.name), f.text, 0o644);
+  const memBytes = Math.max(32, s.memoryMb - GUEST_RESERVED_MB) * 1024 * 1024;
+  await writeNewFile(path.join(ctl, 'limits'), `${memBytes} ${s.pids}\n`, 0o644);
+  if (host.owner) await fs.chown(ctl, host.owner.uid, host.owner.gid);
+  void seq;
+}
+
+export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Promise<RunOutcome> {
+  const log = host.logger;
+  if (spec.signal?.aborted) return emptyOutcome({ aborted: true });
+  const vm = s.vm;
+  if (!vm.alive) throw new InfrastructureError(`the VM of environment ${s.id} is not running`);
+  s.seq += 1;
+  const n = s.seq;
+  try {
+    await prepare(host, s, spec, n);
+  } catch (err) {
+    if (err instanceof InfrastructureError) throw err;
+    throw new InfrastructureError(`cannot prepare the job dir of ${s.id}: ${(err as Error).message}`, { cause: err });
+  }
+  let logs: RunLogs;
+  try {
+    logs = await openRunLogs(spec.artifactDir, spec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES);
+  } catch (err) {
+    throw new InfrastructureError(`cannot write the logs of the run in ${spec.artifactDir}: ${(err as Error).message}`, { cause: err });
+  }
+  const capture = { stdout: new OutputCapture(spec.maxOutputBytes), stderr: new OutputCapture(spec.maxOutputBytes) };
+  const stdoutMetrics = new MetricLineScanner();
+  const files = { stdout: new GrowingFile(path.join(vm.jobDir, OUT_FILES.stdout)), stderr: new GrowingFile(path.join(vm.jobDir, OUT_FILES.stderr)) };
+  const onChunk = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
+    if (stream === 'stdout') stdoutMetrics.push(chunk);
+    logs[stream].write(chunk);
+    const kept = capture[stream].push(chunk);
+    if (kept.length > 0 && spec.onOutput) {
+      try {
+        spec.onOutput(stream, kept);
+      } catch (err) {
+        log.warn({ testId: spec.testId, err: (err as Error).message }, 'onOutput callback threw');
+      }
+    }
+  };
+  let reading = Promise.resolve();
+  const readAll = () => {
+    reading = reading.then(async () => {
+      await files.stdout.readNew(onChunk('stdout'));
+      await files.stderr.readNew(onChunk('stderr'));
+    });
+    return reading;
+  };
+
+  let timedOut = false;
+  let aborted = false;
+  const kill = () => vm.send(`KILL ${n}`);
+  const started = vm.expect(`STARTED ${n}`, START_MS);
+  const done = vm.expect(`DONE ${n}`, spec.timeoutMs + START_MS + KILL_GRACE_MS);
+  started.catch(() => undefined);
+  done.catch(() => undefined);
+  const t0 = performance.now();
+  vm.send(`RUN ${n}`);
+  let timer: NodeJS.Timeout | undefined;
+  let hang: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    // killed but not ended: the VM hangs
+    const stuck = () => (hang = setTimeout(() => reject(new InfrastructureError(`the VM of ${s.id} did not end the run ${KILL_GRACE_MS} ms after it was killed`)), KILL_GRACE_MS));
+    timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+      stuck();
+    }, Math.max(1, spec.timeoutMs));
+    s.active = {
+      kill: () => {
+        aborted = true;
+        kill();
+        if (!hang) stuck();
+      },
+      done,
+    };
+    const onAbort = () => {
+      if (!timedOut) aborted = true;
+      kill();
+      if (!hang) stuck();
+    };
+    spec.signal?.addEventListener('abort', onAbort, { once: true });
+    void done.finally(() => spec.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);
+  });
+  deadline.catch(() => undefined);
+  const poll = setInterval(() => void readAll().catch((err: Error) => log.warn({ envId: s.id, err: err.message }, 'reading the output of a run failed')), POLL_MS);
+  try {
+    await Promise.race([started, deadline]);
+    await Promise.race([done, deadline]);
+    const durationMs = Math.round(performance.now() - t0);
+    clearInterval(poll);
+    await readAll();
+    const statsText = await readSmallRegularFile(path.join(vm.jobDir, OUT_FILES.stats), log);
+    const { rc, stats } = parseStats(statsText);
+    const statusText = await readSmallRegularFile(path.join(s.ctlDir, STATUS_FILE), log);
+    const status = statusText === null ? null : parseRunnerStatus(statusText);
+    const { exitCode, signal } = decodeExit(status, { code: rc, signal: null }, { timedOut, aborted });
+    const ended = await endRunLogs(
+      logs,
+      spec.artifactDir,
+      spec.services.map((svc, i) => ({ source: path.join(s.ctlDir, serviceLogName(i)), name: serviceLogArtifactName(svc.name, i) })),
+      (name, error) => log.error({ testId: spec.testId, log: name, err: error }, 'a log of the run could not be written in full'),
+    );
+    const collected = await collectArtifacts({
+      workDir: s.workDir,
+      artifactDir: spec.artifactDir,
+      patterns: spec.artifactPaths,
+      exclude: [SCRIPT_NAME],
+      limits: spec.artifactLimits,
+      onRejected: (pattern, reason) => log.warn({ testId: spec.testId, pattern, reason }, 'artifact pattern rejected'),
+    }).catch((err: Error) => {
+      throw new InfrastructureError(`cannot collect artifacts: ${err.message}`, { cause: err });
+    });
+    const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: s.ctlDir, log, testId: spec.testId });
+    const outcome: RunOutcome = {
+      exitCode,
+      signal,
+      timedOut,
+      aborted,
+      oomKilled: (stats.oomKills ?? 0) > 0,
+      pidsLimitHit: (stats.pidsLimitHits ?? 0) > 0,
+      stdout: capture.stdout.text,
+      stderr: capture.stderr.text,
+      stdoutBytes: capture.stdout.bytes,
+      stderrBytes: capture.stderr.bytes,
+      outputTruncated: capture.stdout.truncated || capture.stderr.truncated,
+      durationMs,
+      cpuTimeMs: stats.cpuTimeMs,
+      peakMemoryBytes: stats.peakMemoryBytes,
+      ...metrics,
+      voluntaryContextSwitches: null,
+      involuntaryContextSwitches: null,
+      readBytes: null,
+      writeBytes: null,
+      files: [...ended.files, ...collected.files],
+      artifactNotes: [...ended.notes, ...collected.notes],
+    };
+    log.info({ envId: s.id, testId: spec.testId, attempt: spec.attempt, exitCode, signal, timedOut, aborted, durationMs }, 'qemu run finished');
+    return outcome;
+  } catch (err) {
+    vm.kill(); // whatever it was doing, this VM cannot be trusted with another test
+    throw err instanceof InfrastructureError ? err : new InfrastructureError(`run in VM ${s.id} failed: ${(err as Error).message}`, { cause: err });
+  } finally {
+    clearInterval(poll);
+    clearTimeout(timer);
+    clearTimeout(hang);
+    s.active = null;
+    await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
+  }
+}
