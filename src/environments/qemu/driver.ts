@@ -50,6 +50,8 @@ interface QemuEnv extends VmState {
 const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const SILENT: DriverLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 const RESET_MS = 15_000;
+/** KVM probes of this process, by QEMU, kernel and user: the answer does not change while it runs. */
+const KVM_PROBES = new Map<string, Promise<{ ok: boolean; why: string }>>();
 const HEALTH_MS = 10_000;
 
 export function qemuCapabilities(): DriverCapabilities {
@@ -136,7 +138,7 @@ export class QemuDriver implements EnvironmentDriver {
       await fs.rm(stateDir, { recursive: true, force: true });
       await fs.mkdir(stateDir, { mode: 0o711 });
       await fs.chmod(stateDir, 0o711);
-      for (const d of [jobDir, path.join(jobDir, 'work'), path.join(jobDir, 'ctl'), path.join(stateDir, 'console')]) await this.ownedDir(d);
+      for (const d of [jobDir, path.join(stateDir, 'console')]) await this.ownedDir(d);
       if (!this.config.disableCgroups) {
         cgroup = await RunCgroup.create(await this.cgroupLayout(), this.cgroupParent, `${id.replace(/[^A-Za-z0-9_-]/g, '_')}-vm`, {
           memoryBytes: (shape.memoryMb + QEMU_OVERHEAD_MB) * 1024 * 1024,
@@ -169,7 +171,7 @@ export class QemuDriver implements EnvironmentDriver {
     this.logger.info({ envId: id, bootMs: vm.bootMs, image: image.digest }, 'VM booted');
     return {
       id, memoryMb: shape.memoryMb, pids: shape.pids, vm,
-      workDir: path.join(jobDir, 'work'), ctlDir: path.join(jobDir, 'ctl'),
+      jobDir,
       seq: 0, active: null,
       handle: { id, shape, stateDir }, image, cgroup,
     };
@@ -181,7 +183,9 @@ export class QemuDriver implements EnvironmentDriver {
       const gid = kvmGroup(this.config.accel);
       if (gid === null) return null;
       const drop = this.sandboxUser ? qemuPrivileges(this.config.setprivPath, this.sandboxUser, gid) : [];
-      const probe = await probeKvm({ qemuPath: this.config.qemuPath, biosPath: this.config.biosPath, kernel, dropPrivileges: drop });
+      const key = `${this.config.qemuPath}\0${kernel}\0${drop.join(' ')}`;
+      if (!KVM_PROBES.has(key)) KVM_PROBES.set(key, probeKvm({ qemuPath: this.config.qemuPath, biosPath: this.config.biosPath, kernel, dropPrivileges: drop }));
+      const probe = await KVM_PROBES.get(key)!;
       if (!probe.ok && this.config.accel === 'kvm') throw new InfrastructureError(`QEMU_ACCEL=kvm but KVM does not work here: ${probe.why}`);
       this.logger.info({ accel: probe.ok ? 'kvm' : 'tcg', why: probe.why }, probe.ok ? 'QEMU uses KVM' : 'QEMU uses TCG: KVM is there but does not boot a guest');
       return probe.ok ? gid : null;
@@ -215,8 +219,7 @@ export class QemuDriver implements EnvironmentDriver {
     }
     if (!state.vm.alive) throw new InfrastructureError(`the VM of ${env.id} is not running: it cannot be reset`);
     try {
-      await this.clearDir(state.workDir);
-      await this.clearDir(state.ctlDir);
+      for (const d of ['in', 'ctl', 'out']) await fs.rm(path.join(state.jobDir, d), { recursive: true, force: true });
       state.seq += 1;
       const answered = state.vm.expect(`RESET-OK ${state.seq}`, RESET_MS);
       state.vm.send(`RESET ${state.seq}`);
@@ -225,10 +228,6 @@ export class QemuDriver implements EnvironmentDriver {
       state.vm.kill();
       throw err instanceof InfrastructureError ? err : new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });
     }
-  }
-
-  private async clearDir(dir: string): Promise<void> {
-    for (const e of await fs.readdir(dir)) await fs.rm(path.join(dir, e), { recursive: true, force: true });
   }
 
   async healthCheck(env: EnvironmentHandle): Promise<HealthStatus> {

@@ -2,7 +2,7 @@
 //
 // Boot: /init loads the virtio, 9p, ext4 and overlay modules (in MODULES' order), mounts the image's
 // disk read-only (/ro: the host gives it as a read-only drive, so the base image is never written),
-// the host's job dir (9p tag `job`: the test's /work and control dir, and what each run returns) and
+// the host's job dir (9p tag `job`: a run's inputs, its control files, and what it returns) and
 // cgroup v2, then execs the agent as pid 1. When the agent dies the kernel panics and QEMU exits
 // (panic=-1, -no-reboot): the host sees the VM gone.
 //
@@ -14,9 +14,12 @@
 //                  KILL <n>               kill run <n>'s processes (timeout, abort)
 //                  EXEC <n>               run /job/inspect.sh outside the run (tests' hooks); DONE <n>
 // A test's root is an overlay of /ro with a tmpfs upper layer, thrown away by RESET while the kernel
-// stays up: the reset of a warm VM without a cold boot. stdout and stderr go to files on 9p (the host
-// reads them as they grow: live chunks, byte-exact); the run's cgroup (memory below the VM's, pids)
-// kills every process of the run, daemons included, and gives CPU time, peak memory and OOM kills.
+// stays up: the reset of a warm VM without a cold boot. /work and /run/orchestrator are in the guest
+// (copied in from /job/in and /job/ctl, given back to /job/out after the run): QEMU's 9p server stops
+// the whole device when the guest opens a FIFO on it, so nothing of the test lives on 9p. stdout and
+// stderr go to files on 9p (the host reads them as they grow: live chunks, byte-exact); the run is pid
+// 1 of its own pid namespace (its end kills what it left) in a cgroup (memory below the VM's, pids)
+// that kills every process of the run and gives CPU time, peak memory and OOM kills.
 
 /** The kernel modules the initramfs loads, in this order (PROBES.md), then overlay. */
 export const MODULES = [
@@ -74,7 +77,7 @@ fresh_root() {
   for d in /m/run/orchestrator /m/work /m/tmp /m/dev/shm /m/dev/pts /m/dev /m/sys /m/proc /m /rw; do umount -l $d 2>/dev/null; done
   mount -t tmpfs -o mode=755 tmpfs /rw && mkdir /rw/u /rw/w &&
   mount -t overlay overlay -o lowerdir=/ro,upperdir=/rw/u,workdir=/rw/w /m &&
-  mkdir -p /m/proc /m/sys /m/dev /m/tmp /m/work /m/run/orchestrator &&
+  mkdir -p /m/proc /m/sys /m/dev /m/tmp /m/work /m/run/orchestrator && chmod 755 /m/work &&
   mount -t proc proc /m/proc && mount -t sysfs sysfs /m/sys &&
   mount -t tmpfs -o mode=755,size=64k tmpfs /m/dev &&
   mknod -m 666 /m/dev/null c 1 3 && mknod -m 666 /m/dev/zero c 1 5 && mknod -m 666 /m/dev/full c 1 7 &&
@@ -82,11 +85,20 @@ fresh_root() {
   ln -s /proc/self/fd /m/dev/fd && ln -s /proc/self/fd/0 /m/dev/stdin && ln -s /proc/self/fd/1 /m/dev/stdout && ln -s /proc/self/fd/2 /m/dev/stderr &&
   mkdir /m/dev/pts /m/dev/shm && mount -t devpts -o newinstance,ptmxmode=666 devpts /m/dev/pts && ln -s pts/ptmx /m/dev/ptmx &&
   mount -t tmpfs -o mode=1777 tmpfs /m/dev/shm && mount -t tmpfs -o mode=1777 tmpfs /m/tmp &&
-  mount --bind /job/work /m/work && mount --bind /job/ctl /m/run/orchestrator
+  mount -t tmpfs -o mode=755,size=64m tmpfs /m/run/orchestrator
+}
+# what the run leaves for the host: the control dir's regular files, and the work dir's paths the
+# artifact patterns can match (/job/ctl/collect, one a line), copied as they are (links as links)
+give_back() {
+  mkdir -p /job/out/ctl /job/out/work
+  for f in /m/run/orchestrator/*; do [ -f "$f" ] && [ ! -L "$f" ] && cp "$f" /job/out/ctl/; done
+  [ -s /job/ctl/collect ] && (cd /m/work && tar -cf - -T /job/ctl/collect 2>/dev/null) | (cd /job/out/work && tar -xf - 2>/dev/null)
+  return 0
 }
 run_test() {
   n=$1; cg=/sys/fs/cgroup/run$n
   mkdir -p $cg /job/out
+  cp -a /job/in/. /m/work/ && cp /job/ctl/* /m/run/orchestrator/ || { say "FAILED $n"; return; }
   read mem pids < /job/ctl/limits
   echo $mem > $cg/memory.max; echo 0 > $cg/memory.swap.max 2>/dev/null; echo $pids > $cg/pids.max
   say "STARTED $n"
@@ -104,6 +116,7 @@ run_test() {
     echo "peak_bytes $(cat $cg/memory.peak 2>/dev/null)"
   } > /job/${OUT_FILES.stats}.tmp && mv /job/${OUT_FILES.stats}.tmp /job/${OUT_FILES.stats}
   rmdir $cg 2>/dev/null
+  give_back
   say "DONE $n"
 }
 fresh_root || { echo "orch-agent: cannot make the test root" > /dev/ttyS0; poweroff -f; }

@@ -12,7 +12,7 @@ import type { CgroupStats } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
 import { DEFAULT_MAX_LOG_BYTES, endRunLogs, openRunLogs, serviceLogArtifactName, type RunLogs } from '../run-logs';
-import { collectArtifacts } from '../container/artifacts';
+import { collectArtifacts, compileArtifactPattern } from '../container/artifacts';
 import { copyTree } from '../container/bundle-lowers';
 import { sandboxEnv } from '../container/bwrap-args';
 import type { DriverLogger } from '../container/image';
@@ -44,9 +44,8 @@ export interface VmState {
   memoryMb: number;
   pids: number;
   vm: Vm;
-  /** The job dir's work and ctl dirs (host paths). */
-  workDir: string;
-  ctlDir: string;
+  /** The job dir (host path): in/ (the run's /work), ctl/ (its control files), out/ (what it gave back). */
+  jobDir: string;
   seq: number;
   active: { kill(): void; done: Promise<unknown> } | null;
 }
@@ -100,15 +99,18 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
     const problem = relativePathProblem(f.path);
     if (problem) throw new InfrastructureError(`a run file's path ${JSON.stringify(f.path.slice(0, 100))} ${problem}`);
   }
-  if (inputs?.bundleDir) await copyTree(inputs.bundleDir, s.workDir, host.owner);
-  if (inputs?.files.length) await writeFiles(s.workDir, inputs.bundleDir ?? null, inputs.files, host.owner, Boolean(inputs.bundleDir));
+  const inDir = path.join(s.jobDir, 'in');
+  const ctl = path.join(s.jobDir, 'ctl');
+  for (const d of [inDir, ctl, path.join(s.jobDir, 'out')]) await fs.rm(d, { recursive: true, force: true });
+  await fs.mkdir(ctl, { mode: 0o755 });
+  if (inputs?.bundleDir) await copyTree(inputs.bundleDir, inDir, null);
+  else await fs.mkdir(inDir, { mode: 0o755 });
+  if (inputs?.files.length) await writeFiles(inDir, inputs.bundleDir ?? null, inputs.files, null, Boolean(inputs.bundleDir));
   const shebang = spec.script.startsWith('#!');
-  const scriptPath = path.join(s.workDir, SCRIPT_NAME);
+  const scriptPath = path.join(inDir, SCRIPT_NAME);
   await fs.rm(scriptPath, { force: true });
   await writeNewFile(scriptPath, spec.script, shebang ? 0o755 : 0o644);
-  const ctl = s.ctlDir;
-  for (const e of await fs.readdir(ctl)) await fs.rm(path.join(ctl, e), { recursive: true, force: true });
-  await fs.rm(path.join(s.vm.jobDir, 'out'), { recursive: true, force: true });
+  await writeNewFile(path.join(ctl, 'collect'), collectRoots(spec.artifactPaths).map((p) => `${p}\n`).join(''), 0o644);
   const env = sandboxEnv({ ...spec.env, [METRICS_FILE_ENV]: SANDBOX_METRICS_FILE });
   const envLines = Object.entries(env).map(([k, v]) => `export ${k}=${shQuote(v)}`);
   await writeNewFile(path.join(ctl, 'env.sh'), `${envLines.join('\n')}\n`, 0o644);
@@ -122,8 +124,31 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
   for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(ctl, f.name), f.text, 0o644);
   const memBytes = Math.max(32, s.memoryMb - GUEST_RESERVED_MB) * 1024 * 1024;
   await writeNewFile(path.join(ctl, 'limits'), `${memBytes} ${s.pids}\n`, 0o644);
-  if (host.owner) await fs.chown(ctl, host.owner.uid, host.owner.gid);
+  // QEMU (the sandbox user) writes what the guest gives back below out/
+  await fs.mkdir(path.join(s.jobDir, 'out'), { mode: 0o755 });
+  if (host.owner) await fs.chown(path.join(s.jobDir, 'out'), host.owner.uid, host.owner.gid);
   void seq;
+}
+
+/**
+ * The work-dir paths the guest copies back: each valid pattern's part before its first wildcard (its
+ * directory when a wildcard is in the last part), or the whole work dir. The host then applies the
+ * patterns themselves (collectArtifacts).
+ */
+export function collectRoots(patterns: string[]): string[] {
+  const roots = new Set<string>();
+  for (const p of patterns) {
+    if (!compileArtifactPattern(p).ok) continue;
+    const segments = p.trim().replace(/^(\.\/)+/, '').split('/').filter((x) => x !== '' && x !== '.');
+    const literal: string[] = [];
+    for (const seg of segments) {
+      if (/[*?]/.test(seg)) break;
+      literal.push(seg);
+    }
+    if (literal.some((x) => /[\n\\]/.test(x))) continue; // one path a line, no escapes for tar
+    roots.add(literal.length ? literal.join('/') : '.');
+  }
+  return roots.has('.') ? ['.'] : [...roots];
 }
 
 export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Promise<RunOutcome> {
@@ -147,7 +172,8 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   }
   const capture = { stdout: new OutputCapture(spec.maxOutputBytes), stderr: new OutputCapture(spec.maxOutputBytes) };
   const stdoutMetrics = new MetricLineScanner();
-  const files = { stdout: new GrowingFile(path.join(vm.jobDir, OUT_FILES.stdout)), stderr: new GrowingFile(path.join(vm.jobDir, OUT_FILES.stderr)) };
+  const files = { stdout: new GrowingFile(path.join(s.jobDir, OUT_FILES.stdout)), stderr: new GrowingFile(path.join(s.jobDir, OUT_FILES.stderr)) };
+  const outCtl = path.join(s.jobDir, 'out', 'ctl');
   const onChunk = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
     if (stream === 'stdout') stdoutMetrics.push(chunk);
     logs[stream].write(chunk);
@@ -173,58 +199,57 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let aborted = false;
   const kill = () => vm.send(`KILL ${n}`);
   const started = vm.expect(`STARTED ${n}`, START_MS);
+  const failed = vm.expect(`FAILED ${n}`, spec.timeoutMs + START_MS + KILL_GRACE_MS).then(() => {
+    throw new InfrastructureError(`the agent of ${s.id} could not copy the run's files into the VM`);
+  });
   const done = vm.expect(`DONE ${n}`, spec.timeoutMs + START_MS + KILL_GRACE_MS);
-  started.catch(() => undefined);
-  done.catch(() => undefined);
-  const t0 = performance.now();
+  for (const p of [started, failed, done]) p.catch(() => undefined);
   vm.send(`RUN ${n}`);
+  let t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
   let hang: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
   const deadline = new Promise<never>((_, reject) => {
     // killed but not ended: the VM hangs
-    const stuck = () => (hang = setTimeout(() => reject(new InfrastructureError(`the VM of ${s.id} did not end the run ${KILL_GRACE_MS} ms after it was killed`)), KILL_GRACE_MS));
-    timer = setTimeout(() => {
-      timedOut = true;
+    const stuck = () => {
+      hang ??= setTimeout(() => reject(new InfrastructureError(`the VM of ${s.id} did not end the run ${KILL_GRACE_MS} ms after it was killed`)), KILL_GRACE_MS);
+    };
+    const stop = (why: 'timeout' | 'abort') => {
+      if (why === 'timeout') timedOut = true;
+      else if (!timedOut) aborted = true;
       kill();
       stuck();
-    }, Math.max(1, spec.timeoutMs));
-    s.active = {
-      kill: () => {
-        aborted = true;
-        kill();
-        if (!hang) stuck();
-      },
-      done,
     };
-    const onAbort = () => {
-      if (!timedOut) aborted = true;
-      kill();
-      if (!hang) stuck();
-    };
+    // the timeout counts from the script's start (the agent's STARTED), as a container's from its sandbox's
+    void started.then(() => {
+      t0 = performance.now();
+      timer = setTimeout(() => stop('timeout'), Math.max(1, spec.timeoutMs));
+    }, () => undefined);
+    s.active = { kill: () => stop('abort'), done };
+    onAbort = () => stop('abort');
     spec.signal?.addEventListener('abort', onAbort, { once: true });
-    void done.finally(() => spec.signal?.removeEventListener('abort', onAbort)).catch(() => undefined);
   });
   deadline.catch(() => undefined);
   const poll = setInterval(() => void readAll().catch((err: Error) => log.warn({ envId: s.id, err: err.message }, 'reading the output of a run failed')), POLL_MS);
   try {
-    await Promise.race([started, deadline]);
-    await Promise.race([done, deadline]);
+    await Promise.race([started, failed, deadline]);
+    await Promise.race([done, failed, deadline]);
     const durationMs = Math.round(performance.now() - t0);
     clearInterval(poll);
     await readAll();
-    const statsText = await readSmallRegularFile(path.join(vm.jobDir, OUT_FILES.stats), log);
+    const statsText = await readSmallRegularFile(path.join(s.jobDir, OUT_FILES.stats), log);
     const { rc, stats } = parseStats(statsText);
-    const statusText = await readSmallRegularFile(path.join(s.ctlDir, STATUS_FILE), log);
+    const statusText = await readSmallRegularFile(path.join(outCtl, STATUS_FILE), log);
     const status = statusText === null ? null : parseRunnerStatus(statusText);
     const { exitCode, signal } = decodeExit(status, { code: rc, signal: null }, { timedOut, aborted });
     const ended = await endRunLogs(
       logs,
       spec.artifactDir,
-      spec.services.map((svc, i) => ({ source: path.join(s.ctlDir, serviceLogName(i)), name: serviceLogArtifactName(svc.name, i) })),
+      spec.services.map((svc, i) => ({ source: path.join(outCtl, serviceLogName(i)), name: serviceLogArtifactName(svc.name, i) })),
       (name, error) => log.error({ testId: spec.testId, log: name, err: error }, 'a log of the run could not be written in full'),
     );
     const collected = await collectArtifacts({
-      workDir: s.workDir,
+      workDir: path.join(s.jobDir, 'out', 'work'),
       artifactDir: spec.artifactDir,
       patterns: spec.artifactPaths,
       exclude: [SCRIPT_NAME],
@@ -233,7 +258,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     }).catch((err: Error) => {
       throw new InfrastructureError(`cannot collect artifacts: ${err.message}`, { cause: err });
     });
-    const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: s.ctlDir, log, testId: spec.testId });
+    const metrics = await collectRunMetrics({ stats, statusText, stdoutMetrics, ctlDir: outCtl, log, testId: spec.testId });
     const outcome: RunOutcome = {
       exitCode,
       signal,
@@ -266,6 +291,8 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     clearInterval(poll);
     clearTimeout(timer);
     clearTimeout(hang);
+    if (onAbort) spec.signal?.removeEventListener('abort', onAbort);
+    for (const m of [`STARTED ${n}`, `FAILED ${n}`, `DONE ${n}`]) vm.forget(m);
     s.active = null;
     await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
   }

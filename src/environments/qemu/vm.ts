@@ -39,6 +39,8 @@ export interface VmOptions {
 
 /** Memory QEMU itself needs beside the guest's RAM (its code, TCG's translation cache, 9p buffers). */
 export const QEMU_OVERHEAD_MB = 256;
+/** TCG's translation cache in MiB. */
+const TCG_TB_MB = 64;
 
 /** Which accelerator: KVM when /dev/kvm is there and usable ('auto'), else TCG. */
 export type Accel = 'auto' | 'kvm' | 'tcg';
@@ -97,7 +99,8 @@ export function qemuPrivileges(setprivPath: string, user: { uid: number; gid: nu
 
 export function qemuArgs(o: VmOptions, kvm: boolean): string[] {
   return [
-    '-machine', `q35,accel=${kvm ? 'kvm' : 'tcg'}`,
+    // TCG's translation cache is bounded (its default, up to 1 GiB, counts against QEMU's memory limit)
+    '-machine', 'q35', '-accel', kvm ? 'kvm' : `tcg,tb-size=${TCG_TB_MB}`,
     '-bios', o.biosPath,
     '-cpu', kvm ? 'host' : 'max',
     '-smp', String(o.shape.cpus),
@@ -126,7 +129,7 @@ const JOIN_AND_EXEC = [
   'exec "$@"',
 ].join('\n');
 
-type Waiter = { match: string; resolve(): void; reject(e: Error): void };
+type Waiter = { match: string; resolve(): void; reject(e: Error): void; dispose(): void };
 
 export class Vm {
   private child: ChildProcess | null = null;
@@ -213,6 +216,7 @@ export class Vm {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(new InfrastructureError(`the agent of VM ${this.o.id} did not answer ${match} within ${timeoutMs} ms`));
       }, timeoutMs);
+      timer.unref();
       const waiter: Waiter = {
         match,
         resolve: () => {
@@ -223,8 +227,19 @@ export class Vm {
           clearTimeout(timer);
           reject(e);
         },
+        dispose: () => clearTimeout(timer),
       };
       this.waiters.push(waiter);
+    });
+  }
+
+  /** Stops waiting for `match` (its promise never settles). */
+  forget(match: string): void {
+    this.waiters = this.waiters.filter((w) => {
+      if (w.match !== match) return true;
+      w.resolve = () => undefined;
+      w.dispose();
+      return false;
     });
   }
 
