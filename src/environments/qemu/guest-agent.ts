@@ -33,7 +33,7 @@ export const AGENT_PORT = 'orch.ctl';
 /** 9p mount tag of the job dir. */
 export const JOB_TAG = 'job';
 /** Where the agent says its run's figures: `key value` lines (stats), beside stdout and stderr. */
-export const OUT_FILES = { stdout: 'out/stdout', stderr: 'out/stderr', stats: 'out/stats' } as const;
+export const OUT_FILES = { stdout: 'out/stdout', stderr: 'out/stderr', stats: 'out/stats', started: 'out/started' } as const;
 /** Memory the guest keeps for itself (kernel, agent, page cache): the run's cgroup gets the rest. */
 export const GUEST_RESERVED_MB = 96;
 
@@ -92,7 +92,9 @@ fresh_root() {
 give_back() {
   mkdir -p /job/out/ctl /job/out/work
   for f in /m/run/orchestrator/*; do [ -f "$f" ] && [ ! -L "$f" ] && cp "$f" /job/out/ctl/; done
-  [ -s /job/ctl/collect ] && (cd /m/work && tar -cf - -T /job/ctl/collect 2>/dev/null) | (cd /job/out/work && tar -xf - 2>/dev/null)
+  set --
+  while IFS= read -r p; do [ -e "/m/work/$p" ] || [ -L "/m/work/$p" ] && set -- "$@" "$p"; done < /job/ctl/collect
+  [ $# -gt 0 ] && (cd /m/work && tar -cf - "$@" 2>/dev/null) | (cd /job/out/work && tar -xf - 2>/dev/null)
   return 0
 }
 run_test() {
@@ -100,9 +102,10 @@ run_test() {
   mkdir -p $cg /job/out
   cp -a /job/in/. /m/work/ && cp /job/ctl/* /m/run/orchestrator/ || { say "FAILED $n"; return; }
   read mem pids < /job/ctl/limits
-  echo $mem > $cg/memory.max; echo 0 > $cg/memory.swap.max 2>/dev/null; echo $pids > $cg/pids.max
+  echo $mem > $cg/memory.max && echo $pids > $cg/pids.max || { say "FAILED $n"; return; }
+  echo 0 > $cg/memory.swap.max 2>/dev/null
   say "STARTED $n"
-  /bin/sh -c 'echo $$ > '$cg'/cgroup.procs && exec unshare -p -f --mount-proc=/m/proc env -i chroot /m /bin/sh /run/orchestrator/start.sh' </dev/null >/job/${OUT_FILES.stdout} 2>/job/${OUT_FILES.stderr}
+  /bin/sh -c 'echo $$ > '$cg'/cgroup.procs && exec unshare -p -f --mount-proc=/m/proc env -i chroot /m /bin/sh /run/orchestrator/start.sh' </dev/null >/job/${OUT_FILES.stdout} 2>/job/${OUT_FILES.stderr} 4>/job/${OUT_FILES.started}
   rc=$?
   echo 1 > $cg/cgroup.kill 2>/dev/null
   i=0; while [ -s $cg/cgroup.procs ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i+1)); done
@@ -114,6 +117,7 @@ run_test() {
     echo "pids_max $(sed -n 's/^max //p' $cg/pids.events)"
     echo "cpu_usec $(sed -n 's/^usage_usec //p' $cg/cpu.stat)"
     echo "peak_bytes $(cat $cg/memory.peak 2>/dev/null)"
+    echo "memory_max $(cat $cg/memory.max)"
   } > /job/${OUT_FILES.stats}.tmp && mv /job/${OUT_FILES.stats}.tmp /job/${OUT_FILES.stats}
   rmdir $cg 2>/dev/null
   give_back

@@ -189,6 +189,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let reading = Promise.resolve();
   const readAll = () => {
     reading = reading.then(async () => {
+      if (!timer) await startedFile.readNew(() => startClock());
       await files.stdout.readNew(onChunk('stdout'));
       await files.stderr.readNew(onChunk('stderr'));
     });
@@ -209,6 +210,8 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let timer: NodeJS.Timeout | undefined;
   let hang: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
+  let startClock = () => undefined as void;
+  const startedFile = new GrowingFile(path.join(s.jobDir, OUT_FILES.started));
   const deadline = new Promise<never>((_, reject) => {
     // killed but not ended: the VM hangs
     const stuck = () => {
@@ -220,11 +223,14 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
       kill();
       stuck();
     };
-    // the timeout counts from the script's start (the agent's STARTED), as a container's from its sandbox's
-    void started.then(() => {
+    // the timeout counts from the runner's start (it writes `started` first), as a container's from
+    // its sandbox's: not the VM's setup of the run; at most START_MS after the agent took the run
+    startClock = () => {
+      if (timer || timedOut || aborted) return;
       t0 = performance.now();
       timer = setTimeout(() => stop('timeout'), Math.max(1, spec.timeoutMs));
-    }, () => undefined);
+    };
+    void started.then(() => setTimeout(startClock, START_MS).unref(), () => undefined);
     s.active = { kill: () => stop('abort'), done };
     onAbort = () => stop('abort');
     spec.signal?.addEventListener('abort', onAbort, { once: true });
