@@ -137,7 +137,12 @@ describe('QemuDriver specifics', () => {
     const running = driver.run(env, spec({ script: 'echo started; sleep 100' }));
     for (let i = 0; i < 400 && !existsSync(path.join(env.stateDir, 'job', 'out', 'stdout')); i++) await new Promise((r) => setTimeout(r, 50));
     process.kill(driver.vmPid(env)!, 'SIGKILL');
-    await assert.rejects(running, (err: Error) => err instanceof InfrastructureError && /stopped/.test(err.message));
+    await assert.rejects(running, (err: Error) => {
+      assert.ok(err instanceof InfrastructureError && /stopped/.test(err.message), String(err));
+      const log = err.files.find((f) => f.name === 'console.log' && f.kind === 'LOG');
+      assert.ok(log && existsSync(log.path), `the console log is a LOG of the failed attempt: ${JSON.stringify(err.files)}`);
+      return true;
+    });
     assert.equal((await driver.healthCheck(env)).ok, false);
     assert.ok(driver.consoleLogOf(env), 'the console log is kept');
     await driver.destroy(env);

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bestEffort } from '../../infra/best-effort';
 import type { CgroupStats } from '../cgroups/run-cgroup';
-import { InfrastructureError, METRICS_FILE_ENV, type RunOutcome, type RunSpec } from '../driver';
+import { InfrastructureError, METRICS_FILE_ENV, type CollectedFile, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
 import { DEFAULT_MAX_LOG_BYTES, endRunLogs, openRunLogs, serviceLogArtifactName, type RunLogs } from '../run-logs';
 import { collectArtifacts, compileArtifactPattern } from '../container/artifacts';
@@ -90,6 +90,26 @@ function parseStats(text: string | null): { rc: number | null; stats: CgroupStat
       oomKills: v.get('oom_kill') ?? null, pidsLimitHits: v.get('pids_max') ?? null,
     },
   };
+}
+
+/** Bytes of a failed VM's serial console log kept (its end). */
+const CONSOLE_LOG_BYTES = 1024 * 1024;
+
+/** The end of the VM's serial console as `console.log` in the run's artifact dir: a LOG of the failed attempt. */
+async function keepConsoleLog(vm: Vm, artifactDir: string): Promise<CollectedFile | null> {
+  const h = await fs.open(vm.consoleLog, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    const size = (await h.stat()).size;
+    const start = Math.max(0, size - CONSOLE_LOG_BYTES);
+    const buf = Buffer.alloc(size - start);
+    await h.read(buf, 0, buf.length, start);
+    await fs.mkdir(artifactDir, { recursive: true });
+    const dest = path.join(artifactDir, 'console.log');
+    await fs.writeFile(dest, buf);
+    return { name: 'console.log', kind: 'LOG', path: dest, sizeBytes: buf.length };
+  } finally {
+    await h.close();
+  }
 }
 
 /** The work dir's inputs (the bundle, then the files), the script and the control dir of one run. */
@@ -292,7 +312,11 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     return outcome;
   } catch (err) {
     vm.kill(); // whatever it was doing, this VM cannot be trusted with another test
-    throw err instanceof InfrastructureError ? err : new InfrastructureError(`run in VM ${s.id} failed: ${(err as Error).message}`, { cause: err });
+    await vm.stop();
+    const e = err instanceof InfrastructureError ? err : new InfrastructureError(`run in VM ${s.id} failed: ${(err as Error).message}`, { cause: err });
+    const kept = await bestEffort(log, 'keeping the console log of a failed VM', () => keepConsoleLog(vm, spec.artifactDir), null);
+    if (kept) e.files.push(kept);
+    throw e;
   } finally {
     clearInterval(poll);
     clearTimeout(timer);
