@@ -142,7 +142,9 @@ export class QemuDriver implements EnvironmentDriver {
       if (!this.config.disableCgroups) {
         cgroup = await RunCgroup.create(await this.cgroupLayout(), this.cgroupParent, `${id.replace(/[^A-Za-z0-9_-]/g, '_')}-vm`, {
           memoryBytes: (shape.memoryMb + QEMU_OVERHEAD_MB) * 1024 * 1024,
-          cpus: shape.cpus,
+          // the guest's CPUs and one for QEMU's own threads (main loop, 9p, virtio): under TCG a
+          // limit of shape.cpus throttles the emulation itself
+          cpus: shape.cpus + 1,
           pids: 512,
         }, this.logger);
       }
@@ -172,7 +174,7 @@ export class QemuDriver implements EnvironmentDriver {
     return {
       id, memoryMb: shape.memoryMb, pids: shape.pids, vm,
       jobDir,
-      seq: 0, active: null,
+      seq: 0, active: null, rootfs: image.rootfs,
       handle: { id, shape, stateDir }, image, cgroup,
     };
   }

@@ -8,6 +8,7 @@ import { constants as fsConstants, promises as fs, type Stats } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bestEffort } from '../../infra/best-effort';
+import { pathExists } from '../../infra/fs-utils';
 import type { CgroupStats } from '../cgroups/run-cgroup';
 import { InfrastructureError, METRICS_FILE_ENV, type CollectedFile, type RunOutcome, type RunSpec } from '../driver';
 import { MetricLineScanner } from '../reported-metrics';
@@ -20,7 +21,7 @@ import { decodeExit, emptyOutcome } from '../container/exit-status';
 import { readSmallRegularFile, writeNewFile } from '../container/host-files';
 import { OutputCapture } from '../container/output-capture';
 import { collectRunMetrics, SANDBOX_METRICS_FILE } from '../container/run-metrics';
-import { SCRIPT_NAME, STATUS_FILE, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName, shQuote } from '../container/runner-script';
+import { SCRIPT_NAME, STATUS_FILE, buildDirectCommand, buildRunnerScript, parseRunnerStatus, serviceFiles, serviceLogName, shQuote } from '../container/runner-script';
 import type { SandboxUser } from '../container/sandbox-user';
 import { writeFiles } from '../container/work-inputs';
 import { relativePathProblem } from '../../domain/work-files';
@@ -28,7 +29,7 @@ import { GUEST_RESERVED_MB, OUT_FILES } from './guest-agent';
 import type { Vm } from './vm';
 
 /** How often the growing stdout and stderr files are read while a test runs. */
-const POLL_MS = 50;
+const POLL_MS = 25;
 /** How long past its timeout (or an abort) a run may take to end before its VM counts as hung. */
 const KILL_GRACE_MS = 15_000;
 /** How long the agent may take to say a run started. */
@@ -48,6 +49,8 @@ export interface VmState {
   jobDir: string;
   seq: number;
   active: { kill(): void; done: Promise<unknown> } | null;
+  /** Host path of the root filesystem the VM's disk was made of. */
+  rootfs: string;
 }
 
 /** A file the guest writes, read from `offset` on: never through a link, never blocking on a FIFO. */
@@ -113,7 +116,7 @@ async function keepConsoleLog(vm: Vm, artifactDir: string): Promise<CollectedFil
 }
 
 /** The work dir's inputs (the bundle, then the files), the script and the control dir of one run. */
-async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number): Promise<void> {
+async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number, imageRootfs: string): Promise<void> {
   const inputs = spec.inputs;
   for (const f of inputs?.files ?? []) {
     const problem = relativePathProblem(f.path);
@@ -134,7 +137,11 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
   const env = sandboxEnv({ ...spec.env, [METRICS_FILE_ENV]: SANDBOX_METRICS_FILE });
   const envLines = Object.entries(env).map(([k, v]) => `export ${k}=${shQuote(v)}`);
   await writeNewFile(path.join(ctl, 'env.sh'), `${envLines.join('\n')}\n`, 0o644);
-  await writeNewFile(path.join(ctl, 'start.sh'), `. /run/orchestrator/env.sh\nexec /bin/sh /run/orchestrator/runner.sh\n`, 0o644);
+  // Without services and with perl in the image, perl is the command (no runner shell: one exec less,
+  // ~100 ms under TCG); it says `started` on descriptor 4, as the runner does.
+  const direct = spec.services.length === 0 && (await pathExists(path.join(imageRootfs, 'usr/bin/perl')));
+  const command = direct ? buildDirectCommand(shebang).map(shQuote).join(' ') : '/bin/sh /run/orchestrator/runner.sh';
+  await writeNewFile(path.join(ctl, 'start.sh'), `. /run/orchestrator/env.sh\ncd /work || exit 125\nexec ${command}\n`, 0o644);
   const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
   await writeNewFile(
     path.join(ctl, 'runner.sh'),
@@ -179,7 +186,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   s.seq += 1;
   const n = s.seq;
   try {
-    await prepare(host, s, spec, n);
+    await prepare(host, s, spec, n, s.rootfs);
   } catch (err) {
     if (err instanceof InfrastructureError) throw err;
     throw new InfrastructureError(`cannot prepare the job dir of ${s.id}: ${(err as Error).message}`, { cause: err });
