@@ -142,7 +142,8 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
   const direct = spec.services.length === 0 && (await pathExists(path.join(imageRootfs, 'usr/bin/perl')));
   const command = direct ? buildDirectCommand(shebang).map(shQuote).join(' ') : '/bin/sh /run/orchestrator/runner.sh';
   await writeNewFile(path.join(ctl, 'start.sh'), `. /run/orchestrator/env.sh\ncd /work || exit 125\nexec ${command}\n`, 0o644);
-  const margin = Math.min(2000, Math.max(100, spec.timeoutMs * 0.1));
+  // services' ready budget: the run's timeout less a margin wide enough for a few TCG-slow polls
+  const margin = Math.min(3000, Math.max(1000, spec.timeoutMs * 0.2));
   await writeNewFile(
     path.join(ctl, 'runner.sh'),
     buildRunnerScript({ services: spec.services, shebang, readyBudgetMs: Math.max(0, Math.round(spec.timeoutMs - margin)) }),
@@ -236,6 +237,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
   let hang: NodeJS.Timeout | undefined;
+  let killAgain: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   let startClock = () => undefined as void;
   const startedFile = new GrowingFile(path.join(s.jobDir, OUT_FILES.started));
@@ -248,6 +250,8 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
       if (why === 'timeout') timedOut = true;
       else if (!timedOut) aborted = true;
       kill();
+      // again until the run ends: a KILL that came before the agent made the run's cgroup found nothing
+      killAgain ??= setInterval(kill, 500);
       stuck();
     };
     // the timeout counts from the runner's start (it writes `started` first), as a container's from
@@ -328,6 +332,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     clearInterval(poll);
     clearTimeout(timer);
     clearTimeout(hang);
+    clearInterval(killAgain);
     if (onAbort) spec.signal?.removeEventListener('abort', onAbort);
     for (const m of [`STARTED ${n}`, `FAILED ${n}`, `DONE ${n}`]) vm.forget(m);
     s.active = null;
