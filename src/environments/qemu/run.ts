@@ -238,6 +238,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let timer: NodeJS.Timeout | undefined;
   let hang: NodeJS.Timeout | undefined;
   let killAgain: NodeJS.Timeout | undefined;
+  let finished = false;
   let onAbort: (() => void) | undefined;
   let startClock = () => undefined as void;
   const startedFile = new GrowingFile(path.join(s.jobDir, OUT_FILES.started));
@@ -247,17 +248,19 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
       hang ??= setTimeout(() => reject(new InfrastructureError(`the VM of ${s.id} did not end the run ${KILL_GRACE_MS} ms after it was killed`)), KILL_GRACE_MS);
     };
     const stop = (why: 'timeout' | 'abort') => {
+      if (finished) return;
       if (why === 'timeout') timedOut = true;
       else if (!timedOut) aborted = true;
       kill();
       // again until the run ends: a KILL that came before the agent made the run's cgroup found nothing
       killAgain ??= setInterval(kill, 500);
+      killAgain.unref();
       stuck();
     };
     // the timeout counts from the runner's start (it writes `started` first), as a container's from
     // its sandbox's: not the VM's setup of the run; at most START_MS after the agent took the run
     startClock = () => {
-      if (timer || timedOut || aborted) return;
+      if (finished || timer || timedOut || aborted) return;
       t0 = performance.now();
       timer = setTimeout(() => stop('timeout'), Math.max(1, spec.timeoutMs));
     };
@@ -333,6 +336,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     clearTimeout(timer);
     clearTimeout(hang);
     clearInterval(killAgain);
+    finished = true;
     if (onAbort) spec.signal?.removeEventListener('abort', onAbort);
     for (const m of [`STARTED ${n}`, `FAILED ${n}`, `DONE ${n}`]) vm.forget(m);
     s.active = null;
