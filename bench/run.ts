@@ -17,6 +17,7 @@ import { bundleCost } from './bundle.bench';
 import { dedicatedCpus } from './dedicated-cpus.bench';
 import { diskReset } from './disk-reset.bench';
 import { imageStart } from './image-start.bench';
+import { qemuPool } from './qemu.bench';
 import { imageBuilds } from './images.bench';
 import { sandboxSpeed } from './sandbox.bench';
 import {
@@ -50,6 +51,7 @@ export const sections: Record<string, Section> = {
   retention,
   bundle: bundleCost,
   auth: authCost,
+  qemu: qemuPool,
 };
 
 const DEFAULTS: BenchOptions = { stored: 1_000_000, chunk: 100_000, requests: 200, runs1k: 5, runs10k: 3, retentionTests: 10_000 };
@@ -165,6 +167,14 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     const bundle = get('bundle-per-test');
     const plainCopy = get('bundle-plain-copy');
     if (bundle && plainCopy) parts.push(`a 10 MB, 1,000-file bundle costs a test ${fmtMs(bundle.value)} (a plain copy ${fmtMs(plainCopy.value)})`);
+    const boot = get('qemu-boot');
+    const start = get('qemu-start');
+    const vmReset = get('qemu-reset');
+    const qt = get('qemu-trivial');
+    const ct = get('container-trivial');
+    if (boot && start && vmReset && qt && ct) {
+      parts.push(`QEMU: cold boot ${fmtMs(boot.value)}, warm start ${fmtMs(start.value)}, reset ${fmtMs(vmReset.value)}, a trivial test ${fmtMs(qt.value)} (container ${fmtMs(ct.value)})`);
+    }
     const resetBig = get('reset-big');
     const resetSmall = get('reset-small');
     if (resetBig && resetSmall) parts.push(`reset after 1 GB + 100,000 files ${fmtMs(resetBig.value)}, after a small test ${fmtMs(resetSmall.value)}`);

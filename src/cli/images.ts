@@ -9,6 +9,7 @@ import type { Config } from '../config/config';
 import { findUntraversable } from '../environments/container/sandbox-user';
 import { buildImage, mkdir755 } from '../images/builder';
 import { collectGarbage } from '../images/gc';
+import { ensureVmImage } from '../images/vm-image';
 import { runTool, oneLine, type ImageLogger } from '../images/tool';
 import { bestEffort } from '../infra/best-effort';
 import type { CommandSpec } from './args';
@@ -102,6 +103,11 @@ export async function imagesCommand(config: Config, names: readonly string[], io
       });
       rootfsDirs.push(image.rootfs);
       io.out(`[images] ${name}: ${image.built ? 'built' : 'up to date'} ${image.digest} (${(image.sizeBytes / 1024 / 1024).toFixed(0)} MB) at ${image.rootfs}`);
+      // the VM form (disk, kernel, initramfs) of an image a QEMU pool boots
+      if (config.pools.some((p) => p.kind === 'QEMU' && p.image === name)) {
+        const vm = await ensureVmImage(config.imageDir, image.rootfs, { info: (_obj, msg) => io.out(`[images] ${name}: ${msg}`) });
+        io.out(`[images] ${name}: VM image ${vm.built ? 'built' : 'up to date'} (kernel ${vm.kernelRelease}) at ${vm.dir}`);
+      }
     } catch (err) {
       failed.push(name);
       io.err(`[images] ${oneLine((err as Error).message)}`);

@@ -7,6 +7,7 @@ import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-securit
 import { authEnv, authFrom, type AuthConfig } from './auth';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
+import { qemuDriverConfigSchema, type QemuDriverConfig } from './qemu-driver';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
 import { DEFAULT_IMAGES, loadImages, poolImageProblems, type ImageDefinition } from './images';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits } from '../infra/bundle/bundle-store';
@@ -75,7 +76,7 @@ export interface Config {
   /** Tokens (AUTH) and the fair-use limits per token. */
   auth: AuthConfig;
   /** Each environment driver's own section, by kind (src/environments/registry.ts); absent: no such driver here. */
-  drivers: { CONTAINER?: ContainerDriverConfig };
+  drivers: { CONTAINER?: ContainerDriverConfig; QEMU?: QemuDriverConfig };
 }
 
 export interface ImageBuildConfig {
@@ -242,7 +243,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sandboxUser,
     apiSecurity: apiSecurityFrom(e, e.HOST),
     auth: authFrom(e),
-    drivers: { CONTAINER: container },
+    drivers: {
+      CONTAINER: container,
+      QEMU: container && qemuDriverConfigSchema.parse({
+        imageDir: container.imageDir,
+        setprivPath: container.setprivPath,
+        sandboxUid: container.sandboxUid,
+        sandboxGid: container.sandboxGid,
+        cgroupRoot: container.cgroupRoot,
+        cgroupParent: container.cgroupParent,
+        disableCgroups: container.disableCgroups,
+        buildMissingImages: container.buildMissingImages,
+      }),
+    },
   };
 }
 

@@ -46,7 +46,8 @@ export const poolsSchema = z
 /**
  * Defaults that fit one small machine (2 cores): light containers on the minimal Debian image for unit
  * and security tests, containers on the services image (python3, curl, git, Redis, PostgreSQL, …) for
- * integration tests, and a single-slot pool with a dedicated CPU for performance tests. Every pool lets
+ * integration tests, a single-slot pool with a dedicated CPU for performance tests, and one QEMU VM
+ * (1 CPU, 512 MB) for the tests that ask for a VM. Every pool lets
  * its tests ask for any configured image.
  */
 const arch = process.arch === 'arm64' ? 'aarch64' : 'x86_64';
@@ -92,6 +93,23 @@ export const DEFAULT_POOLS: PoolDefinition[] = [
     pids: 256,
     diskMb: 2048,
     testTypes: ['PERFORMANCE'],
+  },
+  {
+    // A test that asks for `requirements: { kind: QEMU }` (its own kernel, root, modules) runs here:
+    // one warm VM (src/environments/qemu/), booted when the worker starts. Tests that name no kind
+    // go to the containers first (domain/matching.ts).
+    name: 'qemu',
+    kind: 'QEMU',
+    arch,
+    cpus: 1,
+    memoryMb: 512,
+    image: 'debian-bookworm',
+    images: ['*'],
+    tags: ['linux', 'debian', 'vm'],
+    capacity: 1,
+    pids: 512,
+    diskMb: 2048,
+    testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
   },
 ];
 

@@ -234,8 +234,11 @@ export interface ResourceUsage {
  */
 export class InfrastructureError extends Error {
   override readonly name = 'InfrastructureError';
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** What the failed attempt leaves for whoever looks into it (a VM's serial console log), in artifactDir. */
+  files: CollectedFile[] = [];
+  constructor(message: string, options?: { cause?: unknown; files?: CollectedFile[] }) {
     super(message, options);
+    if (options?.files) this.files = options.files;
   }
 }
 

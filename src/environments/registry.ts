@@ -5,6 +5,7 @@
 
 import type { z } from 'zod';
 import { containerDriverFactory } from './container/container.factory';
+import { qemuDriverFactory } from './qemu/qemu.factory';
 import type { DriverCapabilities, EnvironmentDriver, EnvironmentKind } from './driver';
 import type { DriverLogger } from './container/image';
 
@@ -23,6 +24,7 @@ export interface DriverFactory<C = unknown> {
 
 const FACTORIES: Partial<Record<EnvironmentKind, DriverFactory<never>>> = {
   CONTAINER: containerDriverFactory as DriverFactory<never>,
+  QEMU: qemuDriverFactory as DriverFactory<never>,
 };
 
 /** The kinds this build has a driver for. */

@@ -12,7 +12,8 @@ import type { TestStatus } from '../domain/status';
 import type { RunResult, StoredArtifact } from '../db/runs.repository';
 import type { TestSpecRow } from '../db/tests.repository';
 import { resultView } from '../views/view.mappers';
-import type { RunOutcome } from '../environments/driver';
+import type { CollectedFile, RunOutcome } from '../environments/driver';
+import { bestEffort } from '../infra/best-effort';
 import type { ArtifactStore, PutResult } from '../infra/artifact-store';
 import type { ServiceDeps } from './context';
 import { PlanRefresher, publishTestChanges } from './transitions';
@@ -125,8 +126,19 @@ export class AttemptsService {
   }
 
   /** The environment failed during the run: not a test failure. Another attempt, or ERROR once the budget is spent. */
-  async fault(a: Attempt, message: string): Promise<AfterFault> {
+  async fault(a: Attempt, message: string, files: CollectedFile[] = []): Promise<AfterFault> {
     const retry = afterInfrastructureFault(a.number, a.spec.maxRetries) === 'RETRY';
+    const store = this.d.store;
+    if (store && files.length) {
+      await bestEffort(a.log, 'storing the files of a failed attempt', async () => {
+        const artifacts: StoredArtifact[] = [];
+        for (const f of files) {
+          const p = await store.putFile(f.path);
+          artifacts.push({ name: f.name, kind: f.kind, sizeBytes: p.size, sha256: p.sha256, storageKey: p.key });
+        }
+        await this.d.runs.addArtifacts(a.runId, artifacts);
+      });
+    }
     const t = await this.d.runs.finishAttempt(a.spec.id, a.number, a.runId, failedRun('ERROR', message), retry ? 'QUEUED' : 'ERROR');
     if (!t) return 'done';
     await publishTestChanges(this.d, a.spec.planId, [t]);

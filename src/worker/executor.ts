@@ -139,11 +139,13 @@ export class TestExecutor {
         outcome = await this.run(spec, attempt, lease, manager, image, artifactDir, running.controller.signal);
       } catch (err) {
         this.running.delete(spec.id);
-        await removeRunDir(artifactDir, attempt.log);
         const message = `environment fault: ${(err as Error).message}`.split('\n')[0];
         attempt.log.error({ err, infrastructure: err instanceof InfrastructureError }, 'environment fault while running a test');
         void manager.fail(lease, message);
-        if ((await d.attempts.fault(attempt, message)) === 'done') return 'done';
+        // what the driver kept of the failed attempt (a VM's console log) is stored with it
+        const after = await d.attempts.fault(attempt, message, err instanceof InfrastructureError ? err.files : []);
+        await removeRunDir(artifactDir, attempt.log);
+        if (after === 'done') return 'done';
         from = 'QUEUED';
         continue; // at the front of the queue still: this job takes the next environment of the pool
       }

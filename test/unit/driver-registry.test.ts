@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CONFIG_VARIABLES, ConfigError, loadConfig } from '../../src/config/config';
 import { ContainerDriver } from '../../src/environments/container/driver';
+import { QemuDriver } from '../../src/environments/qemu/driver';
 import { createDriver, driverFactory, parseDriverConfig, registeredKinds } from '../../src/environments/registry';
 import { RemoteDriver } from '../../src/environments/remote/remote.driver';
 
@@ -99,10 +100,13 @@ describe('the container driver configuration section', () => {
 
 describe('the driver registry', () => {
   it('has a factory for each kind it can run, none for the others', () => {
-    assert.deepEqual(registeredKinds(), ['CONTAINER']);
+    assert.deepEqual(registeredKinds(), ['CONTAINER', 'QEMU']);
     assert.equal(driverFactory('CONTAINER')?.kind, 'CONTAINER');
-    assert.equal(driverFactory('QEMU'), undefined);
-    assert.throws(() => createDriver('QEMU', {}, { logger: quiet }), /no environment driver for kind QEMU \(drivers: CONTAINER\)/);
+    assert.equal(driverFactory('QEMU')?.kind, 'QEMU');
+    assert.throws(() => createDriver('VM' as never, {}, { logger: quiet }), /no environment driver for kind VM \(drivers: CONTAINER, QEMU\)/);
+    const qemu = createDriver('QEMU', loadConfig({ IMAGE_DIR: '/srv/images' }).drivers.QEMU, { logger: quiet });
+    assert.ok(qemu instanceof QemuDriver);
+    assert.equal(qemu.capabilities.services, true);
   });
 
   it('makes a driver of a kind from its configuration section, with its capabilities', () => {
@@ -133,7 +137,7 @@ describe('the driver registry', () => {
 
   it('a driver host driver checks its section at once, before any process is started', () => {
     assert.throws(() => new RemoteDriver('CONTAINER', { imageDir: '/srv/images', bwrapPath: 'bwrap' }, quiet), /bwrapPath: an absolute path/);
-    assert.throws(() => new RemoteDriver('QEMU', {}, quiet), /no environment driver for kind QEMU/);
+    assert.throws(() => new RemoteDriver('QEMU', {}, quiet), /invalid QEMU driver configuration: imageDir/);
     const remote = new RemoteDriver('CONTAINER', { imageDir: '/srv/images', disableCgroups: true }, quiet);
     assert.equal(remote.capabilities.resourceLimits, false, 'the capabilities of the driver it hosts');
   });

@@ -5,7 +5,7 @@
 // channel closes, every sandbox is destroyed and the process ends.
 
 import { closeInheritedFds } from '../../infra/inherited-fds';
-import type { EnvironmentHandle } from '../driver';
+import { InfrastructureError, type EnvironmentHandle } from '../driver';
 import { createDriver } from '../registry';
 import type { HostOptions, Reply, Request } from './protocol';
 
@@ -85,7 +85,11 @@ process.on('message', (req: Request) => {
   }
   call(req).then(
     (value) => send({ kind: 'result', id: req.id, value: value ?? null }),
-    (err: Error) => send({ kind: 'error', id: req.id, name: err?.name ?? 'Error', message: err?.message ?? String(err), stack: err?.stack }),
+    (err: Error) =>
+      send({
+        kind: 'error', id: req.id, name: err?.name ?? 'Error', message: err?.message ?? String(err), stack: err?.stack,
+        ...(err instanceof InfrastructureError && err.files.length ? { files: err.files } : {}),
+      }),
   );
 });
 

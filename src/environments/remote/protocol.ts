@@ -1,6 +1,6 @@
 // Messages between RemoteDriver (in the orchestrator) and its driver host (a small child process).
 
-import type { EnvironmentHandle, EnvironmentKind, EnvironmentShape, OutputStream, RunSpec } from '../driver';
+import type { CollectedFile, EnvironmentHandle, EnvironmentKind, EnvironmentShape, OutputStream, RunSpec } from '../driver';
 
 export type Method = 'preflight' | 'provision' | 'run' | 'reset' | 'healthCheck' | 'usage' | 'destroy' | 'close';
 
@@ -16,7 +16,7 @@ export type Request =
 
 export type Reply =
   | { kind: 'result'; id: number; value: unknown }
-  | { kind: 'error'; id: number; name: string; message: string; stack?: string }
+  | { kind: 'error'; id: number; name: string; message: string; stack?: string; files?: CollectedFile[] }
   | { kind: 'output'; id: number; stream: OutputStream; data: string }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; obj: Record<string, unknown>; msg: string };
 

@@ -109,7 +109,7 @@ export class RemoteDriver implements EnvironmentDriver {
     this.pending.delete(m.id);
     if (m.kind === 'result') p.resolve(m.value);
     else {
-      const err = m.name === 'InfrastructureError' ? new InfrastructureError(m.message) : new Error(m.message);
+      const err = m.name === 'InfrastructureError' ? new InfrastructureError(m.message, { files: m.files }) : new Error(m.message);
       if (m.stack) err.stack = m.stack;
       p.reject(err);
     }

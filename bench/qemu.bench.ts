@@ -1,0 +1,89 @@
+// The QEMU pool's figures next to a container's: a VM's cold boot (provision), a test's start on a warm
+// VM (from run() to its first output byte), the reset of a warm VM (no cold boot: the guest's overlay
+// and /work thrown away), and a trivial test's run + reset on each driver. Both drivers run in a driver
+// host, as in a worker. KVM when it boots a guest here, else TCG (the driver says which in its log).
+// Independent of the database: measured once per bench run.
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { EnvironmentKind, EnvironmentShape, RunSpec } from '../src/environments/driver';
+import { RemoteDriver } from '../src/environments/remote/remote.driver';
+import { fmtMs, now, stats, type Section } from './bench-kit';
+
+const BOOTS = 3;
+const RUNS = 15;
+let measured = false;
+
+export const qemuPool: Section = {
+  description: 'QEMU: cold boot, warm start, reset, a trivial test next to a container',
+  async run(ctx) {
+    if (measured) return ctx.log('measured already on the first database');
+    measured = true;
+    const imageDir = process.env.IMAGE_DIR ?? '/var/cache/test-orchestrator/images';
+    const scratch = mkdtempSync(join(tmpdir(), 'orch-bench-qemu-'));
+    let accel = 'unknown';
+    const logger = { info: (o: object, m: string) => { if ('accel' in o) accel = String((o as { accel: string }).accel); void m; }, warn() {}, error() {} };
+    const shapeOf = (kind: EnvironmentKind): EnvironmentShape => ({ pool: kind.toLowerCase(), kind, arch: 'x86_64', cpus: 1, memoryMb: 512, image: 'debian-bookworm', pids: 256 });
+    const spec = (script: string, onOutput?: RunSpec['onOutput']): RunSpec => ({
+      testId: randomUUID(), attempt: 1, script, env: {}, timeoutMs: 60_000, services: [], artifactPaths: [], artifactDir: join(scratch, 'a'), maxOutputBytes: 1 << 20, onOutput,
+    });
+    const qemu = new RemoteDriver('QEMU', { imageDir }, logger);
+    const container = new RemoteDriver('CONTAINER', { imageDir }, logger);
+    try {
+      await qemu.preflight(shapeOf('QEMU'));
+      const boots: number[] = [];
+      let env = null;
+      for (let i = 0; i < BOOTS; i++) {
+        const t0 = now();
+        const e = await qemu.provision(randomUUID(), shapeOf('QEMU'));
+        boots.push(now() - t0);
+        if (env) await qemu.destroy(env);
+        env = e;
+        ctx.log(`cold boot ${i + 1}/${BOOTS}: ${fmtMs(boots[i])}`);
+      }
+      const b = stats(boots);
+      ctx.record({ key: 'qemu-boot', measure: `QEMU cold boot (provision to the agent's READY), ${BOOTS} boots: p50`, value: b.p50, unit: 'ms', detail: `max ${fmtMs(b.max)}; accelerator ${accel}` });
+
+      const starts: number[] = [];
+      const resets: number[] = [];
+      const trivial: Record<string, number[]> = { QEMU: [], CONTAINER: [] };
+      for (let i = 0; i < RUNS; i++) {
+        const t0 = now();
+        let first = 0;
+        const o = await qemu.run(env!, spec('echo started', () => (first ||= now())));
+        if (o.exitCode !== 0 || !first) throw new Error(`a warm start failed: ${o.stderr.slice(-300)}`);
+        starts.push(first - t0);
+        const r0 = now();
+        await qemu.reset(env!);
+        resets.push(now() - r0);
+      }
+      const s = stats(starts);
+      ctx.record({ key: 'qemu-start', measure: `QEMU warm start (run() to the test's first output byte), ${RUNS} runs: p50`, value: s.p50, unit: 'ms', detail: `p95 ${fmtMs(s.p95)}` });
+      const r = stats(resets);
+      ctx.record({ key: 'qemu-reset', measure: `QEMU reset of a warm VM (no cold boot), ${RUNS} resets: p50`, value: r.p50, unit: 'ms', detail: `p95 ${fmtMs(r.p95)}` });
+
+      await container.preflight(shapeOf('CONTAINER'));
+      const cenv = await container.provision(randomUUID(), shapeOf('CONTAINER'));
+      for (let i = 0; i < RUNS; i++) {
+        for (const [kind, d, e] of [['QEMU', qemu, env!], ['CONTAINER', container, cenv]] as const) {
+          const t0 = now();
+          const o = await d.run(e, spec('true'));
+          await d.reset(e);
+          if (o.exitCode !== 0) throw new Error(`a trivial test failed on ${kind}: ${o.stderr.slice(-300)}`);
+          trivial[kind].push(now() - t0);
+        }
+      }
+      await qemu.destroy(env!);
+      await container.destroy(cenv);
+      const q = stats(trivial.QEMU);
+      const c = stats(trivial.CONTAINER);
+      ctx.record({ key: 'qemu-trivial', measure: `trivial test (\`true\`, run + reset) on QEMU, ${RUNS} runs: p50`, value: q.p50, unit: 'ms', detail: `p95 ${fmtMs(q.p95)}; ${(q.p50 / c.p50).toFixed(1)}x the container` });
+      ctx.record({ key: 'container-trivial', measure: `trivial test (\`true\`, run + reset) in a container, ${RUNS} runs: p50`, value: c.p50, unit: 'ms', detail: `p95 ${fmtMs(c.p95)}` });
+    } finally {
+      await qemu.close();
+      await container.close();
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  },
+};
