@@ -127,6 +127,26 @@ describe('tests in QEMU VMs through the API', () => {
     assert.doesNotMatch(test.result.stdout, new RegExp(os.release().replace(/[.+]/g, '\\$&')));
   });
 
+  it('a test that leaves its chroot as the guest root and plants a link in the job dir gets nothing of the host', async (t) => {
+    if (skip) return t.skip(skip);
+    // root in the guest: out of its chroot (perl: chroot, climb, chroot again) to the agent's root,
+    // where the host's job dir is mounted over 9p, it swaps out/ for a link to the guest's / — a host
+    // that followed it as root would read (and copy into artifacts) its own files.
+    const escape = [
+      `perl -e 'mkdir "/tmp/x"; chroot "/tmp/x" or die "chroot: $!"; chdir ".." for 1..40; chroot "." or die "chroot back: $!";`,
+      `exec "/bin/sh", "-c", "rm -rf /job/out /job/ctl; ln -s / /job/out; ln -s /etc /job/ctl; echo planted"'`,
+    ].join(' ');
+    const plan = await waitPlan(await submit([{ name: 'escape', type: 'UNIT', requirements: QEMU, maxRetries: 0, script: escape, artifactPaths: ['**'] }]));
+    const test = plan.tests.nodes[0];
+    assert.equal(test.status, 'ERROR', JSON.stringify(test));
+    assert.match(test.result.errorMessage, /gave back no out\/ directory/);
+    assert.ok(!test.result.artifacts.some((a: any) => a.name !== 'console.log' && a.kind !== 'LOG'), JSON.stringify(test.result.artifacts));
+    // the pool goes on with a fresh VM
+    const next = await waitPlan(await submit([{ name: 'after', type: 'UNIT', requirements: QEMU, script: 'echo fine' }]));
+    assert.equal(next.tests.nodes[0].status, 'PASSED', JSON.stringify(next.tests.nodes[0]));
+    assert.equal(next.tests.nodes[0].result.stdout, 'fine\n');
+  });
+
   it('a VM killed from the host during a test: UNHEALTHY, replaced, the test retried and PASSED', async (t) => {
     if (skip) return t.skip(skip);
     const planId = await submit([{ name: 'victim', type: 'UNIT', requirements: QEMU, maxRetries: 2, script: 'echo attempt; sleep 6; echo survived' }]);

@@ -7,9 +7,10 @@
 // own below `<cgroupParent>/<instance>/`, its state (job dir shared over 9p, console log) in
 // `<stateDir>/<instance>/<id>/`.
 
-import { existsSync, promises as fs } from 'node:fs';
+import { constants as fsConstants, existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { writeNewFile } from '../container/host-files';
 import { qemuDriverConfigSchema, type QemuDriverConfigInput } from '../../config/qemu-driver';
 import { bestEffort } from '../../infra/best-effort';
 import { resolveImage } from '../../images/store';
@@ -221,7 +222,10 @@ export class QemuDriver implements EnvironmentDriver {
     }
     if (!state.vm.alive) throw new InfrastructureError(`the VM of ${env.id} is not running: it cannot be reset`);
     try {
-      for (const d of ['in', 'ctl', 'out']) await fs.rm(path.join(state.jobDir, d), { recursive: true, force: true });
+      // frozen: a removal walks names the guest could otherwise swap for links under it
+      await state.vm.frozen(async () => {
+        for (const d of ['in', 'ctl', 'out']) await fs.rm(path.join(state.jobDir, d), { recursive: true, force: true });
+      });
       state.seq += 1;
       const answered = state.vm.expect(`RESET-OK ${state.seq}`, RESET_MS);
       state.vm.send(`RESET ${state.seq}`);
@@ -297,12 +301,23 @@ export class QemuDriver implements EnvironmentDriver {
   async inspect(env: EnvironmentHandle, command: string): Promise<string> {
     const state = this.state(env);
     const job = state.vm.jobDir;
-    await fs.writeFile(path.join(job, 'inspect.sh'), `${command}\n`, { mode: 0o644 });
+    await state.vm.frozen(async () => {
+      for (const f of ['inspect.sh', 'inspect.out']) await fs.rm(path.join(job, f), { force: true });
+      await writeNewFile(path.join(job, 'inspect.sh'), `${command}\n`, 0o644);
+    });
     state.seq += 1;
     const done = state.vm.expect(`DONE ${state.seq}`, HEALTH_MS);
     state.vm.send(`EXEC ${state.seq}`);
     await done;
-    return fs.readFile(path.join(job, 'inspect.out'), 'utf8');
+    return state.vm.frozen(async () => {
+      const h = await fs.open(path.join(job, 'inspect.out'), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+      try {
+        if (!(await h.stat()).isFile()) throw new Error('inspect.out is not a regular file');
+        return await h.readFile('utf8');
+      } finally {
+        await h.close();
+      }
+    });
   }
 
   /** The VM's QEMU process id (tests kill it to play a crash). */

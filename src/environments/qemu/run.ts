@@ -53,29 +53,63 @@ export interface VmState {
   rootfs: string;
 }
 
-/** A file the guest writes, read from `offset` on: never through a link, never blocking on a FIFO. */
+/**
+ * A file the guest writes, read from `offset` on through a descriptor the host opened while the VM was
+ * frozen (openOutFiles): whatever the guest later does to the names in the job dir, the host reads
+ * that file and nothing else.
+ */
 class GrowingFile {
   offset = 0;
-  constructor(private readonly file: string) {}
+  constructor(private readonly h: fs.FileHandle) {}
   async readNew(onChunk: (b: Buffer) => void): Promise<void> {
-    let h: fs.FileHandle | undefined;
-    try {
-      h = await fs.open(this.file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
-      const st: Stats = await h.stat();
-      if (!st.isFile()) return;
-      const buf = Buffer.alloc(256 * 1024);
-      for (;;) {
-        const { bytesRead } = await h.read(buf, 0, buf.length, this.offset);
-        if (bytesRead === 0) return;
-        this.offset += bytesRead;
-        onChunk(Buffer.from(buf.subarray(0, bytesRead)));
-      }
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    } finally {
-      await h?.close();
+    const buf = Buffer.alloc(256 * 1024);
+    for (;;) {
+      const { bytesRead } = await this.h.read(buf, 0, buf.length, this.offset);
+      if (bytesRead === 0) return;
+      this.offset += bytesRead;
+      onChunk(Buffer.from(buf.subarray(0, bytesRead)));
     }
   }
+  close(): Promise<void> {
+    return this.h.close();
+  }
+}
+
+/**
+ * out/ made afresh with the files the agent writes while the run goes (stdout, stderr, started),
+ * owned by the sandbox user, each opened here for reading. Called with the VM frozen.
+ */
+async function openOutFiles(s: VmState, owner: SandboxUser | null): Promise<{ stdout: GrowingFile; stderr: GrowingFile; started: GrowingFile }> {
+  const out = path.join(s.jobDir, 'out');
+  await fs.rm(out, { recursive: true, force: true });
+  await fs.mkdir(out, { mode: 0o755 });
+  if (owner) await fs.lchown(out, owner.uid, owner.gid);
+  const open = async (rel: string) => {
+    const file = path.join(s.jobDir, rel);
+    const h = await fs.open(file, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o644);
+    if (owner) await h.chown(owner.uid, owner.gid);
+    return new GrowingFile(h);
+  };
+  return { stdout: await open(OUT_FILES.stdout), stderr: await open(OUT_FILES.stderr), started: await open(OUT_FILES.started) };
+}
+
+/**
+ * What the run gave back (out/), taken out of the guest's reach: with the VM frozen, renamed into a
+ * root-owned directory beside the job dir (if it is a directory: a link there is refused). The host
+ * then reads it at leisure; nothing in it can change any more. Returns its path, or null.
+ */
+async function takeOut(s: VmState, n: number): Promise<string | null> {
+  const taken = path.join(path.dirname(s.jobDir), 'taken');
+  await fs.mkdir(taken, { recursive: true, mode: 0o700 });
+  const dest = path.join(taken, `out-${n}`);
+  await fs.rm(dest, { recursive: true, force: true });
+  return s.vm.frozen(async () => {
+    const out = path.join(s.jobDir, 'out');
+    const st = await fs.lstat(out).catch(() => null);
+    if (!st?.isDirectory()) return null;
+    await fs.rename(out, dest);
+    return dest;
+  });
 }
 
 function parseStats(text: string | null): { rc: number | null; stats: CgroupStats } {
@@ -152,9 +186,7 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
   for (const f of serviceFiles(spec.services)) await writeNewFile(path.join(ctl, f.name), f.text, 0o644);
   const memBytes = Math.max(32, s.memoryMb - GUEST_RESERVED_MB) * 1024 * 1024;
   await writeNewFile(path.join(ctl, 'limits'), `${memBytes} ${s.pids}\n`, 0o644);
-  // QEMU (the sandbox user) writes what the guest gives back below out/
-  await fs.mkdir(path.join(s.jobDir, 'out'), { mode: 0o755 });
-  if (host.owner) await fs.chown(path.join(s.jobDir, 'out'), host.owner.uid, host.owner.gid);
+  // out/, where QEMU (the sandbox user) writes what the guest gives back: openOutFiles
   void seq;
 }
 
@@ -186,22 +218,26 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   if (!vm.alive) throw new InfrastructureError(`the VM of environment ${s.id} is not running`);
   s.seq += 1;
   const n = s.seq;
+  let files: Awaited<ReturnType<typeof openOutFiles>>;
   try {
-    await prepare(host, s, spec, n, s.rootfs);
+    files = await vm.frozen(async () => {
+      await prepare(host, s, spec, n, s.rootfs);
+      return openOutFiles(s, host.owner);
+    });
   } catch (err) {
     if (err instanceof InfrastructureError) throw err;
     throw new InfrastructureError(`cannot prepare the job dir of ${s.id}: ${(err as Error).message}`, { cause: err });
   }
+  let taken: string | null = null;
   let logs: RunLogs;
   try {
     logs = await openRunLogs(spec.artifactDir, spec.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES);
   } catch (err) {
+    await bestEffort(log, 'closing the output files of the run', () => Promise.all([files.stdout.close(), files.stderr.close(), files.started.close()]));
     throw new InfrastructureError(`cannot write the logs of the run in ${spec.artifactDir}: ${(err as Error).message}`, { cause: err });
   }
   const capture = { stdout: new OutputCapture(spec.maxOutputBytes), stderr: new OutputCapture(spec.maxOutputBytes) };
   const stdoutMetrics = new MetricLineScanner();
-  const files = { stdout: new GrowingFile(path.join(s.jobDir, OUT_FILES.stdout)), stderr: new GrowingFile(path.join(s.jobDir, OUT_FILES.stderr)) };
-  const outCtl = path.join(s.jobDir, 'out', 'ctl');
   const onChunk = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
     if (stream === 'stdout') stdoutMetrics.push(chunk);
     logs[stream].write(chunk);
@@ -241,7 +277,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let finished = false;
   let onAbort: (() => void) | undefined;
   let startClock = () => undefined as void;
-  const startedFile = new GrowingFile(path.join(s.jobDir, OUT_FILES.started));
+  const startedFile = files.started;
   const deadline = new Promise<never>((_, reject) => {
     // killed but not ended: the VM hangs
     const stuck = () => {
@@ -277,7 +313,10 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     const durationMs = Math.round(performance.now() - t0);
     clearInterval(poll);
     await readAll();
-    const statsText = await readSmallRegularFile(path.join(s.jobDir, OUT_FILES.stats), log);
+    taken = await takeOut(s, n);
+    if (!taken) throw new InfrastructureError(`the VM of ${s.id} gave back no out/ directory`);
+    const outCtl = path.join(taken, 'ctl');
+    const statsText = await readSmallRegularFile(path.join(taken, path.basename(OUT_FILES.stats)), log);
     const { rc, stats } = parseStats(statsText);
     const statusText = await readSmallRegularFile(path.join(outCtl, STATUS_FILE), log);
     const status = statusText === null ? null : parseRunnerStatus(statusText);
@@ -289,7 +328,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
       (name, error) => log.error({ testId: spec.testId, log: name, err: error }, 'a log of the run could not be written in full'),
     );
     const collected = await collectArtifacts({
-      workDir: path.join(s.jobDir, 'out', 'work'),
+      workDir: path.join(taken, 'work'),
       artifactDir: spec.artifactDir,
       patterns: spec.artifactPaths,
       exclude: [SCRIPT_NAME],
@@ -341,5 +380,8 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     for (const m of [`STARTED ${n}`, `FAILED ${n}`, `DONE ${n}`]) vm.forget(m);
     s.active = null;
     await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
+    await bestEffort(log, 'closing the output files of the run', () => Promise.all([files.stdout.close(), files.stderr.close(), files.started.close()]));
+    const t = taken;
+    if (t) await bestEffort(log, 'removing what the run gave back', () => fs.rm(t, { recursive: true, force: true }));
   }
 }

@@ -153,6 +153,26 @@ export class Vm {
     return this.child?.pid;
   }
 
+  /**
+   * `fn` with the whole VM stopped (SIGSTOP to QEMU, SIGCONT after): while the host works in the job
+   * dir as root, nothing of the guest (root in it, maybe still running something a test left) can
+   * change a name there under it — QEMU's 9p server, its only way to the job dir, is stopped too.
+   */
+  async frozen<T>(fn: () => Promise<T>): Promise<T> {
+    const pid = this.child?.pid;
+    if (pid === undefined || !this.alive) throw new InfrastructureError('the VM is not running');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      return await fn();
+    } finally {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err; // gone meanwhile: its exit says so
+      }
+    }
+  }
+
   /** Starts QEMU and waits for the agent's READY (repeating HELLO: the guest may miss the first). */
   async boot(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const t0 = performance.now();
