@@ -7,7 +7,7 @@ import { apiSecurityEnv, apiSecurityFrom, type ApiSecurity } from './api-securit
 import { authEnv, authFrom, type AuthConfig } from './auth';
 import { PLAN_LIMITS } from '../domain/plan-input.schema';
 import { DEFAULT_POOLS, loadPoolsSource, poolsSchema, type PoolDefinition } from './pools';
-import { qemuDriverConfigSchema, type QemuDriverConfig } from './qemu-driver';
+import { qemuDriverConfigSchema, qemuDriverEnv, type QemuDriverConfig } from './qemu-driver';
 import { containerDriverConfigFrom, containerDriverEnv, type ContainerDriverConfig } from './container-driver';
 import { DEFAULT_IMAGES, loadImages, poolImageProblems, type ImageDefinition } from './images';
 import { DEFAULT_BUNDLE_LIMITS, type BundleLimits } from '../infra/bundle/bundle-store';
@@ -140,6 +140,7 @@ const envSchema = z.object({
   ...apiSecurityEnv,
   ...authEnv,
   ...containerDriverEnv,
+  ...qemuDriverEnv,
 });
 
 export class ConfigError extends Error {
@@ -254,6 +255,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         cgroupParent: container.cgroupParent,
         disableCgroups: container.disableCgroups,
         buildMissingImages: container.buildMissingImages,
+        accel: e.QEMU_ACCEL,
+        warmReset: e.QEMU_WARM_RESET,
       }),
     },
   };

@@ -60,7 +60,7 @@ export type ContainerDriverConfig = z.output<typeof containerDriverConfigSchema>
 export type ContainerDriverConfigInput = z.input<typeof containerDriverConfigSchema>;
 
 const unsetIfEmpty = (v: unknown) => (v === '' ? undefined : v);
-const flag = (fallback: boolean) =>
+export const flag = (fallback: boolean) =>
   z.preprocess(unsetIfEmpty, z.enum(['true', 'false', '1', '0']).default(fallback ? 'true' : 'false')).transform((v) => v === 'true' || v === '1');
 const optional = <T extends z.ZodType>(schema: T) => z.preprocess(unsetIfEmpty, schema.optional());
 

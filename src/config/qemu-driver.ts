@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_CGROUP_PARENT, DEFAULT_CGROUP_ROOT, DEFAULT_SETPRIV_PATH } from './container-driver';
+import { DEFAULT_CGROUP_PARENT, DEFAULT_CGROUP_ROOT, DEFAULT_SETPRIV_PATH, flag } from './container-driver';
 
 const absolutePath = z.string().min(1).refine((p) => path.isAbsolute(p) && !p.includes('\0'), 'an absolute path');
 const NOT_ROOT = 'must be a positive integer (not root)';
@@ -34,7 +34,20 @@ export const qemuDriverConfigSchema = z.object({
   bootTimeoutMs: z.number().int().min(1000).max(600_000).default(90_000),
   /** provision builds a missing VM image of a built rootfs (seconds: mkfs, initramfs) instead of failing. */
   buildMissingImages: z.boolean().default(true),
+  /**
+   * false (the default): every test gets a VM no test ran in before — the reset boots a new one (a cold
+   * boot, seconds under TCG). true: the reset keeps the VM and throws away the test's root (under a
+   * second), but a test is root in its VM and can leave something running for the next tests of that
+   * VM to meet: only for tests that trust each other (QEMU_WARM_RESET).
+   */
+  warmReset: z.boolean().default(false),
 });
+
+/** The QEMU_* variables (merged into config.ts's environment schema). */
+export const qemuDriverEnv = {
+  QEMU_ACCEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['auto', 'kvm', 'tcg']).default('auto')),
+  QEMU_WARM_RESET: flag(false),
+};
 
 export type QemuDriverConfig = z.output<typeof qemuDriverConfigSchema>;
 export type QemuDriverConfigInput = z.input<typeof qemuDriverConfigSchema>;

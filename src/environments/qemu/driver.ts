@@ -153,7 +153,15 @@ export class QemuDriver implements EnvironmentDriver {
       await bestEffort(this.logger, `removing the half-made VM ${id}`, () => fs.rm(stateDir, { recursive: true, force: true }));
       throw new InfrastructureError(`cannot prepare the VM of ${id}: ${(err as Error).message}`, { cause: err });
     }
-    const kvmGid = await this.kvm(files.kernel);
+    // the probe (up to 8 s) is not waited for by a provision that is aborted (a worker shutting down)
+    let kvmGid: number | null;
+    try {
+      kvmGid = await untilAborted(this.kvm(files.kernel), signal);
+    } catch (err) {
+      if (cgroup) await bestEffort(this.logger, 'removing the cgroup of a VM not booted', () => cgroup!.remove());
+      await bestEffort(this.logger, `removing the half-made VM ${id}`, () => fs.rm(stateDir, { recursive: true, force: true }));
+      throw err;
+    }
     const vm = new Vm({
       id, shape, files,
       qemuPath: this.config.qemuPath,
@@ -221,6 +229,16 @@ export class QemuDriver implements EnvironmentDriver {
       await state.active.done.catch(() => undefined);
     }
     if (!state.vm.alive) throw new InfrastructureError(`the VM of ${env.id} is not running: it cannot be reset`);
+    if (!this.config.warmReset) {
+      // the next test gets a VM no test ran in: whatever this one left in its VM goes with it
+      await this.stopVm(state);
+      try {
+        this.envs.set(env.id, await this.boot(env.id, env.shape, state.image));
+      } catch (err) {
+        throw err instanceof InfrastructureError ? err : new InfrastructureError(`cannot boot a fresh VM for ${env.id}: ${(err as Error).message}`, { cause: err });
+      }
+      return;
+    }
     try {
       // frozen: a removal walks names the guest could otherwise swap for links under it
       await state.vm.frozen(async () => {
@@ -351,4 +369,15 @@ export class QemuDriver implements EnvironmentDriver {
     });
     return this.layout;
   }
+}
+
+/** `p`, or a rejection as soon as `signal` aborts (`p` goes on by itself). */
+function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new Error('aborted'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -62,6 +62,10 @@ export function kvmGroup(accel: Accel): number | null {
  * first line (nested virtualisation). Watches the serial console for the kernel's banner; ~0.5 s
  * when KVM works, `timeoutMs` when it does not.
  */
+/** Probes still running: killed when this process exits (a hung KVM guest would outlive it). */
+const probes = new Set<ChildProcess>();
+process.once('exit', () => probes.forEach((c) => c.kill('SIGKILL')));
+
 export function probeKvm(o: { qemuPath: string; biosPath: string; kernel: string; dropPrivileges: string[] }, timeoutMs = 8000): Promise<{ ok: boolean; why: string }> {
   const argv = [
     ...o.dropPrivileges, o.qemuPath, '-machine', 'q35,accel=kvm', '-cpu', 'host', '-bios', o.biosPath, '-m', '128M', '-display', 'none',
@@ -70,11 +74,13 @@ export function probeKvm(o: { qemuPath: string; biosPath: string; kernel: string
   ];
   return new Promise((resolve) => {
     const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' }, cwd: '/' });
+    probes.add(child);
     let out = '';
     let err = '';
     const end = (r: { ok: boolean; why: string }) => {
       clearTimeout(timer);
       child.kill('SIGKILL');
+      probes.delete(child);
       resolve(r);
     };
     const timer = setTimeout(() => end({ ok: false, why: `no kernel banner within ${timeoutMs} ms under KVM` }), timeoutMs);
