@@ -159,14 +159,7 @@ async function main(argv: string[]): Promise<void> {
     case 'worker':
       return run({ api: false, worker: true });
     case 'images': {
-      let config;
-      try {
-        config = loadConfig();
-      } catch (e) {
-        if (!(e instanceof ConfigError)) throw e;
-        console.error(e.message);
-        process.exit(2);
-      }
+      const config = loadConfigOrExit();
       const { imagesCommand } = await import('./cli/images.js');
       // Ctrl-C or SIGTERM stops the running tool (its own process group) and removes its build directory.
       const stop = new AbortController();
@@ -189,14 +182,7 @@ async function main(argv: string[]): Promise<void> {
         console.error(`token: ${e.message}`);
         process.exit(2);
       }
-      let config;
-      try {
-        config = loadConfig();
-      } catch (e) {
-        if (!(e instanceof ConfigError)) throw e;
-        console.error(e.message);
-        process.exit(2);
-      }
+      const config = loadConfigOrExit();
       process.umask(0o077); // the embedded database may be created here
       const code = await tokenCommand(config, args, { out: (l) => console.log(l), err: (l) => console.error(l) }, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
       process.exit(code);
@@ -216,3 +202,14 @@ main(process.argv.slice(2)).catch((e: unknown) => {
   else console.error(`orchestrator: ${process.env.LOG_LEVEL === 'debug' ? ((e as Error).stack ?? e) : (e as Error).message}`);
   process.exit(1);
 });
+
+/** The configuration, or its problems on stderr and exit 2 (a command's own configuration errors). */
+function loadConfigOrExit(): ReturnType<typeof loadConfig> {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(e.message);
+    process.exit(2);
+  }
+}

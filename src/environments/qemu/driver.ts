@@ -13,6 +13,7 @@ import path from 'node:path';
 import { writeNewFile } from '../container/host-files';
 import { qemuDriverConfigSchema, type QemuDriverConfigInput } from '../../config/qemu-driver';
 import { bestEffort } from '../../infra/best-effort';
+import { Memo } from '../../infra/memo';
 import { resolveImage } from '../../images/store';
 import { ensureVmImage, readVmImage, type VmImage } from '../../images/vm-image';
 import { detectCgroupLayout, prepareCgroupParent, type CgroupLayout } from '../cgroups/layout';
@@ -77,7 +78,10 @@ export class QemuDriver implements EnvironmentDriver {
   private readonly cgroupParent: string;
   private readonly envs = new Map<string, QemuEnv>();
   private layout: Promise<CgroupLayout> | null = null;
-  private stateReady: Promise<void> | null = null;
+  /** The state root, made once (root-owned 0711 components when dropping privileges); retried after a failure. */
+  private readonly stateReady = new Memo<void>(() =>
+    this.sandboxUser ? prepareSecureDir(this.stateRoot) : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined),
+  );
   private accel: Promise<number | null> | null = null;
 
   constructor(options: QemuDriverOptions) {
@@ -303,7 +307,7 @@ export class QemuDriver implements EnvironmentDriver {
     const layout = this.layout ? await bestEffort(this.logger, 'detecting cgroups for close', () => this.layout!, null) : null;
     if (layout) await bestEffort(this.logger, 'removing the cgroups of the QEMU driver', () => removeGroupTree(layout, this.cgroupParent, this.logger));
     this.layout = null;
-    this.stateReady = null;
+    this.stateReady.clear();
     await bestEffort(this.logger, 'removing the state dir of the QEMU driver', () => fs.rm(this.stateRoot, { recursive: true, force: true }));
   }
 
@@ -350,12 +354,9 @@ export class QemuDriver implements EnvironmentDriver {
   }
 
   private ensureStateRoot(): Promise<void> {
-    this.stateReady ??= (this.sandboxUser ? prepareSecureDir(this.stateRoot) : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined)).catch((err) => {
-      this.stateReady = null;
-      throw err;
-    });
-    return this.stateReady;
+    return this.stateReady.get();
   }
+
 
   private cgroupLayout(): Promise<CgroupLayout> {
     this.layout ??= (async () => {
