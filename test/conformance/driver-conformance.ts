@@ -475,6 +475,22 @@ export function runDriverConformance(
       assert.deepEqual(await processesMatching(marker), []);
     });
 
+    it('an abort that comes while the run is being prepared still ends it', async (t) => {
+      const d = ready(t);
+      if (!d) return;
+      const marker = uniqueSleepArg();
+      const ac = new AbortController();
+      await d.reset(env);
+      const running = d.run(env, spec({ signal: ac.signal, script: `sleep ${marker}\n` }));
+      ac.abort(); // run() is past its first check and preparing the run
+      const o = await running;
+      assert.equal(o.aborted, true);
+      assert.equal(o.timedOut, false);
+      assert.equal(o.exitCode, null);
+      assert.ok(o.durationMs < 5000, `ended ${o.durationMs} ms after it started`);
+      assert.deepEqual(await processesMatching(marker), []);
+    });
+
     it('reset leaves no file from the previous run', async (t) => {
       const d = ready(t);
       if (!d) return;

@@ -272,6 +272,8 @@ async function runReserved(
     killTree();
   };
   spec.signal?.addEventListener('abort', onAbort, { once: true });
+  // aborted while the run files were prepared: the listener came too late to hear it
+  if (spec.signal?.aborted) onAbort();
   state.active = {
     cgroup,
     startedAt: t0,

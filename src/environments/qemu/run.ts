@@ -304,6 +304,8 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     s.active = { kill: () => stop('abort'), done };
     onAbort = () => stop('abort');
     spec.signal?.addEventListener('abort', onAbort, { once: true });
+    // aborted while the run was prepared (the VM frozen, files copied): the listener came too late to hear it
+    if (spec.signal?.aborted) stop('abort');
   });
   deadline.catch(() => undefined);
   const poll = setInterval(() => void readAll().catch((err: Error) => log.warn({ envId: s.id, err: err.message }, 'reading the output of a run failed')), POLL_MS);
