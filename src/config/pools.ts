@@ -94,6 +94,21 @@ export const DEFAULT_POOLS: PoolDefinition[] = [
     diskMb: 2048,
     testTypes: ['PERFORMANCE'],
   },
+  // booted when the worker starts, in the background: the containers are served meanwhile (src/environments/qemu/)
+  {
+    name: 'qemu',
+    kind: 'QEMU',
+    arch,
+    cpus: 1,
+    memoryMb: 512,
+    image: 'debian-bookworm',
+    images: ['*'],
+    tags: ['linux', 'debian', 'vm'],
+    capacity: 1,
+    pids: 512,
+    diskMb: 2048,
+    testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
+  },
 ];
 
 /** Reads pool definitions from JSON text (the POOLS variable) or a JSON file (POOLS_FILE). */
@@ -120,23 +135,3 @@ function parseJson(text: string, origin: string): unknown {
     throw new Error(`${origin}: not valid JSON: ${(e as Error).message}`);
   }
 }
-
-/**
- * A pool of one VM for tests that ask for `requirements: { kind: QEMU }` (their own kernel, root,
- * modules): booted when the worker starts (src/environments/qemu/). Not among the defaults yet: a
- * worker shutting down still waits for a VM that is booting (up to ~20 s under TCG); add it to POOLS.
- */
-export const QEMU_POOL: PoolDefinition = {
-  name: 'qemu',
-  kind: 'QEMU',
-  arch,
-  cpus: 1,
-  memoryMb: 512,
-  image: 'debian-bookworm',
-  images: ['*'],
-  tags: ['linux', 'debian', 'vm'],
-  capacity: 1,
-  pids: 512,
-  diskMb: 2048,
-  testTypes: ['UNIT', 'INTEGRATION', 'SECURITY'],
-};

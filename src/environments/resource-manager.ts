@@ -43,9 +43,22 @@ export class ResourceManager {
     return this.o.pool;
   }
 
-  /** Checks the driver can serve the pool, then provisions every slot (in the background after the first). */
+  /** Checks the driver can serve the pool, then provisions every slot. */
   async start(): Promise<void> {
-    await this.o.driver.preflight(this.shape);
+    await this.preflight();
+    await this.provisionAll();
+  }
+
+  /** Whether this host can serve the pool at all (its driver's tools, image, cgroups): throws why not. */
+  preflight(): Promise<void> {
+    return this.o.driver.preflight(this.shape);
+  }
+
+  /**
+   * Provisions every slot; resolves when each has been tried once (a failed one is retried in the
+   * background) or given up because stop() was called: a VM that is booting does not hold up a shutdown.
+   */
+  async provisionAll(): Promise<void> {
     await Promise.all(Array.from({ length: this.o.pool.capacity }, (_, slot) => this.provision(slot)));
   }
 

@@ -34,7 +34,10 @@ export interface WorkerOptions {
 
 export interface RunningWorker {
   id: string;
+  /** The pools served so far: each joins once its environments are provisioned. */
   pools: string[];
+  /** Settles once every pool whose image was READY at start is served (or given up). */
+  ready: Promise<void>;
   executor: TestExecutor;
   stop(): Promise<void>;
 }
@@ -90,13 +93,13 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
   await images.prepare(imagesOfPools([...managers.values()].map((m) => m.pool), config.images));
 
   await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools: [] });
-  // A pool starts once its default image is READY (its environments check their health in it); the
-  // pools whose default image is still building start when it is built.
+  // Whether this host can serve a pool is checked now for the pools whose default image is READY (their
+  // environments check their health in it), later for those whose image is still building.
   const readyNow = [...managers.values()].filter((m) => images.status(m.pool.image) === 'READY');
   const later = [...managers.values()].filter((m) => images.status(m.pool.image) !== 'READY');
-  const started = await Promise.allSettled(readyNow.map((m) => m.start()));
+  const checked = await Promise.allSettled(readyNow.map((m) => m.preflight()));
   const refused: string[] = [];
-  started.forEach((r, i) => {
+  checked.forEach((r, i) => {
     const m = readyNow[i];
     if (r.status === 'rejected') {
       log.error({ err: r.reason, pool: m.pool.name }, 'cannot serve this pool on this host');
@@ -108,9 +111,8 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     await bestEffort(log, 'recording the worker as stopped', () => environments.stopWorker(id));
     throw new Error(`worker: this host can serve none of its pools:\n  - ${refused.join('\n  - ') || 'no pool of a kind this host has a driver for'}`);
   }
-  const pools: string[] = readyNow.filter((m) => managers.has(m.pool.name)).map((m) => m.pool.name);
-  await environments.registerWorker({ id, host: hostname(), pid: process.pid, pools });
-  events.emit('system', { reason: 'worker started' });
+  /** The pools served now: each once its environments are provisioned. */
+  const pools: string[] = [];
 
   const attempts = new AttemptsService({ ...core.deps, logger: log, store: core.deps.store });
   const bundles = new BundleStore(config.bundleDir);
@@ -200,39 +202,55 @@ export async function startWorker(core: Core, o: WorkerOptions = {}): Promise<Ru
     w.on('error', (err) => log.warn({ err: err.message, pool }, 'queue consumer error'));
     consumers.push(w);
   };
-  for (const pool of pools) serve(pool);
-  // Pools waiting for their default image: served once it is built. One whose image failed is served
-  // too, without environments: its tests end in ERROR with the build's message (they need no sandbox).
-  const servingLater = later.map(async (m) => {
-    const status = await images.settled(m.pool.image);
-    if (closing.signal.aborted) return;
-    if (status === 'READY') {
+  // Each pool is served once its environments are provisioned, on its own: the containers do not wait
+  // for a VM to boot. A pool waiting for its default image is checked and served once the image is built;
+  // one whose image failed is served too, without environments: its tests end in ERROR with the build's
+  // message (they need no sandbox).
+  const startPool = async (m: ResourceManager, check: boolean): Promise<void> => {
+    if (check) {
+      const status = await images.settled(m.pool.image);
+      if (closing.signal.aborted) return;
+      if (status !== 'READY') {
+        log.error({ pool: m.pool.name, image: m.pool.image }, 'the default image of this pool failed to build: its tests that need it end in ERROR');
+        return servePool(m);
+      }
       try {
-        await m.start();
+        await m.preflight();
       } catch (err) {
         log.error({ err, pool: m.pool.name }, 'cannot serve this pool on this host');
         managers.delete(m.pool.name);
         return;
       }
-    } else log.error({ pool: m.pool.name, image: m.pool.image }, 'the default image of this pool failed to build: its tests that need it end in ERROR');
+    }
+    await m.provisionAll();
+    if (!closing.signal.aborted) await servePool(m);
+  };
+  const servePool = async (m: ResourceManager): Promise<void> => {
     pools.push(m.pool.name);
     serve(m.pool.name);
-    await bestEffort(log, 'registering a pool served late', () => environments.registerWorker({ id, host: hostname(), pid: process.pid, pools }));
+    await bestEffort(log, 'registering a pool served', () => environments.registerWorker({ id, host: hostname(), pid: process.pid, pools }));
     events.emit('system', { reason: `pool ${m.pool.name} started` });
-  });
-  log.info({ pools, hostCpus: availableParallelism(), sandboxUser: config.sandboxUser }, 'worker started');
+  };
+  const startingNow = readyNow.filter((m) => managers.has(m.pool.name)).map((m) => startPool(m, false));
+  const starting = [...startingNow, ...later.map((m) => startPool(m, true))];
+  const ready = Promise.all(startingNow).then(() => undefined);
+  events.emit('system', { reason: 'worker started' });
+  log.info({ pools: [...managers.keys()], hostCpus: availableParallelism(), sandboxUser: config.sandboxUser }, 'worker started');
 
   let stopped: Promise<void> | null = null;
   return {
     id,
     pools,
+    ready,
     executor,
     stop() {
       stopped ??= (async () => {
         log.info({ running: executor.running.size }, 'worker stopping: no new tests; running ones may finish');
         closing.abort(); // pools still waiting for an image are not started any more
+        // a pool still provisioning (a VM booting) gives up now instead of finishing for nothing
+        await Promise.all([...managers.values()].filter((m) => !pools.includes(m.pool.name)).map((m) => m.stop()));
         await images.stop();
-        await Promise.all(servingLater);
+        await Promise.all(starting);
         const consumersClosed = Promise.all(consumers.map((c) => c.close()));
         const grace = setTimeout(() => {
           for (const testId of executor.running.keys()) executor.abort(testId, 'shutdown');

@@ -74,6 +74,7 @@ export async function startTestServer(opts: {
   await opts.beforeServe?.(core);
   const api = await serveApi(core, { host: '127.0.0.1', port: 0 });
   const worker = opts.worker ? await startWorker(core, { lockMs: 3_000, graceMs: 2_000 }) : null;
+  await worker?.ready; // its pools served, as a test expects of a worker it started
   const reconciler = opts.worker
     ? createReconciler(core)
     : null;

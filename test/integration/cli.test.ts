@@ -387,7 +387,7 @@ describe('submit against a real API', () => {
 
   it('UNSCHEDULABLE: one line with the code and the message, exit 2', async () => {
     const file = plan('big.json', JSON.stringify({ name: 'big', tests: [{ name: 'huge', type: 'UNIT', script: 'true', requirements: { cpus: 64 } }] }));
-    expectOneErrorLine(await cli('submit', file, '--url', server.url, '--wait'), 'UNSCHEDULABLE: tests[0] "huge": no pool can run it (pool "container" has 1 CPUs, fewer than 64; pool "integration" does not run UNIT tests; pool "perf" does not run UNIT tests)');
+    expectOneErrorLine(await cli('submit', file, '--url', server.url, '--wait'), 'UNSCHEDULABLE: tests[0] "huge": no pool can run it (pool "container" has 1 CPUs, fewer than 64; pool "integration" does not run UNIT tests; pool "perf" does not run UNIT tests; pool "qemu" has 1 CPUs, fewer than 64)');
   });
 
   it('BAD_USER_INPUT from the server (a limit only it knows): one line, exit 2', async () => {

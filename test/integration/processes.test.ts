@@ -2,7 +2,7 @@
 // exit codes and what they leave behind.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -178,5 +178,68 @@ describe('orchestrator processes', () => {
     assert.match(r.stderr, /package "?redis-server"?|apt-get install[^\n]*redis-server/, r.stderr);
     assert.equal(existsSync(join(dataDir, 'pglite.lock')), false, 'nothing stays locked');
     assert.deepEqual(processesMentioning(dataDir), []);
+  });
+
+  it('runs kind: QEMU on its defaults, in a VM booted beside the containers; a stop while the VM boots does not wait for it', async (t) => {
+    if (!existsSync('/usr/bin/qemu-system-x86_64')) return t.skip('qemu-system-x86 is not installed (scripts/debian-packages.txt)');
+    const dataDir = tempDir('orch-vm-');
+    const env = {};
+    // the QEMU processes below an orchestrator process (its driver host's children)
+    const parentOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+    const below = (root: number, pid: number) => {
+      for (let p = pid, i = 0; p > 1 && i < 64; i++) {
+        if (p === root) return true;
+        try {
+          p = parentOf(p);
+        } catch {
+          return false;
+        }
+      }
+      return false;
+    };
+    const qemuOf = (root: number) => processesMentioning('qemu-system').filter((p) => below(root, p.pid)).map((p) => p.pid);
+    const alive = (pids: number[]) => pids.filter((pid) => isProcessAlive(pid));
+    const until = async (what: string, ok: () => boolean, ms: number) => {
+      const deadline = Date.now() + ms;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`${what} within ${ms} ms`);
+        await sleep(100);
+      }
+    };
+
+    // stopped while its VM boots: it ends the boot, not waits for it
+    const booting = await startOrchestrator('start', { dataDir, env });
+    let seen: number[] = [];
+    await until(`a QEMU process started; log:\n${booting.log(20)}`, () => (seen = qemuOf(booting.pid)).length > 0, 60_000);
+    const early = await booting.stop('SIGTERM', 25_000);
+    assert.deepEqual([early.code, early.signal, early.killed], [0, null, false], booting.log(30));
+    assert.ok(early.ms < 3_000, `stopped ${early.ms} ms after SIGTERM while its VM booted; log:\n${booting.log(30)}`);
+    assert.deepEqual(alive(seen), [], 'no QEMU left behind');
+
+    const proc = await startOrchestrator('start', { dataDir, env });
+    const vm = { name: 'vm', type: 'UNIT', requirements: { kind: 'QEMU' }, script: 'uname -r' };
+    const { submitPlan } = await gqlOk(proc.url, SUBMIT, { input: { name: 'defaults', tests: [vm, { name: 'box', type: 'UNIT', script: 'uname -r' }] } });
+    const PLAN_RESULTS = `query($id: ID!) { plan(id: $id) { status tests { nodes { name status environment { pool kind } result { stdout errorMessage } } } } }`;
+    let plan: any;
+    const deadline = Date.now() + 240_000;
+    const vms = new Set<number>();
+    for (;;) {
+      for (const pid of qemuOf(proc.pid)) vms.add(pid);
+      plan = (await gqlOk(proc.url, PLAN_RESULTS, { id: submitPlan.id })).plan;
+      if (plan.tests.nodes.every((x: any) => !['QUEUED', 'RUNNING'].includes(x.status))) break;
+      assert.ok(Date.now() < deadline, `plan not finished: ${JSON.stringify(plan)}\n${proc.log(30)}`);
+      await sleep(500);
+    }
+    const byName = Object.fromEntries(plan.tests.nodes.map((x: any) => [x.name, x]));
+    assert.deepEqual([byName.vm.status, byName.vm.environment?.pool, byName.vm.environment?.kind], ['PASSED', 'qemu', 'QEMU'], JSON.stringify(byName.vm));
+    assert.deepEqual([byName.box.status, byName.box.environment?.kind], ['PASSED', 'CONTAINER'], JSON.stringify(byName.box));
+    const hostKernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
+    assert.equal(byName.box.result.stdout.trim(), hostKernel, 'a container runs on the host kernel');
+    assert.match(byName.vm.result.stdout, /^\d+\.\d+/, 'a kernel release');
+    assert.notEqual(byName.vm.result.stdout.trim(), hostKernel, 'the VM runs its own kernel');
+    const exit = await proc.stop('SIGTERM', 25_000);
+    assert.deepEqual([exit.code, exit.killed], [0, false], proc.log(30));
+    assert.ok(vms.size > 0, 'its VMs were seen');
+    assert.deepEqual(alive([...vms]), [], 'no QEMU left behind');
   });
 });

@@ -159,9 +159,10 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
   const inDir = path.join(s.jobDir, 'in');
   const ctl = path.join(s.jobDir, 'ctl');
   for (const d of [inDir, ctl, path.join(s.jobDir, 'out')]) await fs.rm(d, { recursive: true, force: true });
-  await fs.mkdir(ctl, { mode: 0o755 });
+  // readable by QEMU (the sandbox user) whatever the umask (the orchestrator's is 077)
+  await mkdirExactly(ctl, 0o755);
   if (inputs?.bundleDir) await copyTree(inputs.bundleDir, inDir, null);
-  else await fs.mkdir(inDir, { mode: 0o755 });
+  else await mkdirExactly(inDir, 0o755);
   if (inputs?.files.length) await writeFiles(inDir, inputs.bundleDir ?? null, inputs.files, null, Boolean(inputs.bundleDir));
   const shebang = spec.script.startsWith('#!');
   const scriptPath = path.join(inDir, SCRIPT_NAME);
@@ -188,6 +189,11 @@ async function prepare(host: QemuRunHost, s: VmState, spec: RunSpec, seq: number
   await writeNewFile(path.join(ctl, 'limits'), `${memBytes} ${s.pids}\n`, 0o644);
   // out/, where QEMU (the sandbox user) writes what the guest gives back: openOutFiles
   void seq;
+}
+
+async function mkdirExactly(dir: string, mode: number): Promise<void> {
+  await fs.mkdir(dir, { mode });
+  await fs.chmod(dir, mode);
 }
 
 /**
