@@ -11,6 +11,7 @@ import { InfrastructureError, type RunSpec } from '../driver';
 import type { ContainerHost, EnvState } from './env-state';
 import type { DriverLogger } from './image';
 import { prepareSecureDir } from './sandbox-user';
+import { onAbort } from '../../infra/abort';
 
 /** After this long a waiting run says so in the log, naming who holds the CPUs. */
 const LOG_WAIT_AFTER_MS = 1000;
@@ -35,9 +36,7 @@ export async function reserveDedicatedCpus(
     throw new InfrastructureError(`cannot reserve dedicated CPUs: ${(err as Error).message}`, { cause: err });
   }
   const stop = new AbortController();
-  const onAbort = () => stop.abort(new Error('aborted'));
-  spec.signal?.addEventListener('abort', onAbort, { once: true });
-  if (spec.signal?.aborted) onAbort();
+  const offAbort = onAbort(spec.signal, () => stop.abort(new Error('aborted')));
   const t0 = performance.now();
   let logged = false;
   const waiting = reservations.reserve(spec.dedicatedCpus!, tag, stop.signal, (holders) => {
@@ -63,7 +62,7 @@ export async function reserveDedicatedCpus(
     if (stop.signal.aborted) return { reservation: null, aborted: true };
     throw new InfrastructureError(`cannot reserve dedicated CPUs: ${(err as Error).message}`, { cause: err });
   } finally {
-    spec.signal?.removeEventListener('abort', onAbort);
+    offAbort();
     state.active = null;
   }
 }

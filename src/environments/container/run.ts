@@ -34,6 +34,7 @@ import { STARTED_FD, STATUS_FILE, buildDirectCommand, buildReapedRunnerCommand, 
 import { ENV_FD, SECCOMP_FD, sandboxCommand } from './sandbox-command';
 import { SECURITY_AUDIT_LOG, type AuditSession } from './security-audit';
 import { isNearlyFull } from './work-fs';
+import { onAbort } from '../../infra/abort';
 
 /** The root filesystem of a run: the version the worker chose, else the shape's image as it is now. */
 async function runRootfs(imageDir: string, shapeImage: string, spec: RunSpec): Promise<string> {
@@ -267,13 +268,10 @@ async function runReserved(
     timedOut = true;
     killTree();
   }, Math.max(1, spec.timeoutMs));
-  const onAbort = () => {
+  const offAbort = onAbort(spec.signal, () => {
     if (!timedOut) aborted = true;
     killTree();
-  };
-  spec.signal?.addEventListener('abort', onAbort, { once: true });
-  // aborted while the run files were prepared: the listener came too late to hear it
-  if (spec.signal?.aborted) onAbort();
+  });
   state.active = {
     cgroup,
     startedAt: t0,
@@ -293,7 +291,7 @@ async function runReserved(
     if (startedAt) phases.lapAt('run.sandbox start', startedAt);
     phases.lapAt('run.script', exitedAt);
     clearTimeout(timer);
-    spec.signal?.removeEventListener('abort', onAbort);
+    offAbort();
     // The PID namespace died with bwrap; anything still in the group (a wrapper that never
     // exec'd, a process between namespaces) is killed too.
     if (cgroup) await cgroup.kill(3000);
@@ -389,7 +387,7 @@ async function runReserved(
     return outcome;
   } finally {
     clearTimeout(timer);
-    spec.signal?.removeEventListener('abort', onAbort);
+    offAbort();
     state.active = null;
     if (audit) {
       await audit.dispose();

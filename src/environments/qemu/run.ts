@@ -27,6 +27,7 @@ import { writeFiles } from '../container/work-inputs';
 import { relativePathProblem } from '../../domain/work-files';
 import { GUEST_RESERVED_MB, OUT_FILES } from './guest-agent';
 import type { Vm } from './vm';
+import { onAbort } from '../../infra/abort';
 
 /** How often the growing stdout and stderr files are read while a test runs. */
 const POLL_MS = 25;
@@ -281,7 +282,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
   let hang: NodeJS.Timeout | undefined;
   let killAgain: NodeJS.Timeout | undefined;
   let finished = false;
-  let onAbort: (() => void) | undefined;
+  let offAbort = () => undefined as void;
   let startClock = () => undefined as void;
   const startedFile = files.started;
   const deadline = new Promise<never>((_, reject) => {
@@ -308,10 +309,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     };
     void started.then(() => setTimeout(startClock, START_MS).unref(), () => undefined);
     s.active = { kill: () => stop('abort'), done };
-    onAbort = () => stop('abort');
-    spec.signal?.addEventListener('abort', onAbort, { once: true });
-    // aborted while the run was prepared (the VM frozen, files copied): the listener came too late to hear it
-    if (spec.signal?.aborted) stop('abort');
+    offAbort = onAbort(spec.signal, () => stop('abort'));
   });
   deadline.catch(() => undefined);
   const poll = setInterval(() => void readAll().catch((err: Error) => log.warn({ envId: s.id, err: err.message }, 'reading the output of a run failed')), POLL_MS);
@@ -384,7 +382,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
     clearTimeout(hang);
     clearInterval(killAgain);
     finished = true;
-    if (onAbort) spec.signal?.removeEventListener('abort', onAbort);
+    offAbort();
     for (const m of [`STARTED ${n}`, `FAILED ${n}`, `DONE ${n}`]) vm.forget(m);
     s.active = null;
     await bestEffort(log, 'closing the logs of the run', () => Promise.all([logs.stdout.close(), logs.stderr.close()]));
