@@ -1,13 +1,16 @@
 // The QEMU pool's figures next to a container's: a VM's cold boot (provision), a test's start on a warm
-// VM (from run() to its first output byte), the reset of a warm VM (no cold boot: the guest's overlay
-// and /work thrown away), and a trivial test's run + reset on each driver. Both drivers run in a driver
-// host, as in a worker. KVM when it boots a guest here, else TCG (the driver says which in its log).
+// VM (from run() to its first output byte), the reset of a warm VM (QEMU_WARM_RESET: the guest's
+// overlay and /work thrown away), the default reset (the spare VM swapped in; and without spares, a
+// cold boot), and a trivial test's run + reset on each driver. The drivers run in a driver host, as in
+// a worker, but for the default reset's figures: those wait for the spare's boot, which only the
+// driver itself can tell. KVM when it boots a guest here, else TCG (the driver says which in its log).
 // Independent of the database: measured once per bench run.
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { EnvironmentKind, EnvironmentShape, RunSpec } from '../src/environments/driver';
+import { QemuDriver } from '../src/environments/qemu/driver';
 import { RemoteDriver } from '../src/environments/remote/remote.driver';
 import { fmtMs, now, stats, type Section } from './bench-kit';
 
@@ -77,22 +80,57 @@ export const qemuPool: Section = {
       }
       await qemu.destroy(env!);
       await container.destroy(cenv);
-      // the default (QEMU_WARM_RESET=false): each reset boots a VM no test ran in
-      const fresh = new RemoteDriver('QEMU', { imageDir }, logger);
+      // the default (QEMU_WARM_RESET=false): each reset gives the next test a VM no test ran in
+      const fresh = new QemuDriver({ imageDir, logger });
       try {
         const fenv = await fresh.provision(randomUUID(), shapeOf('QEMU'));
-        const cold: number[] = [];
-        for (let i = 0; i < 3; i++) {
+        const swaps: number[] = [];
+        const busyStarts: number[] = [];
+        for (let i = 0; i < 5; i++) {
           await fresh.run(fenv, spec('true'));
+          while (!fresh.sparePid(fenv)) await new Promise((r) => setTimeout(r, 20));
           const t0 = now();
           await fresh.reset(fenv);
-          cold.push(now() - t0);
+          swaps.push(now() - t0);
+          // the next test, while the next spare boots beside it
+          const s0 = now();
+          let first = 0;
+          await fresh.run(fenv, spec('echo started', () => (first ||= now())));
+          busyStarts.push(first - s0);
+          await fresh.reset(fenv);
         }
+        const sw = stats(swaps);
+        ctx.record({ key: 'qemu-reset-spare', measure: 'QEMU reset by default (the spare VM, booted meanwhile, swapped in), 5 resets: p50', value: sw.p50, unit: 'ms', detail: `max ${fmtMs(sw.max)}` });
+        const bs = stats(busyStarts);
+        ctx.record({ key: 'qemu-start-spare-booting', measure: 'QEMU start (run() to first output byte) right after a swap, the next spare booting beside it, 5 runs: p50', value: bs.p50, unit: 'ms', detail: `max ${fmtMs(bs.max)}` });
+        const b2b: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const t0 = now();
+          await fresh.run(fenv, spec('true'));
+          await fresh.reset(fenv);
+          b2b.push(now() - t0);
+        }
+        const bb = stats(b2b);
+        ctx.record({ key: 'qemu-trivial-default', measure: 'trivial test back to back (run + reset) on QEMU by default: bound by the spare\'s boot, 3 runs: p50', value: bb.p50, unit: 'ms', detail: `max ${fmtMs(bb.max)}` });
         await fresh.destroy(fenv);
-        const c3 = stats(cold);
-        ctx.record({ key: 'qemu-reset-fresh', measure: 'QEMU reset by default (a fresh VM: stop, cold boot), 3 resets: p50', value: c3.p50, unit: 'ms', detail: `max ${fmtMs(c3.max)}` });
       } finally {
         await fresh.close();
+      }
+      const noSpare = new QemuDriver({ imageDir, logger, spareVms: false });
+      try {
+        const nenv = await noSpare.provision(randomUUID(), shapeOf('QEMU'));
+        const cold: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          await noSpare.run(nenv, spec('true'));
+          const t0 = now();
+          await noSpare.reset(nenv);
+          cold.push(now() - t0);
+        }
+        await noSpare.destroy(nenv);
+        const c3 = stats(cold);
+        ctx.record({ key: 'qemu-reset-fresh', measure: 'QEMU reset with QEMU_SPARE_VMS=false (stop, cold boot), 3 resets: p50', value: c3.p50, unit: 'ms', detail: `max ${fmtMs(c3.max)}` });
+      } finally {
+        await noSpare.close();
       }
       const q = stats(trivial.QEMU);
       const c = stats(trivial.CONTAINER);

@@ -257,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         buildMissingImages: container.buildMissingImages,
         accel: e.QEMU_ACCEL,
         warmReset: e.QEMU_WARM_RESET,
+        spareVms: e.QEMU_SPARE_VMS,
       }),
     },
   };

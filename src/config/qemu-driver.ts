@@ -41,12 +41,19 @@ export const qemuDriverConfigSchema = z.object({
    * VM to meet: only for tests that trust each other (QEMU_WARM_RESET).
    */
   warmReset: z.boolean().default(false),
+  /**
+   * true (the default): each environment keeps a spare VM booted beside the one that runs its test, and
+   * the reset swaps it in (milliseconds instead of a cold boot), at the cost of a second VM's memory.
+   * Unused with warmReset (QEMU_SPARE_VMS).
+   */
+  spareVms: z.boolean().default(true),
 });
 
 /** The QEMU_* variables (merged into config.ts's environment schema). */
 export const qemuDriverEnv = {
   QEMU_ACCEL: z.preprocess((v) => (v === '' ? undefined : v), z.enum(['auto', 'kvm', 'tcg']).default('auto')),
   QEMU_WARM_RESET: flag(false),
+  QEMU_SPARE_VMS: flag(true),
 };
 
 export type QemuDriverConfig = z.output<typeof qemuDriverConfigSchema>;

@@ -33,6 +33,11 @@ export class ResourceManager {
   /** Aborted by stop(): a provision under way (a VM booting) gives up instead of finishing for nothing. */
   private readonly stopping = new AbortController();
   private readonly shape: EnvironmentShape;
+  /**
+   * Provisions, resets and replacements under way (the executor does not wait for a release): stop()
+   * waits for them, so none reaches the driver after the worker has closed it.
+   */
+  private readonly underWay = new Set<Promise<void>>();
 
   constructor(private readonly o: ResourceManagerOptions) {
     const p = o.pool;
@@ -62,7 +67,17 @@ export class ResourceManager {
     await Promise.all(Array.from({ length: this.o.pool.capacity }, (_, slot) => this.provision(slot)));
   }
 
-  private async provision(slot: number, attempt = 0): Promise<void> {
+  private provision(slot: number, attempt = 0): Promise<void> {
+    return this.track(this.provisionSlot(slot, attempt));
+  }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.underWay.add(p);
+    void p.finally(() => this.underWay.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private async provisionSlot(slot: number, attempt: number): Promise<void> {
     if (this.stopped) return;
     const id = randomUUID();
     const p = this.o.pool;
@@ -135,7 +150,11 @@ export class ResourceManager {
    * RESETTING is published as an event only, and a waiting test takes the environment straight from its
    * reset (its BUSY update also counts the test just run): one row update per test, not three.
    */
-  async release(lease: Lease): Promise<void> {
+  release(lease: Lease): Promise<void> {
+    return this.track(this.resetAndOffer(lease));
+  }
+
+  private async resetAndOffer(lease: Lease): Promise<void> {
     const id = lease.handle.id;
     try {
       await this.o.records.resetting(id);
@@ -147,7 +166,8 @@ export class ResourceManager {
       lease.testsRunPending = 0;
       this.offer(lease);
     } catch (err) {
-      await this.fail(lease, `reset failed: ${(err as Error).message}`);
+      if (this.stopped) return; // destroyed by stop() during its reset
+      await this.replace(lease, `reset failed: ${(err as Error).message}`);
     }
   }
 
@@ -155,7 +175,11 @@ export class ResourceManager {
    * The environment is broken: UNHEALTHY, destroyed, and a fresh one provisioned in its slot. The
    * sandbox is destroyed whatever its row updates do: a failed write never leaks it beside its replacement.
    */
-  async fail(lease: Lease, reason: string): Promise<void> {
+  fail(lease: Lease, reason: string): Promise<void> {
+    return this.track(this.replace(lease, reason));
+  }
+
+  private async replace(lease: Lease, reason: string): Promise<void> {
     const id = lease.handle.id;
     const log = this.o.logger;
     this.live.delete(id);
@@ -199,5 +223,6 @@ export class ResourceManager {
         await bestEffort(this.o.logger, `recording environment ${l.handle.id} as retired`, () => this.o.records.retired(l.handle.id));
       }),
     );
+    while (this.underWay.size) await Promise.allSettled([...this.underWay]);
   }
 }

@@ -8,3 +8,13 @@ export function onAbort(signal: AbortSignal | undefined, fn: () => void): () => 
   if (signal.aborted) fn();
   return () => signal.removeEventListener('abort', fn);
 }
+
+/** `p`, or a rejection as soon as `signal` aborts (`p` goes on by itself). */
+export function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const detach = onAbort(signal, () => reject(signal.reason ?? new Error('aborted')));
+    p.then(resolve, reject).finally(detach);
+  });
+}

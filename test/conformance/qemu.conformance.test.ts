@@ -35,11 +35,24 @@ function vmReady(): Promise<VmImage | string> {
 }
 
 const stateDirs: TempDir[] = [];
-/** warmReset: the suite resets warm VMs (seconds less per case); the default's cold reset has its own case below. */
-function newDriver(warmReset = true): QemuDriver {
+/**
+ * warmReset: the suite resets warm VMs (a spare's boot per case otherwise: seconds under TCG); the
+ * default's reset (the spare VM swapped in) has its own cases below.
+ */
+function newDriver(warmReset = true, spareVms = true): QemuDriver {
   const state = makeTempDir('orch-qemu-state-', { traversable: true });
   stateDirs.push(state);
-  return new QemuDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path, warmReset });
+  return new QemuDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path, warmReset, spareVms });
+}
+const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The spare's pid once it has booted. */
+async function bootedSpare(d: QemuDriver, e: EnvironmentHandle): Promise<number> {
+  for (let i = 0; i < 1200; i++) {
+    const pid = d.sparePid(e);
+    if (pid) return pid;
+    await sleepMs(100);
+  }
+  throw new Error('the spare VM did not boot within 120 s');
 }
 after(() => stateDirs.forEach((d) => d.cleanup()));
 
@@ -103,21 +116,67 @@ describe('QemuDriver specifics', () => {
     artifactDir: path.join(tmp.path, `art-${++seq}`), maxOutputBytes: 65536, ...over,
   });
 
-  it('by default a reset gives the next test a VM no test ran in (what a test left running in its VM is gone)', async (t) => {
+  it('by default a reset swaps in the spare VM: the next test meets nothing the last one left in the guest', async (t) => {
     if (skip) return t.skip(skip);
     const cold = newDriver(false);
     const e = await cold.provision(`qemu-cold-${process.pid}`, shape);
     try {
       const first = cold.vmPid(e);
-      const o = await cold.run(e, spec({ script: 'echo ran' }));
-      assert.equal(o.stdout, 'ran\n');
+      // root in its VM, a test can change the guest's kernel state and leave a process running
+      const o = await cold.run(e, spec({ script: 'cat /proc/sys/kernel/random/boot_id; echo pwned > /proc/sys/kernel/domainname; (setsid sleep 1000 &) ; echo ran' }));
+      assert.match(o.stdout, /ran\n$/);
+      const bootId = o.stdout.split('\n')[0];
+      const spare = await bootedSpare(cold, e);
+      assert.notEqual(spare, first, 'the spare is a QEMU of its own');
       await cold.reset(e);
-      assert.ok(first && cold.vmPid(e) && cold.vmPid(e) !== first, 'another QEMU process');
-      assert.equal((await cold.run(e, spec({ script: 'echo again' }))).stdout, 'again\n');
+      assert.equal(cold.vmPid(e), spare, 'the reset took the spare');
+      assert.throws(() => process.kill(first!, 0), /ESRCH/, 'the VM the test ran in is gone');
+      const next = await cold.run(e, spec({ script: 'cat /proc/sys/kernel/random/boot_id; cat /proc/sys/kernel/domainname; cat /proc/[0-9]*/comm 2>/dev/null | grep -cx sleep || true' }));
+      const [nextBoot, domain, sleeping] = next.stdout.trim().split('\n');
+      assert.notEqual(nextBoot, bootId, 'another boot of the kernel');
+      assert.equal(domain, '(none)', "the last test's kernel setting is not there");
+      assert.equal(sleeping, '0', "the last test's process is not there");
+      // the next spare boots meanwhile, in a QEMU of its own
+      const again = await bootedSpare(cold, e);
+      assert.ok(again !== spare && again !== first);
     } finally {
       await cold.destroy(e);
       await cold.close();
     }
+  });
+
+  it('a spare that died is replaced by a VM booted at the reset; with spares off the reset boots one too', async (t) => {
+    if (skip) return t.skip(skip);
+    const cold = newDriver(false);
+    const e = await cold.provision(`qemu-dead-spare-${process.pid}`, shape);
+    try {
+      const spare = await bootedSpare(cold, e);
+      process.kill(spare, 'SIGKILL');
+      await sleepMs(200);
+      await cold.reset(e);
+      const pid = cold.vmPid(e);
+      assert.ok(pid && pid !== spare, 'a VM booted by the reset');
+      assert.equal((await cold.run(e, spec({ script: 'echo fine' }))).stdout, 'fine\n');
+      assert.deepEqual(await cold.healthCheck(e), { ok: true });
+    } finally {
+      await cold.destroy(e);
+      await cold.close();
+    }
+    const none = newDriver(false, false);
+    const n = await none.provision(`qemu-no-spare-${process.pid}`, shape);
+    try {
+      const first = none.vmPid(n);
+      await sleepMs(500);
+      assert.equal(none.sparePid(n), undefined, 'no spare');
+      assert.equal(hostProcessesMatching(`qemu-no-spare-${process.pid}/vm-`).length, 1, 'one QEMU for the environment');
+      await none.reset(n);
+      assert.ok(none.vmPid(n) && none.vmPid(n) !== first, 'another QEMU process');
+      assert.equal((await none.run(n, spec({ script: 'echo again' }))).stdout, 'again\n');
+    } finally {
+      await none.destroy(n);
+      await none.close();
+    }
+    assert.deepEqual(hostProcessesMatching(`qemu-dead-spare-${process.pid}/vm-`), [], 'no QEMU left after destroy');
   });
 
   it('runs the guest kernel, as root in the guest, with the shape\'s CPUs and memory; no network but loopback', async (t) => {
@@ -153,7 +212,7 @@ describe('QemuDriver specifics', () => {
     if (skip) return t.skip(skip);
     await driver.reset(env);
     const running = driver.run(env, spec({ script: 'echo started; sleep 100' }));
-    for (let i = 0; i < 400 && !existsSync(path.join(env.stateDir, 'job', 'out', 'stdout')); i++) await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 400 && !existsSync(path.join(driver.jobDirOf(env), 'out', 'stdout')); i++) await new Promise((r) => setTimeout(r, 50));
     process.kill(driver.vmPid(env)!, 'SIGKILL');
     await assert.rejects(running, (err: Error) => {
       assert.ok(err instanceof InfrastructureError && /stopped/.test(err.message), String(err));

@@ -2,7 +2,8 @@
 // exit codes and what they leave behind.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -218,25 +219,39 @@ describe('orchestrator processes', () => {
 
     const proc = await startOrchestrator('start', { dataDir, env });
     const vm = { name: 'vm', type: 'UNIT', requirements: { kind: 'QEMU' }, script: 'uname -r' };
-    const { submitPlan } = await gqlOk(proc.url, SUBMIT, { input: { name: 'defaults', tests: [vm, { name: 'box', type: 'UNIT', script: 'uname -r' }] } });
     const PLAN_RESULTS = `query($id: ID!) { plan(id: $id) { status tests { nodes { name status environment { pool kind } result { stdout errorMessage } } } } }`;
-    let plan: any;
-    const deadline = Date.now() + 240_000;
     const vms = new Set<number>();
-    for (;;) {
-      for (const pid of qemuOf(proc.pid)) vms.add(pid);
-      plan = (await gqlOk(proc.url, PLAN_RESULTS, { id: submitPlan.id })).plan;
-      if (plan.tests.nodes.every((x: any) => !['QUEUED', 'RUNNING'].includes(x.status))) break;
-      assert.ok(Date.now() < deadline, `plan not finished: ${JSON.stringify(plan)}\n${proc.log(30)}`);
-      await sleep(500);
-    }
-    const byName = Object.fromEntries(plan.tests.nodes.map((x: any) => [x.name, x]));
+    const finished = async (input: object) => {
+      const { submitPlan } = await gqlOk(proc.url, SUBMIT, { input });
+      const deadline = Date.now() + 240_000;
+      for (;;) {
+        for (const pid of qemuOf(proc.pid)) vms.add(pid);
+        const plan = (await gqlOk(proc.url, PLAN_RESULTS, { id: submitPlan.id })).plan;
+        if (plan.tests.nodes.every((x: any) => !['QUEUED', 'RUNNING'].includes(x.status))) return Object.fromEntries(plan.tests.nodes.map((x: any) => [x.name, x]));
+        assert.ok(Date.now() < deadline, `plan not finished: ${JSON.stringify(plan)}\n${proc.log(30)}`);
+        await sleep(500);
+      }
+    };
+    const byName = await finished({ name: 'defaults', tests: [vm, { name: 'box', type: 'UNIT', script: 'uname -r' }] });
     assert.deepEqual([byName.vm.status, byName.vm.environment?.pool, byName.vm.environment?.kind], ['PASSED', 'qemu', 'QEMU'], JSON.stringify(byName.vm));
     assert.deepEqual([byName.box.status, byName.box.environment?.kind], ['PASSED', 'CONTAINER'], JSON.stringify(byName.box));
     const hostKernel = readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim();
     assert.equal(byName.box.result.stdout.trim(), hostKernel, 'a container runs on the host kernel');
     assert.match(byName.vm.result.stdout, /^\d+\.\d+/, 'a kernel release');
     assert.notEqual(byName.vm.result.stdout.trim(), hostKernel, 'the VM runs its own kernel');
+
+    // a bundle, unpacked by the orchestrator under its umask (077), is read by QEMU (the sandbox user)
+    const project = tempDir('orch-vm-bundle-');
+    mkdirSync(join(project, 'data'));
+    writeFileSync(join(project, 'run.sh'), '#!/bin/sh\necho "sum $(( $(cat data/a) + $(cat data/b) ))"\n', { mode: 0o755 });
+    writeFileSync(join(project, 'data/a'), '40\n');
+    writeFileSync(join(project, 'data/b'), '2\n');
+    const res = await fetch(`${proc.url}/bundles`, { method: 'POST', headers: { 'content-type': 'application/gzip' }, body: execFileSync('tar', ['-C', project, '-czf', '-', '.']) });
+    const bundle = (await res.json()) as { id: string };
+    assert.equal(res.status, 201, JSON.stringify(bundle));
+    const bundled = (await finished({ name: 'bundled', bundle: bundle.id, tests: [{ name: 'project', type: 'UNIT', requirements: { kind: 'QEMU' }, script: './run.sh' }] })).project;
+    assert.deepEqual([bundled.status, bundled.environment?.kind, bundled.result.stdout], ['PASSED', 'QEMU', 'sum 42\n'], JSON.stringify(bundled));
+    assert.ok(vms.size >= 2, `the VM and its spare were seen: ${[...vms]}`);
     const exit = await proc.stop('SIGTERM', 25_000);
     assert.deepEqual([exit.code, exit.killed], [0, false], proc.log(30));
     assert.ok(vms.size > 0, 'its VMs were seen');

@@ -159,10 +159,13 @@ describe('tests in QEMU VMs through the API', () => {
     }
     assert.ok(envId, 'the test started');
     await sleep(1000);
-    // the VM's QEMU: its job dir (shared over 9p) is named by the environment's id
-    const pids = execFileSync('pgrep', ['-f', `qemu-system-x86_64.*${envId}/job`], { encoding: 'utf8' }).trim().split('\n').map(Number);
-    assert.equal(pids.length, 1, `one QEMU process for ${envId}`);
-    process.kill(pids[0], 'SIGKILL');
+    // the VM's QEMU: its job dir (shared over 9p) is `<env id>/vm-<n>/job`; the higher n is the spare
+    // VM booted beside it for the next test
+    const vms = execFileSync('pgrep', ['-af', `qemu-system-x86_64.*${envId}/vm-[0-9]+/job`], { encoding: 'utf8' })
+      .trim().split('\n').map((l) => ({ pid: Number(l.split(' ')[0]), n: Number(/\/vm-(\d+)\/job/.exec(l)![1]) }))
+      .sort((a, b) => a.n - b.n);
+    assert.ok(vms.length >= 1 && vms.length <= 2, `the VM and its spare for ${envId}: ${JSON.stringify(vms)}`);
+    process.kill(vms[0].pid, 'SIGKILL');
 
     const plan = await waitPlan(planId);
     const victim = plan.tests.nodes[0];

@@ -141,4 +141,16 @@ describe('the driver registry', () => {
     const remote = new RemoteDriver('CONTAINER', { imageDir: '/srv/images', disableCgroups: true }, quiet);
     assert.equal(remote.capabilities.resourceLimits, false, 'the capabilities of the driver it hosts');
   });
+
+  it('a closed driver host driver starts no host again: a late call is refused', async () => {
+    const remote = new RemoteDriver('CONTAINER', { imageDir: '/srv/images', disableCgroups: true }, quiet);
+    const env = { id: 'late', shape: { pool: 'p', kind: 'CONTAINER' as const, arch: 'x86_64', cpus: 1, memoryMb: 64, image: 'none', pids: 8 } };
+    assert.equal((await remote.healthCheck(env)).ok, false, 'answered by the host');
+    const pid = remote.hostPid!;
+    assert.ok(pid > 0);
+    await remote.close();
+    assert.throws(() => process.kill(pid, 0), /ESRCH/, 'the host is gone');
+    await assert.rejects(remote.destroy(env), /the CONTAINER driver is closed/);
+    assert.equal(remote.hostPid, undefined, 'no host started again');
+  });
 });

@@ -26,7 +26,7 @@ class FakeDriver implements EnvironmentDriver {
   async run(): Promise<RunOutcome> {
     throw new Error('not used');
   }
-  async reset(): Promise<void> {
+  async reset(_env: EnvironmentHandle): Promise<void> {
     if (this.resetFails) throw new Error('reset broke');
   }
   async healthCheck(): Promise<HealthStatus> {
@@ -153,6 +153,44 @@ describe('resource manager (fake port, fake driver)', () => {
     await until('a second sandbox was provisioned and destroyed', () => driver.destroyed.length === 2, 8_000);
     assert.equal(driver.alive.size, 0, 'a sandbox whose row could not be written is not left behind');
     await manager.stop();
+  });
+
+  it('stop waits for a reset and a replacement under way: the driver is called by none of them after stop()', async () => {
+    const { driver, records, manager } = setup();
+    await manager.start();
+    // a reset that goes on until its environment is destroyed (a VM reset waiting for its spare's boot)
+    const destroyedNow = new Set<string>();
+    const destroy = driver.destroy.bind(driver);
+    driver.destroy = async (env) => {
+      destroyedNow.add(env.id);
+      return destroy(env);
+    };
+    let resets = 0;
+    driver.reset = async (env) => {
+      resets += 1;
+      await until('destroyed during its reset', () => destroyedNow.has(env.id));
+      throw new Error('destroyed during its reset');
+    };
+    const calls: string[] = [];
+    let stopped = false;
+    for (const m of ['provision', 'healthCheck', 'reset', 'destroy'] as const) {
+      const f = (driver[m] as (...a: unknown[]) => Promise<unknown>).bind(driver);
+      (driver as unknown as Record<string, unknown>)[m] = (...a: unknown[]) => {
+        if (stopped) calls.push(m);
+        return f(...a);
+      };
+    }
+    const [a, b] = [await manager.acquire('test-1'), await manager.acquire('test-2')];
+    void manager.release(a); // as the executor does: not awaited
+    void manager.fail(b, 'environment fault: its VM died');
+    await until('the reset started', () => resets === 1);
+    await manager.stop();
+    stopped = true;
+    await new Promise((r) => setTimeout(r, 1_500)); // a replacement's retry would come after 1 s
+    assert.deepEqual(calls, [], 'no driver call after stop()');
+    assert.equal(driver.alive.size, 0);
+    assert.deepEqual(records.withStatus('RETIRED').sort(), [...records.rows.keys()].sort(), 'every row RETIRED');
+    assert.equal(records.rows.get(a.handle.id)?.failures, 0, 'a reset cut short by the stop is no fault of the environment');
   });
 
   it('stop: every sandbox destroyed and retired, also when a destroy fails', async () => {

@@ -1,11 +1,14 @@
-// The QEMU environment driver: each environment is a VM booted once (provision) and kept warm; a test
-// runs in it through the guest agent (run.ts, guest-agent.ts), and the reset throws the test's root
-// overlay and work dir away while the kernel stays up (no cold boot). The VM files of an image version
-// are built by `npm run images` (src/images/vm-image.ts), or here at provision when missing.
+// The QEMU environment driver: each environment is a booted VM; a test runs in it through the guest
+// agent (run.ts, guest-agent.ts). By default the reset gives the next test a VM no test ran in: the
+// environment's spare VM, booted in the background meanwhile (spare.ts), is swapped in (milliseconds),
+// and the next spare starts booting; with no spare ready the reset boots one (seconds under TCG). With
+// QEMU_WARM_RESET the reset keeps the VM and throws the test's root overlay and work dir away (for
+// tests that trust each other: a test is root in its VM). The VM files of an image version are built
+// by `npm run images` (src/images/vm-image.ts), or here at provision when missing.
 //
-// Host side: QEMU (vm.ts) as the unprivileged sandbox user when the driver is root, in a cgroup of its
-// own below `<cgroupParent>/<instance>/`, its state (job dir shared over 9p, console log) in
-// `<stateDir>/<instance>/<id>/`.
+// Host side: each QEMU (vm.ts) as the unprivileged sandbox user when the driver is root, in a cgroup
+// of its own (`<cgroupParent>/<instance>/<id>-vm-<n>`), its state (job dir shared over 9p, console log)
+// in `<stateDir>/<instance>/<id>/vm-<n>/`.
 
 import { constants as fsConstants, existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -13,6 +16,7 @@ import path from 'node:path';
 import { writeNewFile } from '../container/host-files';
 import { qemuDriverConfigSchema, type QemuDriverConfigInput } from '../../config/qemu-driver';
 import { bestEffort } from '../../infra/best-effort';
+import { untilAborted } from '../../infra/abort';
 import { Memo } from '../../infra/memo';
 import { resolveImage } from '../../images/store';
 import { ensureVmImage, readVmImage, type VmImage } from '../../images/vm-image';
@@ -34,6 +38,7 @@ import type { DriverLogger } from '../container/image';
 import { newInstanceName } from '../container/instance';
 import { prepareSecureDir, resolveSandboxUser, type SandboxUser } from '../container/sandbox-user';
 import { runInVm, type VmState } from './run';
+import { SpareVm, type BootedVm } from './spare';
 import { QEMU_OVERHEAD_MB, Vm, kvmGroup, probeKvm, qemuPrivileges } from './vm';
 
 export type QemuDriverOptions = QemuDriverConfigInput & { logger?: DriverLogger };
@@ -43,10 +48,13 @@ export interface QemuHandle extends EnvironmentHandle {
   readonly stateDir: string;
 }
 
+/** An environment: its current VM (the VmState fields and `current`) and its spare. */
 interface QemuEnv extends VmState {
   handle: QemuHandle;
-  image: { digest: string; rootfs: string };
-  cgroup: RunCgroup | null;
+  current: BootedVm;
+  spare: SpareVm | null;
+  /** Aborted by destroy: a reset still going on gives up its boot, or stops what it booted. */
+  closing: AbortController;
 }
 
 const ENV_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -83,6 +91,8 @@ export class QemuDriver implements EnvironmentDriver {
     this.sandboxUser ? prepareSecureDir(this.stateRoot) : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined),
   );
   private accel: Promise<number | null> | null = null;
+  /** Numbers the VMs of this driver (their state dirs and cgroups). */
+  private vmCount = 0;
 
   constructor(options: QemuDriverOptions) {
     const { logger, ...rest } = options;
@@ -126,26 +136,52 @@ export class QemuDriver implements EnvironmentDriver {
   async provision(id: string, shape: EnvironmentShape, signal?: AbortSignal): Promise<QemuHandle> {
     if (!ENV_ID.test(id)) throw new Error(`invalid environment id '${id}'`);
     if (this.envs.has(id)) throw new Error(`environment ${id} already provisioned`);
-    const state = await this.boot(id, shape, await this.currentVersion(shape.image), signal);
+    const stateDir = path.join(this.stateRoot, id);
+    const current = await this.boot(id, shape, await this.currentVersion(shape.image), signal);
+    const state: QemuEnv = {
+      id, memoryMb: shape.memoryMb, pids: shape.pids, vm: current.vm, jobDir: current.jobDir, seq: 0, active: null, rootfs: current.image.rootfs,
+      handle: { id, shape, stateDir }, current, spare: null, closing: new AbortController(),
+    };
     this.envs.set(id, state);
+    this.bootSpare(state);
     return state.handle;
   }
 
-  /** A fresh VM for environment `id` on image version `image`. */
-  private async boot(id: string, shape: EnvironmentShape, image: { digest: string; rootfs: string }, signal?: AbortSignal): Promise<QemuEnv> {
+  /** Makes `b` the environment's VM. */
+  private adopt(state: QemuEnv, b: BootedVm): void {
+    Object.assign(state, { current: b, vm: b.vm, jobDir: b.jobDir, rootfs: b.image.rootfs, seq: 0, active: null });
+  }
+
+  /** Starts booting the environment's next spare (unless warm resets, or spares, are configured off). */
+  private bootSpare(state: QemuEnv): void {
+    if (this.config.warmReset || !this.config.spareVms || state.closing.signal.aborted) return;
+    const { id, shape } = state.handle;
+    const image = state.current.image;
+    state.spare = new SpareVm(image.digest, (signal) => this.boot(id, shape, image, signal), (b) => this.stopBooted(b), this.logger, id);
+  }
+
+  /** A fresh VM for environment `id` on image version `image`, in a state dir and cgroup of its own. */
+  private async boot(id: string, shape: EnvironmentShape, image: { digest: string; rootfs: string }, signal?: AbortSignal): Promise<BootedVm> {
     signal?.throwIfAborted();
     const files = await this.vmImage(image.rootfs);
-    const stateDir = path.join(this.stateRoot, id);
-    const jobDir = path.join(stateDir, 'job');
+    const n = ++this.vmCount;
+    const envDir = path.join(this.stateRoot, id);
+    const dir = path.join(envDir, `vm-${n}`);
+    const jobDir = path.join(dir, 'job');
     let cgroup: RunCgroup | null = null;
+    const undo = async (what: string) => {
+      if (cgroup) await bestEffort(this.logger, `removing the cgroup of ${what}`, () => cgroup!.remove());
+      await bestEffort(this.logger, `removing the state of ${what}`, () => fs.rm(dir, { recursive: true, force: true }));
+    };
     try {
       await this.ensureStateRoot();
-      await fs.rm(stateDir, { recursive: true, force: true });
-      await fs.mkdir(stateDir, { mode: 0o711 });
-      await fs.chmod(stateDir, 0o711);
-      for (const d of [jobDir, path.join(stateDir, 'console')]) await this.ownedDir(d);
+      for (const d of [envDir, dir]) {
+        await fs.mkdir(d, { mode: 0o711, recursive: true });
+        await fs.chmod(d, 0o711);
+      }
+      for (const d of [jobDir, path.join(dir, 'console')]) await this.ownedDir(d);
       if (!this.config.disableCgroups) {
-        cgroup = await RunCgroup.create(await this.cgroupLayout(), this.cgroupParent, `${id.replace(/[^A-Za-z0-9_-]/g, '_')}-vm`, {
+        cgroup = await RunCgroup.create(await this.cgroupLayout(), this.cgroupParent, `${id.replace(/[^A-Za-z0-9_-]/g, '_')}-vm-${n}`, {
           memoryBytes: (shape.memoryMb + QEMU_OVERHEAD_MB) * 1024 * 1024,
           // the guest's CPUs and one for QEMU's own threads (main loop, 9p, virtio): under TCG a
           // limit of shape.cpus throttles the emulation itself
@@ -154,7 +190,7 @@ export class QemuDriver implements EnvironmentDriver {
         }, this.logger);
       }
     } catch (err) {
-      await bestEffort(this.logger, `removing the half-made VM ${id}`, () => fs.rm(stateDir, { recursive: true, force: true }));
+      await undo(`the half-made VM ${id}`);
       throw new InfrastructureError(`cannot prepare the VM of ${id}: ${(err as Error).message}`, { cause: err });
     }
     // the probe (up to 8 s) is not waited for by a provision that is aborted (a worker shutting down)
@@ -162,8 +198,7 @@ export class QemuDriver implements EnvironmentDriver {
     try {
       kvmGid = await untilAborted(this.kvm(files.kernel), signal);
     } catch (err) {
-      if (cgroup) await bestEffort(this.logger, 'removing the cgroup of a VM not booted', () => cgroup!.remove());
-      await bestEffort(this.logger, `removing the half-made VM ${id}`, () => fs.rm(stateDir, { recursive: true, force: true }));
+      await undo(`a VM of ${id} not booted`);
       throw err;
     }
     const vm = new Vm({
@@ -171,7 +206,7 @@ export class QemuDriver implements EnvironmentDriver {
       qemuPath: this.config.qemuPath,
       biosPath: this.config.biosPath,
       jobDir,
-      consoleLog: path.join(stateDir, 'console', 'console.log'),
+      consoleLog: path.join(dir, 'console', 'console.log'),
       dropPrivileges: this.sandboxUser ? qemuPrivileges(this.config.setprivPath, this.sandboxUser, kvmGid) : [],
       procsFiles: cgroup?.procsFiles ?? [],
       kvm: kvmGid !== null,
@@ -180,16 +215,11 @@ export class QemuDriver implements EnvironmentDriver {
       await vm.boot(this.config.bootTimeoutMs, signal);
     } catch (err) {
       await vm.stop();
-      if (cgroup) await bestEffort(this.logger, 'removing the cgroup of a VM that did not boot', () => cgroup!.remove());
+      await undo(`a VM of ${id} that did not boot`);
       throw err;
     }
-    this.logger.info({ envId: id, bootMs: vm.bootMs, image: image.digest }, 'VM booted');
-    return {
-      id, memoryMb: shape.memoryMb, pids: shape.pids, vm,
-      jobDir,
-      seq: 0, active: null, rootfs: image.rootfs,
-      handle: { id, shape, stateDir }, image, cgroup,
-    };
+    this.logger.info({ envId: id, vm: n, bootMs: vm.bootMs, image: image.digest }, 'VM booted');
+    return { vm, dir, jobDir, cgroup, image };
   }
 
   /** /dev/kvm's group when KVM is used (probed once: a /dev/kvm may hang guests), null for TCG. */
@@ -214,14 +244,14 @@ export class QemuDriver implements EnvironmentDriver {
   }
 
   async run(env: EnvironmentHandle, spec: RunSpec): Promise<RunOutcome> {
-    let state = this.state(env);
+    const state = this.state(env);
     if (state.active) throw new Error(`environment ${env.id} is already running a test`);
-    if (spec.image && spec.image.digest !== state.image.digest) {
+    if (spec.image && spec.image.digest !== state.current.image.digest) {
       // another version of the image than the VM's disk: a VM of that version (a cold boot)
-      this.logger.info({ envId: env.id, from: state.image.digest, to: spec.image.digest }, 'rebooting the VM on the image version of the test');
+      this.logger.info({ envId: env.id, from: state.current.image.digest, to: spec.image.digest }, 'rebooting the VM on the image version of the test');
       await this.stopVm(state);
-      state = await this.boot(env.id, env.shape, { digest: spec.image.digest, rootfs: spec.image.rootfs });
-      this.envs.set(env.id, state);
+      this.adopt(state, await this.boot(env.id, env.shape, { digest: spec.image.digest, rootfs: spec.image.rootfs }));
+      this.bootSpare(state);
     }
     return runInVm({ logger: this.logger, owner: this.sandboxUser }, state, spec);
   }
@@ -233,16 +263,7 @@ export class QemuDriver implements EnvironmentDriver {
       await state.active.done.catch(() => undefined);
     }
     if (!state.vm.alive) throw new InfrastructureError(`the VM of ${env.id} is not running: it cannot be reset`);
-    if (!this.config.warmReset) {
-      // the next test gets a VM no test ran in: whatever this one left in its VM goes with it
-      await this.stopVm(state);
-      try {
-        this.envs.set(env.id, await this.boot(env.id, env.shape, state.image));
-      } catch (err) {
-        throw err instanceof InfrastructureError ? err : new InfrastructureError(`cannot boot a fresh VM for ${env.id}: ${(err as Error).message}`, { cause: err });
-      }
-      return;
-    }
+    if (!this.config.warmReset) return this.freshVm(state);
     try {
       // frozen: a removal walks names the guest could otherwise swap for links under it
       await state.vm.frozen(async () => {
@@ -256,6 +277,40 @@ export class QemuDriver implements EnvironmentDriver {
       state.vm.kill();
       throw err instanceof InfrastructureError ? err : new InfrastructureError(`cannot reset environment ${env.id}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /**
+   * The next test gets a VM no test ran in (whatever this one left in its VM goes with it): the spare,
+   * booted meanwhile (waited for when its boot still goes on), else one booted now; then the next spare.
+   */
+  private async freshVm(state: QemuEnv): Promise<void> {
+    const { id, shape } = state.handle;
+    const image = state.current.image;
+    const { signal } = state.closing;
+    const destroyed = () => new InfrastructureError(`environment ${id} was destroyed during its reset`);
+    // the spare stays the environment's until taken: a destroy meanwhile discards it (aborts its boot)
+    const spare = state.spare;
+    await this.stopBooted(state.current);
+    let next: BootedVm | null = null;
+    try {
+      if (spare?.digest === image.digest) next = await spare.take();
+      else await spare?.discard();
+      if (state.spare === spare) state.spare = null;
+      if (signal.aborted) {
+        if (next) await this.stopBooted(next);
+        throw destroyed();
+      }
+      next ??= await this.boot(id, shape, image, signal);
+    } catch (err) {
+      if (signal.aborted) throw destroyed();
+      throw err instanceof InfrastructureError ? err : new InfrastructureError(`cannot boot a fresh VM for ${id}: ${(err as Error).message}`, { cause: err });
+    }
+    if (signal.aborted) {
+      await this.stopBooted(next);
+      throw destroyed();
+    }
+    this.adopt(state, next);
+    this.bootSpare(state);
   }
 
   async healthCheck(env: EnvironmentHandle): Promise<HealthStatus> {
@@ -275,8 +330,9 @@ export class QemuDriver implements EnvironmentDriver {
 
   async usage(env: EnvironmentHandle): Promise<ResourceUsage | null> {
     const state = this.envs.get(env.id);
-    if (!state?.active || !state.cgroup) return null;
-    const stats = await bestEffort(this.logger, 'reading the usage of a VM', () => state.cgroup!.stats(), null);
+    const group = state?.active ? state.current.cgroup : null;
+    if (!group) return null;
+    const stats = await bestEffort(this.logger, 'reading the usage of a VM', () => group.stats(), null);
     if (!stats) return null;
     return { cpuTimeMs: stats.cpuTimeMs, cpuPercent: null, memoryBytes: stats.memoryBytes, peakMemoryBytes: stats.peakMemoryBytes };
   }
@@ -284,25 +340,38 @@ export class QemuDriver implements EnvironmentDriver {
   async destroy(env: EnvironmentHandle): Promise<void> {
     const state = this.envs.get(env.id);
     this.envs.delete(env.id);
-    if (state) await this.stopVm(state);
+    if (state) {
+      state.closing.abort();
+      await this.stopVm(state);
+    }
     if (!ENV_ID.test(env.id)) throw new Error(`refusing to remove environment '${env.id}': not an environment id`);
     await fs.rm(path.join(this.stateRoot, env.id), { recursive: true, force: true }).catch((err: Error) => {
       throw new InfrastructureError(`cannot destroy environment ${env.id}: ${err.message}`, { cause: err });
     });
   }
 
+  /** Stops the environment's VM and its spare (aborting its boot). */
   private async stopVm(state: QemuEnv): Promise<void> {
     state.active?.kill();
-    await state.vm.stop();
-    if (state.cgroup) {
-      const group = state.cgroup;
+    const spare = state.spare;
+    state.spare = null;
+    await Promise.all([this.stopBooted(state.current), spare?.discard()]);
+  }
+
+  /** Stops a VM, empties and removes its cgroup, and removes its state dir. */
+  private async stopBooted(b: BootedVm): Promise<void> {
+    await b.vm.stop();
+    if (b.cgroup) {
+      const group = b.cgroup;
       await bestEffort(this.logger, 'killing what is left in the cgroup of a VM', () => group.kill(3000));
       await bestEffort(this.logger, 'removing the cgroup of a VM', () => group.remove());
     }
+    await bestEffort(this.logger, 'removing the state dir of a VM', () => fs.rm(b.dir, { recursive: true, force: true }));
   }
 
   async close(): Promise<void> {
-    for (const state of this.envs.values()) await this.stopVm(state);
+    for (const state of this.envs.values()) state.closing.abort();
+    await Promise.all([...this.envs.values()].map((state) => this.stopVm(state)));
     this.envs.clear();
     const layout = this.layout ? await bestEffort(this.logger, 'detecting cgroups for close', () => this.layout!, null) : null;
     if (layout) await bestEffort(this.logger, 'removing the cgroups of the QEMU driver', () => removeGroupTree(layout, this.cgroupParent, this.logger));
@@ -347,6 +416,17 @@ export class QemuDriver implements EnvironmentDriver {
     return this.envs.get(env.id)?.vm.pid;
   }
 
+  /** The QEMU process id of the environment's spare once booted (undefined while it boots, or with none). */
+  sparePid(env: EnvironmentHandle): number | undefined {
+    const spare = this.envs.get(env.id)?.spare;
+    return spare?.ready ? spare.pid : undefined;
+  }
+
+  /** The host dir the current VM shares with its guest over 9p (in/, ctl/, out/ of the run). */
+  jobDirOf(env: EnvironmentHandle): string {
+    return this.state(env).jobDir;
+  }
+
   private state(env: EnvironmentHandle): QemuEnv {
     const state = this.envs.get(env.id);
     if (!state) throw new InfrastructureError(`environment ${env.id} is not provisioned by this driver`);
@@ -370,15 +450,4 @@ export class QemuDriver implements EnvironmentDriver {
     });
     return this.layout;
   }
-}
-
-/** `p`, or a rejection as soon as `signal` aborts (`p` goes on by itself). */
-function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return p;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason ?? new Error('aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }

@@ -11,6 +11,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, promises as fs, statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { onAbort } from '../../infra/abort';
 import { inheritableFds } from '../../infra/inherited-fds';
 import { InfrastructureError, type EnvironmentShape } from '../driver';
 import { AGENT_PORT, JOB_TAG } from './guest-agent';
@@ -214,8 +215,8 @@ export class Vm {
       this.markExited();
     });
     const hello = setInterval(() => this.send('HELLO'), 500);
-    const onAbort = () => this.kill();
-    signal?.addEventListener('abort', onAbort, { once: true });
+    // an abort that came before QEMU started (while the driver prepared the VM) kills it at once
+    const detach = onAbort(signal, () => this.kill());
     try {
       await this.expect('READY', timeoutMs);
       this.bootMs = Math.round(performance.now() - t0);
@@ -226,7 +227,7 @@ export class Vm {
       throw new InfrastructureError(`${(err as Error).message}${tail ? `; console: ${tail}` : ''}`, { cause: err });
     } finally {
       clearInterval(hello);
-      signal?.removeEventListener('abort', onAbort);
+      detach();
     }
   }
 

@@ -116,6 +116,9 @@ export class RemoteDriver implements EnvironmentDriver {
   }
 
   private call<T>(method: Method, args: unknown[], extra: { onOutput?: RunSpec['onOutput']; signal?: AbortSignal } = {}): Promise<T> {
+    // closed: a late call (a reset that ends after the worker stopped) must not start a host again,
+    // which nothing would ever close
+    if (this.closing && !(method === 'close' && this.child)) return Promise.reject(new InfrastructureError(`the ${this.kind} driver is closed`));
     const child = this.start();
     const id = this.nextId++;
     const signal = extra.signal;
