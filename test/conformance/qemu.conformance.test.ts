@@ -3,8 +3,9 @@
 // dies or panics as an InfrastructureError.
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -45,6 +46,14 @@ function newDriver(warmReset = true, spareVms = true): QemuDriver {
   return new QemuDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path, warmReset, spareVms });
 }
 const sleepMs = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Alive and not a zombie. */
+function isAlive(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) [ZX]/s.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
 /** The spare's pid once it has booted. */
 async function bootedSpare(d: QemuDriver, e: EnvironmentHandle): Promise<number> {
   for (let i = 0; i < 1200; i++) {
@@ -177,6 +186,42 @@ describe('QemuDriver specifics', () => {
       await none.close();
     }
     assert.deepEqual(hostProcessesMatching(`qemu-dead-spare-${process.pid}/vm-`), [], 'no QEMU left after destroy');
+  });
+
+  it('the VMs of a driver whose process was SIGKILLed are killed and removed by the next driver on the host', async (t) => {
+    if (skip) return t.skip(skip);
+    const state = makeTempDir('orch-qemu-crash-', { traversable: true });
+    stateDirs.push(state);
+    const driverJs = path.resolve(__dirname, '../../src/environments/qemu/driver.js');
+    const child = spawn(process.execPath, ['-e', `
+      const { QemuDriver } = require(${JSON.stringify(driverJs)});
+      const d = new QemuDriver({ imageDir: ${JSON.stringify(testImageDir())}, stateDir: ${JSON.stringify(state.path)} });
+      const shape = ${JSON.stringify(shape)};
+      d.preflight(shape).then(() => d.provision('crashed-env', shape)).then((e) => console.log('UP ' + d.instance + ' ' + d.vmPid(e)), (err) => { console.error(err); process.exit(1); });
+      setInterval(() => {}, 1000);
+    `], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout!.on('data', (c) => (out += c));
+    for (let i = 0; i < 1200 && !/^UP /m.test(out); i++) await sleepMs(100);
+    const [, instance, pid] = /^UP (\S+) (\d+)/m.exec(out) ?? [];
+    assert.ok(instance && pid, `the crashing driver booted its VM: ${out}`);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    await sleepMs(300);
+    assert.doesNotThrow(() => process.kill(Number(pid), 0), 'its VM outlives it (what the sweep is for)');
+    assert.ok(existsSync(path.join(state.path, instance)));
+
+    const next = new QemuDriver({ imageDir: testImageDir(), logger: silentLogger, stateDir: state.path });
+    try {
+      await next.preflight(shape);
+      for (let i = 0; i < 50 && isAlive(Number(pid)); i++) await sleepMs(100);
+      assert.equal(isAlive(Number(pid)), false, 'the VM of the dead driver is killed');
+      assert.equal(existsSync(path.join(state.path, instance)), false, 'its state dir is removed');
+      const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((c) => path.join('/sys/fs/cgroup', c))];
+      assert.deepEqual(roots.map((r) => path.join(r, 'test-orchestrator', instance)).filter((d) => existsSync(d)), [], 'its cgroups are removed');
+    } finally {
+      await next.close();
+    }
   });
 
   it('runs the guest kernel, as root in the guest, with the shape\'s CPUs and memory; no network but loopback', async (t) => {

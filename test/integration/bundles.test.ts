@@ -8,9 +8,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { gql, gqlOk, sleep } from '../helpers/gql';
+import { gql, gqlOk } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
 import { makeTempDir, type TempDir } from '../helpers/sandbox-env';
+import { waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 import { file, hostileArchives, tarOf } from '../helpers/tar-archives';
 
@@ -57,15 +58,7 @@ describe('bundles and files', () => {
     tmp?.cleanup();
   });
 
-  async function waitPlan(id: string, timeoutMs = 90_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { plan } = await gqlOk(url, PLAN, { id });
-      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status) && plan.counts.running === 0 && plan.counts.queued === 0) return plan;
-      if (Date.now() > deadline) throw new Error(`plan not finished: ${JSON.stringify(plan)}`);
-      await sleep(100);
-    }
-  }
+  const waitPlan = (id: string) => waitForPlan(url, PLAN, id);
   const byName = (plan: any) => Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t.result]));
   const planCount = async () => Number((await server.core.db.prisma.executionPlan.count()));
 

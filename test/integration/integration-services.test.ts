@@ -3,13 +3,11 @@
 // `npm run images`), used by the script; and a service that never gets ready, which fails the test
 // naming it without running the script.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { gqlOk, sleep } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
+import { submitTests, testsByName, waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 
-const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { status tests(first: 10) { nodes { name status environment { pool }
   result { exitCode stdout stderr errorMessage } } } } }`;
 // The default pools: INTEGRATION tests go to the pool whose default image is the services image.
@@ -38,12 +36,9 @@ describe('INTEGRATION tests with real services from the services image', () => {
   });
 
   async function run(tests: object[]) {
-    const { submitPlan } = await gqlOk(server.url, SUBMIT, { input: { name: `svc-${randomUUID().slice(0, 6)}`, tests } });
-    for (const deadline = Date.now() + 120_000; Date.now() < deadline; await sleep(200)) {
-      const { plan } = await gqlOk(server.url, PLAN, { id: submitPlan.id });
-      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status)) return Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t]));
-    }
-    throw new Error('plan did not finish');
+    const id = await submitTests(server.url, tests, {}, 'svc');
+    const done = (p: any) => ['PASSED', 'FAILED', 'CANCELLED'].includes(p.status);
+    return testsByName(await waitForPlan(server.url, PLAN, id, { timeoutMs: 120_000, everyMs: 200, done }));
   }
 
   it('starts Redis and PostgreSQL beside the script, which uses both', async () => {

@@ -1,14 +1,14 @@
 // Output is bytes: binary output survives (safe text in the row, the exact bytes as an artifact, live
 // chunks), and a result that cannot be recorded ends its test in ERROR naming the cause, run once.
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from 'graphql-ws';
 import { gqlOk, sleep, subscribe, wsClient } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
+import { submitTests, waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 
-const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { id status counts { running queued total }
   tests(first: 10) { nodes { id name status attempts
     result { exitCode stdout stderr outputTruncated errorMessage artifacts { name kind sizeBytes sha256 url } } } } } }`;
@@ -34,18 +34,8 @@ describe('test output is bytes', () => {
     await redis?.stop();
   });
 
-  async function submit(tests: object[]): Promise<string> {
-    return (await gqlOk(url, SUBMIT, { input: { name: `bytes-${randomUUID().slice(0, 6)}`, tests } })).submitPlan.id;
-  }
-  async function waitPlan(id: string, timeoutMs = 90_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { plan } = await gqlOk(url, PLAN, { id });
-      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status) && plan.counts.running === 0 && plan.counts.queued === 0) return plan;
-      if (Date.now() > deadline) throw new Error(`plan not finished: ${JSON.stringify(plan)}`);
-      await sleep(200);
-    }
-  }
+  const submit = (tests: object[]) => submitTests(url, tests, {}, 'bytes');
+  const waitPlan = (id: string) => waitForPlan(url, PLAN, id, { everyMs: 200 });
   const download = async (path: string) => {
     const res = await fetch(`${url}${path}`);
     assert.equal(res.status, 200);

@@ -3,7 +3,7 @@
 // VM killed from the host (UNHEALTHY, replaced, the test retried). One VM serves the whole file.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,13 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import { gqlOk, sleep } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
 import { makeTempDir, type TempDir } from '../helpers/sandbox-env';
+import { submitTests, testsByName, waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 
 const POOLS = JSON.stringify([
   { name: 'vm', kind: 'QEMU', cpus: 1, memoryMb: 384, image: 'debian-bookworm', capacity: 1, pids: 256, testTypes: ['UNIT'] },
   { name: 'container', kind: 'CONTAINER', cpus: 1, memoryMb: 256, image: 'debian-bookworm', capacity: 1, pids: 64, testTypes: ['UNIT'] },
 ]);
-const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { id status counts { running queued total }
   tests(first: 100) { nodes { id name status attempts environment { id pool kind }
     result { exitCode signal stdout stderr timedOut durationMs errorMessage artifacts { name kind sizeBytes sha256 url } } } } } }`;
@@ -46,20 +46,9 @@ describe('tests in QEMU VMs through the API', () => {
     tmp?.cleanup();
   });
 
-  async function submit(tests: object[], extra: object = {}): Promise<string> {
-    const { submitPlan } = await gqlOk(url, SUBMIT, { input: { name: `qemu-${randomUUID().slice(0, 6)}`, tests, ...extra } });
-    return submitPlan.id;
-  }
-  async function waitPlan(id: string, timeoutMs = 240_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { plan } = await gqlOk(url, PLAN, { id });
-      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status) && plan.counts.running === 0 && plan.counts.queued === 0) return plan;
-      if (Date.now() > deadline) throw new Error(`plan not finished: ${JSON.stringify(plan)}`);
-      await sleep(200);
-    }
-  }
-  const byName = (plan: any) => Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t]));
+  const submit = (tests: object[], extra: object = {}) => submitTests(url, tests, extra, 'qemu');
+  const waitPlan = (id: string) => waitForPlan(url, PLAN, id, { timeoutMs: 240_000, everyMs: 200 });
+  const byName = testsByName;
 
   it('PASSED with the guest kernel, FAILED with exit 5, TIMED_OUT at 5 s, an artifact byte-exact; no kind: a container', async (t) => {
     if (skip) return t.skip(skip);

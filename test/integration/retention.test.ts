@@ -11,12 +11,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gql, gqlOk, sleep } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
+import { planFinished, submitTests, testsByName, waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 import { file, tarOf } from '../helpers/tar-archives';
 
-const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { id status counts { running queued total }
   tests(first: 20) { nodes { id name status result { artifacts { id name sha256 sizeBytes url } } } } } }`;
+const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const DELETE = `mutation($id: ID!) { deletePlan(id: $id) }`;
 const STATUS = `{ systemStatus { completedTests components { name healthy detail } } }`;
 const POOLS = JSON.stringify([
@@ -41,17 +42,10 @@ describe('retention and deleting plans', () => {
     rmSync(artifactDir, { recursive: true, force: true });
   });
 
-  async function submit(tests: object[]): Promise<string> {
-    return (await gqlOk(url, SUBMIT, { input: { name: `ret-${randomUUID().slice(0, 6)}`, tests } })).submitPlan.id;
-  }
-  async function waitPlan(id: string, done = (p: any) => ['PASSED', 'FAILED', 'CANCELLED'].includes(p.status) && p.counts.running === 0 && p.counts.queued === 0) {
-    const deadline = Date.now() + 90_000;
-    for (;;) {
-      const { plan } = await gqlOk(url, PLAN, { id });
-      if (plan && done(plan)) return { plan, t: Object.fromEntries(plan.tests.nodes.map((n: any) => [n.name, n])) as Record<string, any> };
-      if (Date.now() > deadline) throw new Error(`plan not as awaited: ${JSON.stringify(plan)}`);
-      await sleep(200);
-    }
+  const submit = (tests: object[]) => submitTests(url, tests, {}, 'ret');
+  async function waitPlan(id: string, done = planFinished) {
+    const plan = await waitForPlan(url, PLAN, id, { done, everyMs: 200 });
+    return { plan, t: testsByName(plan) };
   }
   const logOf = (test: any, name = 'stdout.log') => test.result.artifacts.find((a: any) => a.name === name);
   const blobPath = (sha256: string) => join(artifactDir, sha256.slice(0, 2), sha256);

@@ -1,13 +1,11 @@
 // SECURITY tests through the API: the hardened profile holds and the result carries a security audit
 // (what the script was denied and what it executed) as a LOG artifact, downloadable like any other.
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { gqlOk, sleep } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
+import { submitTests, testsByName, waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 
-const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { status counts { running queued }
   tests(first: 10) { nodes { name status result { exitCode stdout stderr artifacts { name kind sizeBytes url } } } } } }`;
 const POOLS = JSON.stringify([
@@ -28,16 +26,8 @@ describe('SECURITY tests', { skip: process.getuid?.() !== 0 ? 'the security audi
   });
 
   async function runPlan(tests: object[]) {
-    const { submitPlan } = await gqlOk(server.url, SUBMIT, { input: { name: `security-${randomUUID().slice(0, 6)}`, tests } });
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const { plan } = await gqlOk(server.url, PLAN, { id: submitPlan.id });
-      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status) && plan.counts.running === 0 && plan.counts.queued === 0) {
-        return Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t]));
-      }
-      if (Date.now() > deadline) throw new Error(`plan not finished: ${JSON.stringify(plan.counts)}`);
-      await sleep(100);
-    }
+    const id = await submitTests(server.url, tests, {}, 'security');
+    return testsByName(await waitForPlan(server.url, PLAN, id, { timeoutMs: 60_000 }));
   }
 
   it('a SECURITY test that tries a user namespace and ptrace gets EPERM, and its security-audit.log lists both and what it ran', async () => {

@@ -9,9 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import type { Client } from 'graphql-ws';
 import { gqlOk, sleep, subscribe, wsClient } from '../helpers/gql';
 import { startTestRedis, type TestRedis } from '../helpers/redis';
+import { submitTests, testsByName, waitForPlan } from '../helpers/plans';
 import { startTestServer, type TestServer } from '../helpers/server';
 
-const SUBMIT = `mutation($input: SubmitPlanInput!) { submitPlan(input: $input) { id } }`;
 const PLAN = `query($id: ID!) { plan(id: $id) { id status counts { passed failed timedOut error cancelled running queued total }
   tests(first: 100) { nodes { id name status attempts startedAt finishedAt environment { id pool }
     result { exitCode signal stdout stderr outputTruncated durationMs timedOut errorMessage metrics { cpuTimeMs peakMemoryBytes }
@@ -53,20 +53,12 @@ describe('running tests in sandboxes', () => {
   });
 
   async function runPlan(tests: object[], opts: { priority?: number; wait?: boolean } = {}) {
-    const { submitPlan } = await gqlOk(url, SUBMIT, { input: { name: `plan-${randomUUID().slice(0, 6)}`, priority: opts.priority ?? 0, tests } });
-    if (opts.wait === false) return submitPlan.id as string;
-    return waitPlan(submitPlan.id);
+    const id = await submitTests(url, tests, { priority: opts.priority ?? 0 });
+    if (opts.wait === false) return id;
+    return waitPlan(id);
   }
-  async function waitPlan(id: string, timeoutMs = 60_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { plan } = await gqlOk(url, PLAN, { id });
-      if (['PASSED', 'FAILED', 'CANCELLED'].includes(plan.status) && plan.counts.running === 0 && plan.counts.queued === 0) return plan;
-      if (Date.now() > deadline) throw new Error(`plan not finished: ${JSON.stringify(plan.counts)}`);
-      await sleep(100);
-    }
-  }
-  const byName = (plan: any) => Object.fromEntries(plan.tests.nodes.map((t: any) => [t.name, t]));
+  const waitPlan = (id: string, timeoutMs = 60_000) => waitForPlan(url, PLAN, id, { timeoutMs });
+  const byName = testsByName;
 
   it('reaches PASSED, FAILED (exit code, signal), TIMED_OUT with the captured fields', async () => {
     const marker = uniqueSleep();

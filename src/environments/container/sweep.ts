@@ -1,5 +1,6 @@
-// Removing what container driver instances of dead processes left on this host (after a SIGKILL or
-// a crash). Each driver instance keeps its run groups under `<cgroupParent>/<instance>/` and its
+// Removing what driver instances of dead processes left on this host (after a SIGKILL or a crash):
+// the container driver's, and the QEMU driver's (the same instance names and cgroup parent; state dirs
+// of its own). Each driver instance keeps its run groups under `<cgroupParent>/<instance>/` and its
 // environments' state dirs under `<stateDir>/<instance>/` (instance.ts: the name encodes the owning
 // process's pid, start time and pid namespace). A live process's instances are never touched.
 
@@ -76,7 +77,7 @@ export async function sweepDeadInstances(t: SweepTarget): Promise<{ cgroups: str
     }
   }
   if (removed.cgroups.length || removed.stateDirs.length) {
-    log.info({ cgroups: removed.cgroups, stateDirs: removed.stateDirs }, 'removed what dead container drivers left behind');
+    log.info({ cgroups: removed.cgroups, stateDirs: removed.stateDirs }, 'removed what dead driver instances left behind');
   }
   return removed;
 }

@@ -36,6 +36,7 @@ import {
 } from '../driver';
 import type { DriverLogger } from '../container/image';
 import { newInstanceName } from '../container/instance';
+import { sweepDeadInstances } from '../container/sweep';
 import { prepareSecureDir, resolveSandboxUser, type SandboxUser } from '../container/sandbox-user';
 import { runInVm, type VmState } from './run';
 import { SpareVm, type BootedVm } from './spare';
@@ -91,6 +92,7 @@ export class QemuDriver implements EnvironmentDriver {
     this.sandboxUser ? prepareSecureDir(this.stateRoot) : fs.mkdir(this.stateRoot, { recursive: true }).then(() => undefined),
   );
   private accel: Promise<number | null> | null = null;
+  private swept: Promise<void> | null = null;
   /** Numbers the VMs of this driver (their state dirs and cgroups). */
   private vmCount = 0;
 
@@ -116,6 +118,20 @@ export class QemuDriver implements EnvironmentDriver {
       throw new Error(`the VM image of ${shape.image} is not built in ${this.config.imageDir}: run \`npm run images\``);
     }
     if (!this.config.disableCgroups) await this.cgroupLayout();
+    await this.sweepOnce();
+  }
+
+  /**
+   * What QEMU driver instances of dead processes left on this host (a driver host SIGKILLed leaves its
+   * VMs running): their QEMU processes killed through their cgroups, the groups and state dirs removed
+   * (the container driver's sweep, on this driver's state dirs). Once per driver; never fails.
+   */
+  private sweepOnce(): Promise<void> {
+    this.swept ??= (async () => {
+      const layout = this.config.disableCgroups ? null : await this.cgroupLayout().catch(() => null);
+      await sweepDeadInstances({ layout, cgroupBase: this.config.cgroupParent, stateBase: path.dirname(this.stateRoot), log: this.logger });
+    })().catch((err: Error) => this.logger.warn({ err: err.message }, 'sweep of dead QEMU driver instances failed'));
+    return this.swept;
   }
 
   private async currentVersion(image: string): Promise<{ digest: string; rootfs: string }> {
