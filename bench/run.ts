@@ -173,7 +173,10 @@ function report(figures: Figure[], failures: string[], databases: DatabaseName[]
     const qt = get('qemu-trivial');
     const ct = get('container-trivial');
     if (boot && start && vmReset && qt && ct) {
-      parts.push(`QEMU: cold boot ${fmtMs(boot.value)}, warm start ${fmtMs(start.value)}, reset ${fmtMs(vmReset.value)}, a trivial test ${fmtMs(qt.value)} (container ${fmtMs(ct.value)})`);
+      const spare = get('qemu-reset-spare');
+      const fresh = get('qemu-reset-fresh');
+      const resets = [spare && `reset (spare swapped in) ${fmtMs(spare.value)}`, `warm reset ${fmtMs(vmReset.value)}`, fresh && `reset without a spare ${fmtMs(fresh.value)}`].filter(Boolean).join(', ');
+      parts.push(`QEMU: cold boot ${fmtMs(boot.value)}, warm start ${fmtMs(start.value)}, ${resets}, a trivial test ${fmtMs(qt.value)} (container ${fmtMs(ct.value)})`);
     }
     const resetBig = get('reset-big');
     const resetSmall = get('reset-small');

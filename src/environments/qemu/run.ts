@@ -52,6 +52,8 @@ export interface VmState {
   active: { kill(): void; done: Promise<unknown> } | null;
   /** Host path of the root filesystem the VM's disk was made of. */
   rootfs: string;
+  /** Called when a run's script has started (the driver then boots the next spare VM). */
+  whenStarted?: () => void;
 }
 
 /**
@@ -306,6 +308,7 @@ export async function runInVm(host: QemuRunHost, s: VmState, spec: RunSpec): Pro
       if (finished || timer || timedOut || aborted) return;
       t0 = performance.now();
       timer = setTimeout(() => stop('timeout'), Math.max(1, spec.timeoutMs));
+      s.whenStarted?.();
     };
     void started.then(() => setTimeout(startClock, START_MS).unref(), () => undefined);
     s.active = { kill: () => stop('abort'), done };

@@ -15,6 +15,8 @@ export interface BootedVm {
   jobDir: string;
   cgroup: RunCgroup | null;
   image: { digest: string; rootfs: string };
+  /** The agent's message number reached by the driver's warm-up. */
+  seq: number;
 }
 
 export class SpareVm {
